@@ -1,0 +1,37 @@
+# Set-up is automatic: every target creates the virtual environment when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+# torch is installed first and pinned through this variable: the CPU wheel of 2.13.0 is on
+# this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+# Train the default config (ICL emerges in about a minute on 2 cores); a complete run is reused.
+demo: $(STAMP)
+	$(BIN)/mmicl train default --out checkpoints/default
+
+# pytest exits 5 when it collects no tests: that fails here like any other error.
+test: $(STAMP)
+	$(BIN)/ruff check mmicl_interp tests benchmarks
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check mmicl_interp tests benchmarks
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,126 @@
+"""`make bench`: speed and memory of training, as ratios measured in this one run.
+
+Prints, for the default config and for the paper's point (K 8192, L 32, D 64, N 8, B 2,
+one-hot APE of width 65, 2 layers, 1 head, the published gated MLP):
+
+- training steps/s of our hooked model (one step = fresh batch + forward + backward + Adam);
+- the ratio of our model's step time to a plain-PyTorch model of the same math
+  (``benchmarks/reference.py``, no hooks), timed interleaved on the same batch
+  (target <= 1.15);
+- the data-generation share of a step (target < 10%);
+- peak resident memory of the process.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reference import PlainICLModel  # noqa: E402
+
+from mmicl_interp.config import load_config  # noqa: E402
+from mmicl_interp.data.task import Task  # noqa: E402
+from mmicl_interp.model.transformer import ICLTransformer  # noqa: E402
+
+PUBLISHED_MS_PER_STEP = 41.0  # published code at the paper's point on this machine (34 model + 7 data)
+
+
+def _median_ms(fn, repeats: int, inner: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner * 1000)
+    return statistics.median(times)
+
+
+def _train_step_fn(model, batch):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        loss = F.cross_entropy(model(batch.inputs, batch.pos_shift), batch.targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def bench_point(label: str, overrides: list[str], mlp: str) -> dict[str, float]:
+    config = load_config("default", overrides)
+    task = Task.create(config.task)
+    ours = ICLTransformer.from_task(config.model, config.task)
+    plain = PlainICLModel(
+        config.task.D, config.task.L, config.model.n_layers, config.model.n_heads, ours.pos_width, mlp
+    )
+    g = torch.Generator().manual_seed(0)
+    shift = ours.max_shift_for(task.layout.n_ctx)
+    batch = task.sample(config.train.batch_size, g, max_shift=shift)
+    step_ours, step_plain = _train_step_fn(ours, batch), _train_step_fn(plain, batch)
+    for fn in (step_ours, step_plain):  # warm-up
+        for _ in range(5):
+            fn()
+    ours_ms, plain_ms = [], []
+    for _ in range(7):  # interleaved, so machine noise hits both alike
+        ours_ms.append(_median_ms(step_ours, 1, 10))
+        plain_ms.append(_median_ms(step_plain, 1, 10))
+    data_ms = _median_ms(lambda: task.sample(config.train.batch_size, g, max_shift=shift), 5, 20)
+    model_ms, ref_ms = statistics.median(ours_ms), statistics.median(plain_ms)
+    step_ms = model_ms + data_ms
+    return {
+        "label": label,
+        "d_model": ours.cfg.d_model,
+        "step_ms": step_ms,
+        "steps_per_s": 1000 / step_ms,
+        "model_ms": model_ms,
+        "plain_ms": ref_ms,
+        "ratio": model_ms / ref_ms,
+        "data_ms": data_ms,
+        "data_share": data_ms / step_ms,
+    }
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    points = [
+        bench_point("default config", [], "none"),
+        bench_point(
+            "paper point",
+            ["task.D=64", "model.n_max=32", "model.mlp=paper_gated", "train.batch_size=128"],
+            "paper_gated",
+        ),
+    ]
+    header = (
+        f"{'point':<16}{'d_model':>8}{'steps/s':>9}{'step ms':>9}{'ours ms':>9}{'plain ms':>9}"
+        f"{'ours/plain':>11}{'data ms':>9}{'data share':>11}"
+    )
+    print(header)
+    for p in points:
+        print(
+            f"{p['label']:<16}{p['d_model']:>8}{p['steps_per_s']:>9.1f}{p['step_ms']:>9.2f}"
+            f"{p['model_ms']:>9.2f}{p['plain_ms']:>9.2f}{p['ratio']:>11.3f}{p['data_ms']:>9.2f}"
+            f"{p['data_share']:>10.1%}"
+        )
+    default = points[0]
+    print(
+        f"default step vs published code at the paper's point ({PUBLISHED_MS_PER_STEP:.0f} ms): "
+        f"{default['step_ms'] / PUBLISHED_MS_PER_STEP:.2f}x"
+    )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory: {peak_mb:.0f} MB")
+    ok = all(p["ratio"] <= 1.15 and p["data_share"] < 0.10 for p in points)
+    print("targets (ours/plain <= 1.15, data share < 10%):", "met" if ok else "NOT met")
+
+
+if __name__ == "__main__":
+    main()

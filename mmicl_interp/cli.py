@@ -1,0 +1,71 @@
+"""The ``mmicl`` command line.
+
+``mmicl train CONFIG [--out DIR] [--set key=value ...] [--resume] [--quiet]``
+
+CONFIG is a TOML path or the name of a shipped config in ``analyses/configs`` (e.g.
+``default``). Bad input (an invalid value, an unknown key, a TOML syntax error, a missing
+file, an output directory that holds another run, a corrupt file) prints one line naming
+the field and what is allowed, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mmicl_interp.config import ConfigError, load_config
+from mmicl_interp.io import CorruptFileError
+
+EXIT_BAD_INPUT = 2
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mmicl_interp.train.trainer import train
+
+    config = load_config(args.config, args.set or [])
+    out = Path(args.out) if args.out else Path("checkpoints") / config.name
+    result = train(config, out, resume=args.resume, progress=not args.quiet, log=print)
+    if result.already_complete:
+        print(f"{out} already holds this complete run; nothing to train.")
+    else:
+        print(f"trained {result.steps_trained} steps in {result.wall_time_s:.1f} s -> {out}")
+    summary = "  ".join(f"{k} {v:.3f}" for k, v in result.final_metrics.items())
+    print(f"final accuracy: {summary}  (chance {1 / config.task.L:.3f})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmicl", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train a config into a run directory of checkpoints")
+    p.add_argument("config", help="TOML file, or a shipped config name (e.g. default, iwl)")
+    p.add_argument("--out", help="run directory (default: checkpoints/<name>)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set task.K=512 (repeatable)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mmicl`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"mmicl: error: {err}", file=sys.stderr)
+    except CorruptFileError as err:
+        print(f"mmicl: error: {err}", file=sys.stderr)
+    except FileNotFoundError as err:
+        print(f"mmicl: error: {err}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

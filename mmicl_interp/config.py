@@ -1,0 +1,338 @@
+"""Run configuration: dataclasses loaded from TOML, validated field by field.
+
+A config file has three sections, ``[task]``, ``[model]`` and ``[train]``, whose keys are
+the names of SCIENCE.md (K, L, D, N, B, p_B, p_C, eps, alpha, no_repeats, ...). Every bad
+value raises :class:`ConfigError` naming the field (``section.key``) and what is allowed,
+so the CLI can print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mmicl_interp.types import (
+    MLP_TYPES,
+    NORM_TYPES,
+    OPTIMIZERS,
+    POSITION_TYPES,
+    SCHEDULE_KINDS,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "analyses" / "configs"
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; ``field`` names it as ``section.key``."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class TaskConfig:
+    """The unimodal Gaussian-mixture few-shot task (SCIENCE.md section 1)."""
+
+    K: int = 8192
+    """Number of training classes (class diversity, the main data-complexity knob)."""
+    L: int = 32
+    """Number of labels; class k has label k mod L."""
+    D: int = 64
+    """Feature dimension of items and label vectors."""
+    N: int = 8
+    """Exemplar (item, label) pairs per context."""
+    B: int = 2
+    """Burstiness: copies of each class in a bursty context (0 = no bursty sequences)."""
+    p_B: float = 1.0
+    """Fraction of bursty sequences."""
+    p_C: float = 0.0
+    """Fraction of sequences drawn from novel classes."""
+    eps: float = 0.1
+    """Within-class noise."""
+    alpha: float = 0.0
+    """Zipf exponent of the class distribution (P(k) ~ k^-alpha)."""
+    no_repeats: bool = False
+    """Bursty contexts use distinct labels."""
+    K_c: int = 128
+    """Size of each fresh set of novel classes."""
+    seed: int = 0
+    """Seed of the task itself (class means, label vectors) and of the training data."""
+    eval_seed: int = 1
+    """Seed of the four eval suites, drawn once per run."""
+    eval_size: int = 1000
+    """Sequences per eval suite."""
+
+    def validate(self) -> None:
+        _positive_int(self, "task", ("K", "D", "N", "K_c", "eval_size"))
+        _int(self, "task", ("seed", "eval_seed", "B", "L"))
+        if self.L < 2:
+            raise ConfigError("task.L", f"must be an integer >= 2, got {self.L}")
+        if self.K % self.L != 0:
+            raise ConfigError("task.K", f"must be divisible by L={self.L}, got K={self.K}")
+        if self.B < 0 or self.B >= self.N or (self.B > 0 and self.N % self.B != 0):
+            raise ConfigError(
+                "task.B",
+                f"must be 0 or a divisor of N={self.N} with 0 < B < N, got {self.B}",
+            )
+        for name in ("p_B", "p_C"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"task.{name}", f"must be a number in [0, 1], got {value!r}")
+        if self.p_B > 0 and self.B == 0:
+            raise ConfigError("task.p_B", "must be 0 when B = 0 (no bursty sequences)")
+        for name in ("eps", "alpha"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
+                raise ConfigError(f"task.{name}", f"must be a number >= 0, got {value!r}")
+        if not isinstance(self.no_repeats, bool):
+            raise ConfigError("task.no_repeats", f"must be true or false, got {self.no_repeats!r}")
+        n_ctx_classes = self.N // self.B if self.B else self.N
+        if self.no_repeats and n_ctx_classes > self.L:
+            raise ConfigError(
+                "task.no_repeats",
+                f"needs N/B <= L distinct labels per context, got N/B={n_ctx_classes}, L={self.L}",
+            )
+        if self.no_repeats and self.K_c % self.L != 0:
+            raise ConfigError("task.K_c", f"must be divisible by L={self.L} when no_repeats, got {self.K_c}")
+        if self.B and self.N // self.B > self.K_c:
+            raise ConfigError("task.K_c", f"must be >= N/B={self.N // self.B}, got {self.K_c}")
+
+
+@dataclass
+class ModelConfig:
+    """The small hooked decoder (SCIENCE.md section 3)."""
+
+    positions: str = "onehot"
+    """One of ``onehot, learned, rope, rope_paper, alibi, none``."""
+    n_max: int = 32
+    """Largest N the position block is sized for: the one-hot block has width 2*n_max+1."""
+    norm: str = "rms"
+    """One of ``rms, ln, none`` (pre-norm)."""
+    mlp: str = "none"
+    """One of ``none, gelu, swiglu, paper_gated``."""
+    n_layers: int = 2
+    n_heads: int = 1
+    d_embed: int | None = None
+    """Width of the embedded features; None feeds the D-dim vectors in unprojected."""
+    d_head: int | None = None
+    """Head width; None gives d_model // n_heads."""
+    d_mlp: int | None = None
+    """MLP hidden width; None gives d_model for paper_gated (as published), else 4 * d_model."""
+    use_w_o: bool = True
+    """False drops W_O (only for one head with d_head = d_model, as in Reddy and the paper)."""
+    attn_bias: bool = False
+    """Trainable attention biases b_Q, b_K, b_V, b_O (the paper has none; they stay zero)."""
+    rope_theta: float = 10000.0
+    init_std: float = 0.02
+    seed: int = 0
+    """Seed of the weight initialisation."""
+
+    def validate(self) -> None:
+        _choice(self, "model", "positions", POSITION_TYPES)
+        _choice(self, "model", "norm", NORM_TYPES)
+        _choice(self, "model", "mlp", MLP_TYPES)
+        _positive_int(self, "model", ("n_layers", "n_heads", "n_max"))
+        for name in ("d_embed", "d_head", "d_mlp"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"model.{name}", f"must be a positive integer or unset, got {value!r}")
+        if self.init_std <= 0:
+            raise ConfigError("model.init_std", f"must be > 0, got {self.init_std}")
+        if self.rope_theta <= 0:
+            raise ConfigError("model.rope_theta", f"must be > 0, got {self.rope_theta}")
+
+
+@dataclass
+class TrainConfig:
+    """Online training: optimiser, steps, eval and checkpoint schedule."""
+
+    steps: int = 1500
+    batch_size: int = 128
+    optimizer: str = "adam"
+    """One of ``sgd, adam, adamw``."""
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    momentum: float = 0.0
+    """SGD momentum (ignored by Adam)."""
+    eval_every: int = 100
+    ckpt_schedule: str = "union"
+    """One of ``log, linear, list, union`` (union = all of log + linear + list)."""
+    ckpt_log_points: int = 40
+    """Number of distinct log-spaced checkpoint steps (dense early)."""
+    ckpt_every: int = 100
+    """Spacing of linear checkpoints."""
+    ckpt_steps: list[int] = field(default_factory=list)
+    """Explicit checkpoint steps."""
+    threads: int = 0
+    """torch threads (0 = leave torch's default)."""
+    seed: int = 0
+    """Seed of the training data stream (the task has its own, task.seed)."""
+
+    def validate(self) -> None:
+        _positive_int(self, "train", ("steps", "batch_size", "eval_every", "ckpt_every"))
+        _int(self, "train", ("ckpt_log_points", "threads", "seed"))
+        _choice(self, "train", "optimizer", OPTIMIZERS)
+        _choice(self, "train", "ckpt_schedule", SCHEDULE_KINDS)
+        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
+            raise ConfigError("train.lr", f"must be a number > 0, got {self.lr!r}")
+        for name in ("weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"train.{name}", f"must be a number >= 0, got {value!r}")
+        if not isinstance(self.ckpt_steps, list) or not all(
+            isinstance(s, int) and 0 <= s <= self.steps for s in self.ckpt_steps
+        ):
+            raise ConfigError("train.ckpt_steps", f"must be a list of integers in [0, steps={self.steps}]")
+
+
+@dataclass
+class RunConfig:
+    """A whole run: the task, the model and how it is trained."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "run"
+
+    def validate(self) -> RunConfig:
+        """Check every field; raise :class:`ConfigError` on the first bad one."""
+        self.task.validate()
+        self.model.validate()
+        self.train.validate()
+        if self.model.positions == "onehot" and 2 * self.task.N + 1 > 2 * self.model.n_max + 1:
+            raise ConfigError(
+                "model.n_max", f"must be >= N={self.task.N} for onehot positions, got {self.model.n_max}"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build from a nested dict, rejecting unknown sections and keys by name."""
+        data = dict(data)
+        sections = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "name":
+                if not isinstance(value, str) or not value:
+                    raise ConfigError("name", f"must be a non-empty string, got {value!r}")
+                kwargs["name"] = value
+            elif key in sections:
+                if not isinstance(value, dict):
+                    raise ConfigError(key, "must be a table ([section])")
+                kwargs[key] = _build(sections[key], key, value)
+            else:
+                raise ConfigError(key, f"unknown section; allowed: name, {', '.join(sections)}")
+        return cls(**kwargs).validate()
+
+
+def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
+    allowed = {f.name: f for f in fields(cls)}
+    for key in values:
+        if key not in allowed:
+            raise ConfigError(f"{section}.{key}", f"unknown key; allowed: {', '.join(allowed)}")
+    obj = cls(**values)
+    for name, f in allowed.items():
+        value = getattr(obj, name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        # ints are acceptable where floats are expected (lr = 1); bools never pass as numbers
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{section}.{name}", f"must be true or false, got {value!r}")
+        if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{section}.{name}", f"must be a number, got {value!r}")
+        if isinstance(default, float):
+            setattr(obj, name, float(value))
+        if (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and (isinstance(value, bool) or not isinstance(value, int))
+        ):
+            raise ConfigError(f"{section}.{name}", f"must be an integer, got {value!r}")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{section}.{name}", f"must be a string, got {value!r}")
+    return obj
+
+
+def _choice(obj: Any, section: str, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in allowed:
+        raise ConfigError(f"{section}.{name}", f"must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _int(obj: Any, section: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{section}.{name}", f"must be an integer >= 0, got {value!r}")
+
+
+def _positive_int(obj: Any, section: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{section}.{name}", f"must be an integer > 0, got {value!r}")
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config file path, or the name of a shipped config in ``analyses/configs``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix == "" and not path.parent.parts:
+        shipped = CONFIG_DIR / f"{path.name}.toml"
+        if shipped.is_file():
+            return shipped
+    shipped_names = sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) if CONFIG_DIR.is_dir() else []
+    raise ConfigError(
+        "config",
+        f"no such file {str(name_or_path)!r}; give a TOML path or a shipped name "
+        f"({', '.join(shipped_names) or 'none found'})",
+    )
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``section.key=value`` (value in TOML syntax, bare words taken as strings)."""
+    if "=" not in text:
+        raise ConfigError("--set", f"expected section.key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    parts = [p.strip() for p in key.strip().split(".") if p.strip()]
+    if not parts:
+        raise ConfigError("--set", f"expected section.key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts, value
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a TOML config (path or shipped name), apply ``--set`` overrides, validate."""
+    path = resolve_config_path(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("config", f"TOML syntax error in {path}: {err}") from None
+    except OSError as err:
+        raise ConfigError("config", f"cannot read {path}: {err.strerror}") from None
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(".".join(parts), "is not a table")
+        node[parts[-1]] = value
+    return RunConfig.from_dict(data)

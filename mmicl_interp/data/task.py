@@ -1,0 +1,272 @@
+"""The unimodal Gaussian-mixture few-shot classification task (SCIENCE.md section 1).
+
+Method (Chan et al. 2022; Reddy 2024; Huang et al. 2026):
+
+- class means ``mu_k ~ N(0, I_D / D)`` for k = 1..K; label vectors ``l_j ~ N(0, I_D / D)``
+  for j = 1..L; class k has label ``k mod L``. Both are drawn once and stored with the run.
+- an item of class k: ``x = (mu_k + eps * eta / sqrt(D)) / sqrt(1 + eps^2)``, ``eta ~ N(0, I_D)``.
+- bursty context (prob. p_B): N/B classes drawn i.i.d. from the Zipf law
+  ``P(k) ~ k^-alpha``, each repeated B times, shuffled; the query's class is one of them.
+  With ``no_repeats`` the N/B classes carry distinct labels.
+- non-bursty context: N classes and the query class i.i.d. from P.
+- novel-class context (prob. p_C): bursty over fresh class means, never seen in training,
+  drawn uniformly from a set of K_c classes with labels ``k mod L``.
+
+Sequences are generated vectorised in torch from a seeded ``torch.Generator``: no Python
+loop per sequence, so data costs a small fraction of a training step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from jaxtyping import Bool, Float, Int
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mmicl_interp.config import TaskConfig
+from mmicl_interp.data.layout import Layout
+from mmicl_interp.io import CorruptFileError, atomic_write
+
+
+@dataclass
+class Batch:
+    """A batch of sequences plus what an analysis needs to know about them."""
+
+    inputs: Float[torch.Tensor, "batch pos d"]
+    """The sequence of D-dim vectors (items, label vectors, query)."""
+    targets: Int[torch.Tensor, " batch"]
+    """The query's label (after a flip, the flipped label)."""
+    context_labels: Int[torch.Tensor, "batch n"]
+    """Label index shown at each exemplar's label position."""
+    context_classes: Int[torch.Tensor, "batch n"]
+    """Class of each exemplar (novel classes are numbered within their fresh set)."""
+    query_classes: Int[torch.Tensor, " batch"]
+    novel: Bool[torch.Tensor, " batch"]
+    """True where the sequence is drawn from novel classes."""
+    pos_shift: Int[torch.Tensor, " batch"]
+    """Per-sequence offset of the one-hot position block (0 where unused)."""
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def __getitem__(self, index: slice | torch.Tensor) -> Batch:
+        return Batch(**{k: v[index] for k, v in self.__dict__.items()})
+
+    def matches(self) -> Bool[torch.Tensor, "batch n"]:
+        """Exemplars whose label equals the query's target label (the set M of SCIENCE.md)."""
+        return self.context_labels == self.targets[:, None]
+
+
+def zipf_probs(n_classes: int, alpha: float) -> Float[torch.Tensor, " k"]:
+    """Zipf law ``P(k) ~ k^-alpha`` over k = 1..n_classes (alpha 0 is uniform)."""
+    ranks = torch.arange(1, n_classes + 1, dtype=torch.float64)
+    weights = ranks.pow(-alpha)
+    return (weights / weights.sum()).float()
+
+
+class Task:
+    """One run's task: its class means and label vectors, and a batch sampler."""
+
+    def __init__(
+        self,
+        config: TaskConfig,
+        class_means: Float[torch.Tensor, "k d"],
+        label_vectors: Float[torch.Tensor, "l d"],
+    ):
+        if class_means.shape != (config.K, config.D):
+            raise ValueError(f"class_means must be ({config.K}, {config.D}), got {tuple(class_means.shape)}")
+        if label_vectors.shape != (config.L, config.D):
+            raise ValueError(
+                f"label_vectors must be ({config.L}, {config.D}), got {tuple(label_vectors.shape)}"
+            )
+        self.config = config
+        self.class_means = class_means.float().contiguous()
+        self.label_vectors = label_vectors.float().contiguous()
+        self.class_probs = zipf_probs(config.K, config.alpha)
+        self.layout = Layout.unimodal(config.N)
+
+    @classmethod
+    def create(cls, config: TaskConfig) -> Task:
+        """Draw the class means and label vectors from ``config.seed``."""
+        g = torch.Generator().manual_seed(config.seed)
+        d = config.D
+        means = torch.randn(config.K, d, generator=g) / math.sqrt(d)
+        labels = torch.randn(config.L, d, generator=g) / math.sqrt(d)
+        return cls(config, means, labels)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write the task (means, label vectors, config) atomically as safetensors."""
+        tensors = {"class_means": self.class_means, "label_vectors": self.label_vectors}
+        meta = {"config": json.dumps(asdict(self.config))}
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Task:
+        """Read a task saved by :meth:`save`; a corrupt file raises CorruptFileError naming it."""
+        path = Path(path)
+        try:
+            tensors = load_file(str(path))
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            config = TaskConfig(**json.loads(meta["config"]))
+        except (SafetensorError, KeyError, ValueError, OSError, TypeError) as err:
+            raise CorruptFileError(path, err) from None
+        return cls(config, tensors["class_means"], tensors["label_vectors"])
+
+    # ------------------------------------------------------------------ sampling
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator,
+        *,
+        p_B: float | None = None,
+        p_C: float | None = None,
+        B: int | None = None,
+        flip: bool = False,
+        max_shift: int = 0,
+    ) -> Batch:
+        """Draw n sequences; keyword arguments override the task's own statistics.
+
+        ``flip`` replaces every context label by ``(label + 1) mod L`` and makes the flipped
+        label the target (the icl_flip suite). ``max_shift`` draws a per-sequence offset
+        in ``[0, max_shift]`` for the one-hot position block.
+        """
+        cfg = self.config
+        p_B = cfg.p_B if p_B is None else p_B
+        p_C = cfg.p_C if p_C is None else p_C
+        B = cfg.B if B is None else B
+        N, D, L = cfg.N, cfg.D, cfg.L
+        g = generator
+
+        u = torch.rand(n, generator=g)
+        novel = (u < p_C) if B > 0 else torch.zeros(n, dtype=torch.bool)
+        bursty = ~novel & (torch.rand(n, generator=g) < p_B) if B > 0 else novel.clone()
+
+        ctx_means = torch.empty(n, N, D)
+        q_means = torch.empty(n, D)
+        ctx_classes = torch.empty(n, N, dtype=torch.long)
+        q_classes = torch.empty(n, dtype=torch.long)
+
+        groups = (
+            (novel, "novel"),
+            (bursty & ~novel, "bursty"),
+            (~bursty & ~novel, "iid"),
+        )
+        for mask, kind in groups:
+            idx = mask.nonzero().squeeze(1)
+            m = idx.numel()
+            if m == 0:
+                continue
+            if kind == "iid":
+                classes = self._draw_classes(m * (N + 1), self.class_probs, g, cfg.alpha == 0)
+                classes = classes.view(m, N + 1)
+                c_ctx, c_q = classes[:, :N], classes[:, N]
+                mu_ctx, mu_q = self.class_means[c_ctx], self.class_means[c_q]
+            else:
+                n_slots = N // B
+                if kind == "bursty":
+                    probs, uniform = self.class_probs, cfg.alpha == 0
+                else:
+                    probs, uniform = _uniform(cfg.K_c), True
+                slot_classes = self._draw_context_classes(m, n_slots, probs, g, uniform)
+                slots = torch.arange(n_slots).repeat_interleave(B).expand(m, N)
+                perm = torch.rand(m, N, generator=g).argsort(dim=1)
+                slots = slots.gather(1, perm)
+                q_slot = torch.randint(n_slots, (m, 1), generator=g)
+                c_ctx = slot_classes.gather(1, slots)
+                c_q = slot_classes.gather(1, q_slot).squeeze(1)
+                if kind == "bursty":
+                    slot_means = self.class_means[slot_classes]
+                else:
+                    slot_means = torch.randn(m, n_slots, D, generator=g) / math.sqrt(D)
+                mu_ctx = slot_means.gather(1, slots[..., None].expand(m, N, D))
+                mu_q = slot_means.gather(1, q_slot[..., None].expand(m, 1, D)).squeeze(1)
+            ctx_means[idx], q_means[idx] = mu_ctx, mu_q
+            ctx_classes[idx], q_classes[idx] = c_ctx, c_q
+
+        noise = torch.randn(n, N + 1, D, generator=g) * (cfg.eps / math.sqrt(D))
+        scale = 1.0 / math.sqrt(1.0 + cfg.eps**2)
+        items = (ctx_means + noise[:, :N]) * scale
+        query = (q_means + noise[:, N]) * scale
+
+        ctx_labels = ctx_classes % L
+        targets = q_classes % L
+        if flip:
+            ctx_labels = (ctx_labels + 1) % L
+            targets = (targets + 1) % L
+
+        inputs = torch.empty(n, 2 * N + 1, D)
+        inputs[:, 0 : 2 * N : 2] = items
+        inputs[:, 1 : 2 * N : 2] = self.label_vectors[ctx_labels]
+        inputs[:, 2 * N] = query
+        if max_shift > 0:
+            pos_shift = torch.randint(max_shift + 1, (n,), generator=g)
+        else:
+            pos_shift = torch.zeros(n, dtype=torch.long)
+        return Batch(inputs, targets, ctx_labels, ctx_classes, q_classes, novel, pos_shift)
+
+    @staticmethod
+    def _draw_classes(
+        count: int, probs: torch.Tensor, g: torch.Generator, uniform: bool
+    ) -> Int[torch.Tensor, " count"]:
+        """``count`` i.i.d. classes from ``probs`` (a fast path for the uniform law)."""
+        if uniform:
+            return torch.randint(probs.numel(), (count,), generator=g)
+        return torch.multinomial(probs, count, replacement=True, generator=g)
+
+    def _draw_context_classes(
+        self, m: int, n_slots: int, probs: torch.Tensor, g: torch.Generator, uniform: bool
+    ) -> Int[torch.Tensor, "m slots"]:
+        """The N/B classes of m bursty contexts; distinct labels when ``no_repeats``."""
+        L = self.config.L
+        if not self.config.no_repeats:
+            return self._draw_classes(m * n_slots, probs, g, uniform).view(m, n_slots)
+        per_label = probs.view(-1, L)  # row r, column j = class r*L + j (label j)
+        label_probs = per_label.sum(0)
+        labels = torch.multinomial(label_probs.expand(m, L), n_slots, replacement=False, generator=g)
+        within = per_label[:, labels.reshape(-1)].T  # [m*n_slots, K/L]
+        rows = torch.multinomial(within, 1, replacement=True, generator=g).view(m, n_slots)
+        return rows * L + labels
+
+    def suites(self, eval_seed: int, size: int, max_shift: int = 0) -> dict[str, Batch]:
+        """The four fixed eval suites (SCIENCE.md section 2), drawn from ``eval_seed``.
+
+        - test: the training distribution;
+        - icl: bursty, novel classes (p_B = p_C = 1): only the context can tell the label;
+        - icl_flip: bursty, known classes, every label shifted by one (p_B = 1, p_C = 0);
+        - iwl: non-bursty known classes (B = 0, p_B = p_C = 0).
+        """
+        g = torch.Generator().manual_seed(eval_seed)
+        B = self.config.B if self.config.B > 0 else _smallest_burst(self.config.N)
+        return {
+            "test": self.sample(size, g, max_shift=max_shift),
+            "icl": self.sample(size, g, p_B=1.0, p_C=1.0, B=B, max_shift=max_shift),
+            "icl_flip": self.sample(size, g, p_B=1.0, p_C=0.0, B=B, flip=True, max_shift=max_shift),
+            "iwl": self.sample(size, g, p_B=0.0, p_C=0.0, B=0, max_shift=max_shift),
+        }
+
+    def with_config(self, **changes) -> Task:
+        """The same means and label vectors under changed sampling statistics."""
+        config = replace(self.config, **changes)
+        config.validate()
+        return Task(config, self.class_means, self.label_vectors)
+
+
+def _uniform(n: int) -> torch.Tensor:
+    return torch.full((n,), 1.0 / n)
+
+
+def _smallest_burst(n_exemplars: int) -> int:
+    """B for the bursty eval suites of a run trained without bursts: the least divisor > 1."""
+    for b in range(2, n_exemplars):
+        if n_exemplars % b == 0:
+            return b
+    return 1

@@ -1,0 +1,64 @@
+"""Safe file I/O for run directories: atomic writes and named corruption errors.
+
+Every file of a run is written to a temporary file in the same directory, flushed and
+fsynced, then renamed over the target, so a killed process never leaves half a file.
+Weights are safetensors; nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class CorruptFileError(RuntimeError):
+    """A run file is truncated or unreadable; ``path`` names it."""
+
+    def __init__(self, path: str | Path, cause: object = ""):
+        super().__init__(f"corrupt or truncated file: {path} ({cause})")
+        self.path = Path(path)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp_path)``, fsync the result, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (indented, keys in insertion order)."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read JSON; a truncated or invalid file raises CorruptFileError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(path, err) from None

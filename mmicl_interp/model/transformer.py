@@ -1,0 +1,190 @@
+"""The small decoder for few-shot classification, hooked the TransformerLens way.
+
+Built on ``HookedRootModule`` + ``HookPoint`` (TransformerLens 4 removed
+``HookedTransformer``), with TransformerLens hook and weight names, so
+``run_with_cache``, ``run_with_hooks``, ``ActivationCache``, ``patching`` and
+``FactoredMatrix`` work unchanged.
+
+Forward pass on a sequence of continuous D-dim vectors ``x``:
+
+``embed = x W_E`` (or ``x`` itself when ``d_embed`` is unset)  -> ``hook_embed``;
+positions: ``onehot`` concatenates the shifted one-hot block (``hook_pos_embed``),
+``learned`` adds ``W_pos[t]`` (``hook_pos_embed``), rope / rope_paper / alibi act inside
+attention; then ``n_layers`` pre-norm blocks, ``ln_final`` and the read-out
+``logits = ln_final(resid[:, -1]) W_U + b_U`` over the L labels, at the last position
+(the query).
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import nn
+from transformer_lens import ActivationCache, HookedRootModule
+from transformer_lens.config import TransformerLensConfig
+from transformer_lens.hook_points import HookPoint
+
+from mmicl_interp.config import ModelConfig, TaskConfig
+from mmicl_interp.model.components import Attention, Block, Norm
+from mmicl_interp.model.positions import onehot_block
+
+
+class ICLTransformer(HookedRootModule):
+    """A TransformerLens-hooked decoder reading continuous item/label vectors.
+
+    ``cfg`` is a TransformerLens ``TransformerLensConfig`` (what its tools read);
+    ``model_config`` is this toolkit's :class:`~mmicl_interp.config.ModelConfig`.
+    """
+
+    def __init__(self, model_config: ModelConfig, d_input: int, n_labels: int):
+        super().__init__()
+        mc = model_config
+        self.model_config = mc
+        self.d_input, self.n_labels = d_input, n_labels
+        self.n_ctx_max = 2 * mc.n_max + 1
+        d_feat = mc.d_embed or d_input
+        self.pos_width = self.n_ctx_max if mc.positions == "onehot" else 0
+        d_model = d_feat + self.pos_width
+        d_head = mc.d_head or d_model // mc.n_heads
+        if d_head <= 0:
+            raise ValueError(f"model.d_head: d_model={d_model} is too small for n_heads={mc.n_heads}")
+        if not mc.use_w_o and (mc.n_heads != 1 or d_head != d_model):
+            raise ValueError(
+                f"model.use_w_o: false needs n_heads = 1 and d_head = d_model ({d_model}); "
+                f"got n_heads={mc.n_heads}, d_head={d_head}"
+            )
+        if mc.positions in ("rope", "rope_paper") and d_head % 2:
+            raise ValueError(f"model.d_head: rope needs an even d_head, got {d_head}")
+        d_mlp = mc.d_mlp or (d_model if mc.mlp == "paper_gated" else 4 * d_model)
+        norm_type = {"rms": "RMS", "ln": "LN", "none": None}[mc.norm]
+        pos_type = {"rope": "rotary", "rope_paper": "rotary", "learned": "standard"}.get(
+            mc.positions, mc.positions
+        )
+        self.cfg = TransformerLensConfig(
+            d_model=d_model,
+            d_head=d_head,
+            n_layers=mc.n_layers,
+            n_ctx=self.n_ctx_max,
+            n_heads=mc.n_heads,
+            d_mlp=d_mlp if mc.mlp != "none" else None,
+            d_vocab=n_labels,
+            device="cpu",
+            positional_embedding_type=pos_type,
+            attn_only=mc.mlp == "none",
+            gated_mlp=mc.mlp in ("swiglu", "paper_gated"),
+            uses_rms_norm=mc.norm == "rms",
+            normalization_type=norm_type,
+            act_fn="gelu" if mc.mlp == "gelu" else "silu",
+        )
+        if mc.mlp == "none":
+            self.cfg.d_mlp = None
+
+        if mc.d_embed is not None:
+            self.W_E = nn.Parameter(torch.empty(d_input, mc.d_embed))
+        if mc.positions == "learned":
+            self.W_pos = nn.Parameter(torch.empty(self.n_ctx_max, d_model))
+        self.hook_embed = HookPoint()
+        self.hook_pos_embed = HookPoint()
+        self.blocks = nn.ModuleList(
+            Block(
+                mc.norm,
+                mc.mlp,
+                d_model,
+                d_mlp,
+                Attention(
+                    d_model,
+                    mc.n_heads,
+                    d_head,
+                    self.n_ctx_max,
+                    mc.positions,
+                    use_w_o=mc.use_w_o,
+                    attn_bias=mc.attn_bias,
+                    rope_theta=mc.rope_theta,
+                ),
+            )
+            for _ in range(mc.n_layers)
+        )
+        self.ln_final = Norm(mc.norm, d_model)
+        self.W_U = nn.Parameter(torch.empty(d_model, n_labels))
+        self.b_U = nn.Parameter(torch.zeros(n_labels))
+        self.init_weights(mc.seed)
+        self.setup()
+
+    @classmethod
+    def from_task(cls, model_config: ModelConfig, task_config: TaskConfig) -> ICLTransformer:
+        """The model for a task: D-dim inputs, L output labels."""
+        return cls(model_config, task_config.D, task_config.L)
+
+    def init_weights(self, seed: int) -> None:
+        """Every weight matrix ~ N(0, init_std^2) from ``seed``; norms 1, biases 0."""
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                leaf = name.rsplit(".", 1)[-1]
+                if leaf.startswith("W_"):
+                    param.copy_(torch.randn(param.shape, generator=g) * self.model_config.init_std)
+                elif leaf == "w":
+                    param.fill_(1.0)
+                else:
+                    param.zero_()
+
+    def max_shift_for(self, n_ctx: int) -> int:
+        """Largest one-hot shift for sequences of length ``n_ctx`` (0 unless onehot)."""
+        return max_pos_shift(self.model_config, n_ctx)
+
+    def run_with_cache(self, *model_args, return_cache_object: bool = True, **kwargs):
+        """Run and cache activations; returns ``(logits, ActivationCache)`` like TransformerLens.
+
+        Pass ``names_filter`` to cache only the hooks an analysis needs.
+        """
+        out, cache_dict = super().run_with_cache(*model_args, **kwargs)
+        if not return_cache_object:
+            return out, cache_dict
+        has_batch_dim = not kwargs.get("remove_batch_dim", False)
+        return out, ActivationCache(cache_dict, self, has_batch_dim=has_batch_dim)
+
+    def set_use_attn_result(self, use_attn_result: bool) -> None:
+        """Compute per-head outputs ``hook_result`` (needed by per-head patching); slower."""
+        self.cfg.use_attn_result = use_attn_result
+        for block in self.blocks:
+            block.attn.use_attn_result = use_attn_result
+
+    def forward(
+        self,
+        inputs: Float[torch.Tensor, "batch pos d_input"],
+        pos_shift: Int[torch.Tensor, " batch"] | None = None,
+    ) -> Float[torch.Tensor, "batch n_labels"]:
+        """Label logits at the last position (the query) for a batch of sequences."""
+        if inputs.ndim != 3 or inputs.shape[-1] != self.d_input:
+            raise ValueError(f"inputs must be [batch, pos, {self.d_input}], got {tuple(inputs.shape)}")
+        n_batch, n_ctx = inputs.shape[:2]
+        if n_ctx > self.n_ctx_max:
+            raise ValueError(f"sequence length {n_ctx} exceeds 2*n_max+1 = {self.n_ctx_max}")
+        resid = self.hook_embed(inputs @ self.W_E if hasattr(self, "W_E") else inputs)
+        positions = self.model_config.positions
+        if positions == "onehot":
+            if pos_shift is None:
+                pos_shift = torch.zeros(n_batch, dtype=torch.long, device=inputs.device)
+            block = self.hook_pos_embed(onehot_block(n_ctx, self.pos_width, pos_shift))
+            resid = torch.cat([resid, block], dim=-1)
+        elif positions == "learned":
+            resid = resid + self.hook_pos_embed(self.W_pos[:n_ctx].expand(n_batch, -1, -1))
+        for block in self.blocks:
+            resid = block(resid)
+        final = self.ln_final(resid[:, -1:])[:, 0]
+        return final @ self.W_U + self.b_U
+
+
+def max_pos_shift(model_config: ModelConfig, n_ctx: int) -> int:
+    """Largest random shift of the one-hot block (width 2*n_max+1) for length ``n_ctx``."""
+    if model_config.positions != "onehot":
+        return 0
+    return 2 * model_config.n_max + 1 - n_ctx
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = ["ICLTransformer", "max_pos_shift", "parameter_count"]

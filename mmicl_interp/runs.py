@@ -1,0 +1,85 @@
+"""Reading a run back: its config, task, layout, metrics, and any checkpoint as a model.
+
+``run = load_run("checkpoints/default")`` gives a :class:`Run`; ``run.model(step)`` loads
+the weights of one checkpoint into a fresh hooked model, ``run.metrics()`` the eval table
+as a pandas DataFrame, ``run.suites()`` the run's eval suites (redrawn from the stored task
+and eval seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmicl_interp import checkpoints as ck
+from mmicl_interp.config import RunConfig
+from mmicl_interp.data.layout import Layout
+from mmicl_interp.data.task import Batch, Task
+from mmicl_interp.model.transformer import ICLTransformer, max_pos_shift
+
+
+@dataclass
+class Run:
+    """A run directory opened for analysis."""
+
+    path: Path
+    manifest: dict[str, Any]
+    config: RunConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest.get("status") == "complete"
+
+    @property
+    def steps(self) -> list[int]:
+        """Checkpoint steps present on disk."""
+        return ck.list_checkpoints(self.path)
+
+    @cached_property
+    def task(self) -> Task:
+        """The stored task (never re-derived from a seed)."""
+        return Task.load(self.path / ck.TASK)
+
+    @property
+    def layout(self) -> Layout:
+        return self.task.layout
+
+    def model(self, step: int | None = None) -> ICLTransformer:
+        """A fresh model holding the weights of checkpoint ``step`` (default: the last)."""
+        steps = self.steps
+        if not steps:
+            raise FileNotFoundError(f"no checkpoints in {self.path / ck.CKPT_DIR}")
+        step = steps[-1] if step is None else step
+        if step not in steps:
+            raise ValueError(f"step {step} has no checkpoint in {self.path}; available: {steps}")
+        model = ICLTransformer.from_task(self.config.model, self.config.task)
+        ck.load_weights(model, ck.ckpt_path(self.path, step))
+        model.eval()
+        return model
+
+    def suites(self, size: int | None = None) -> dict[str, Batch]:
+        """The run's eval suites, redrawn from the stored task and eval seed."""
+        tc = self.config.task
+        shift = max_pos_shift(self.config.model, self.layout.n_ctx)
+        return self.task.suites(tc.eval_seed, size or tc.eval_size, max_shift=shift)
+
+    def metrics(self) -> pd.DataFrame:
+        """The eval table: one row per (step, suite) with accuracy, loss, chance."""
+        rows = ck.read_metrics(self.path)
+        return pd.DataFrame(rows, columns=["step", "suite", "accuracy", "loss", "chance"])
+
+
+def load_run(path: str | Path) -> Run:
+    """Open a run directory written by ``mmicl train``."""
+    path = Path(path)
+    manifest = ck.read_manifest(path)
+    config = RunConfig.from_dict(manifest["config"])
+    return Run(path=path, manifest=manifest, config=config)

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny task, tiny model and tiny run configs, built in seconds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmicl_interp.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+from mmicl_interp.data.task import Task
+from mmicl_interp.model.transformer import ICLTransformer
+
+
+def tiny_task_config(**changes) -> TaskConfig:
+    """A small task: 64 classes, 8 labels, 8 dims, 4 exemplars."""
+    values = dict(K=64, L=8, D=8, N=4, B=2, eps=0.1, eval_size=64)
+    values.update(changes)
+    cfg = TaskConfig(**values)
+    cfg.validate()
+    return cfg
+
+
+def tiny_run_config(**sections) -> RunConfig:
+    """A run of a few steps on the tiny task, with every section overridable by dict."""
+    task = tiny_task_config(**sections.get("task", {}))
+    model = ModelConfig(**{"n_max": 4, **sections.get("model", {})})
+    train = TrainConfig(
+        **{
+            "steps": 12,
+            "batch_size": 16,
+            "eval_every": 4,
+            "ckpt_log_points": 4,
+            "ckpt_every": 6,
+            **sections.get("train", {}),
+        }
+    )
+    return RunConfig(task=task, model=model, train=train, name="tiny").validate()
+
+
+@pytest.fixture
+def tiny_task() -> Task:
+    return Task.create(tiny_task_config())
+
+
+@pytest.fixture
+def tiny_model(tiny_task: Task) -> ICLTransformer:
+    return ICLTransformer.from_task(ModelConfig(n_max=4, mlp="gelu", n_heads=2), tiny_task.config)
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)

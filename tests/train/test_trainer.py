@@ -1,0 +1,183 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+import torch
+from safetensors.torch import load_file
+
+from mmicl_interp import checkpoints as ck
+from mmicl_interp import load_run
+from mmicl_interp.config import ConfigError, RunConfig
+from mmicl_interp.io import CorruptFileError
+from mmicl_interp.train import train
+from tests.conftest import tiny_run_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write_toml(path: Path, config: RunConfig) -> Path:
+    lines = [f'name = "{config.name}"']
+    for section, values in config.to_dict().items():
+        if not isinstance(values, dict):
+            continue
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                continue
+            lines.append(f"{key} = {json.dumps(value)}")
+    path.write_text("\n".join(lines) + "\n")
+    tomllib.loads(path.read_text())
+    return path
+
+
+def test_run_directory_holds_manifest_task_checkpoints_and_metrics(tmp_path):
+    config = tiny_run_config()
+    result = train(config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["config"] == config.to_dict()
+    assert manifest["schedule"]["checkpoints"] == ck.list_checkpoints(run)
+    assert (run / "task.safetensors").is_file()
+    rows = ck.read_metrics(run)
+    assert {r["suite"] for r in rows} >= {"test", "icl", "icl_flip", "iwl"}
+    assert {"step", "suite", "accuracy", "loss", "chance"} <= set(rows[0])
+    assert set(result.final_metrics) >= {"icl", "iwl"}
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_same_config_and_seed_give_identical_metrics_and_weights(tmp_path):
+    config = tiny_run_config()
+    train(config, tmp_path / "a", progress=False)
+    train(config, tmp_path / "b", progress=False)
+    assert ck.read_metrics(tmp_path / "a") == ck.read_metrics(tmp_path / "b")
+    for step in ck.list_checkpoints(tmp_path / "a"):
+        wa = load_file(ck.ckpt_path(tmp_path / "a", step))
+        wb = load_file(ck.ckpt_path(tmp_path / "b", step))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_other_seed_gives_other_weights(tmp_path):
+    train(tiny_run_config(), tmp_path / "a", progress=False)
+    train(tiny_run_config(train={"seed": 1}), tmp_path / "b", progress=False)
+    wa = load_file(ck.ckpt_path(tmp_path / "a", 12))
+    wb = load_file(ck.ckpt_path(tmp_path / "b", 12))
+    assert not all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_killed_run_resumes_to_exactly_the_uninterrupted_weights_and_metrics(tmp_path):
+    config = tiny_run_config(model={"mlp": "gelu"})
+    cfg_path = _write_toml(tmp_path / "tiny.toml", config)
+    killed = tmp_path / "killed"
+    env = {**os.environ, "MMICL_TEST_KILL_AT_STEP": "9"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmicl_interp.cli", "train", str(cfg_path), "--out", str(killed), "--quiet"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, proc.stderr
+    assert json.loads((killed / "manifest.json").read_text())["status"] == "running"
+    assert max(ck.list_checkpoints(killed)) < 12
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config, killed, progress=False)
+    train(config, killed, resume=True, progress=False)
+    train(config, tmp_path / "whole", progress=False)
+    assert ck.read_metrics(killed) == ck.read_metrics(tmp_path / "whole")
+    assert ck.list_checkpoints(killed) == ck.list_checkpoints(tmp_path / "whole")
+    for step in ck.list_checkpoints(killed):
+        wa, wb = load_file(ck.ckpt_path(killed, step)), load_file(ck.ckpt_path(tmp_path / "whole", step))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), f"weights differ at step {step}"
+
+
+def test_output_directory_holding_a_different_run_is_refused_naming_the_field(tmp_path):
+    train(tiny_run_config(), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match=r"task\.K: 64 -> 128"):
+        train(tiny_run_config(task={"K": 128}), tmp_path / "run", progress=False)
+
+
+def test_complete_run_is_not_retrained(tmp_path):
+    train(tiny_run_config(), tmp_path / "run", progress=False)
+    again = train(tiny_run_config(), tmp_path / "run", progress=False)
+    assert again.already_complete and again.steps_trained == 0
+
+
+def test_load_run_gives_models_at_every_checkpoint_and_the_metrics_table(tmp_path):
+    train(tiny_run_config(), tmp_path / "run", progress=False)
+    run = load_run(tmp_path / "run")
+    assert run.complete and run.steps[0] == 0 and run.steps[-1] == 12
+    m0, m12 = run.model(0), run.model()
+    assert not torch.equal(m0.W_U, m12.W_U)
+    table = run.metrics()
+    assert list(table.columns) == ["step", "suite", "accuracy", "loss", "chance"]
+    suites = run.suites()
+    assert suites["icl"].inputs.shape == (64, 9, 8)
+    missing = min(set(range(13)) - set(run.steps))
+    with pytest.raises(ValueError, match="available"):
+        run.model(missing)
+
+
+def test_truncated_checkpoint_is_reported_by_path(tmp_path):
+    train(tiny_run_config(), tmp_path / "run", progress=False)
+    path = ck.ckpt_path(tmp_path / "run", 12)
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(CorruptFileError, match="step_0000012.safetensors"):
+        load_run(tmp_path / "run").model(12)
+
+
+def test_garbage_checkpoint_is_reported_by_path(tmp_path):
+    train(tiny_run_config(), tmp_path / "run", progress=False)
+    path = ck.ckpt_path(tmp_path / "run", 0)
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(CorruptFileError, match="step_0000000"):
+        load_run(tmp_path / "run").model(0)
+
+
+def test_torn_last_metrics_line_is_skipped_but_a_torn_middle_line_is_an_error(tmp_path):
+    train(tiny_run_config(), tmp_path / "run", progress=False)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    n = len(ck.read_metrics(tmp_path / "run"))
+    metrics.write_text(metrics.read_text() + '{"step": 9')
+    assert len(ck.read_metrics(tmp_path / "run")) == n
+    metrics.write_text('{"step": 9\n' + metrics.read_text())
+    with pytest.raises(CorruptFileError, match="metrics.jsonl"):
+        ck.read_metrics(tmp_path / "run")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_every_optimizer_trains_and_lowers_the_training_loss(tmp_path, optimizer):
+    lr = 0.5 if optimizer == "sgd" else 1e-2
+    config = tiny_run_config(train={"optimizer": optimizer, "lr": lr, "steps": 40, "eval_every": 20})
+    train(config, tmp_path / optimizer, progress=False)
+    rows = [r for r in ck.read_metrics(tmp_path / optimizer) if r["suite"] == "test"]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_icl_emerges_on_a_small_bursty_high_diversity_task(tmp_path):
+    """Loose, meaningful threshold: icl (novel classes) from chance to far above 3x chance."""
+    config = RunConfig.from_dict(
+        {
+            "name": "icl-emerges",
+            "task": {"K": 1024, "L": 16, "D": 16, "N": 8, "B": 2, "eps": 0.1, "eval_size": 500},
+            "model": {"positions": "onehot", "n_max": 8, "mlp": "none"},
+            "train": {
+                "steps": 400,
+                "batch_size": 64,
+                "lr": 3e-3,
+                "eval_every": 100,
+                "ckpt_schedule": "linear",
+                "ckpt_every": 200,
+                "threads": 2,
+            },
+        }
+    )
+    train(config, tmp_path / "run", progress=False)
+    icl = {r["step"]: r["accuracy"] for r in ck.read_metrics(tmp_path / "run") if r["suite"] == "icl"}
+    chance = 1 / 16
+    assert icl[0] < 2 * chance
+    assert icl[400] > 0.8 > 3 * chance
