@@ -1,6 +1,7 @@
 """The ``mmicl`` command line.
 
 ``mmicl train CONFIG [--out DIR] [--set key=value ...] [--resume] [--quiet]``
+``mmicl analyze RUN [--out FILE] [--force]``
 
 CONFIG is a TOML path or the name of a shipped config in ``analyses/configs`` (e.g.
 ``default``). Bad input (an invalid value, an unknown key, a TOML syntax error, a missing
@@ -35,6 +36,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from mmicl_interp.analyses.tables import circuit_scores, read_table, write_table
+    from mmicl_interp.runs import load_run
+
+    run = load_run(args.run)
+    out = Path(args.out) if args.out else run.path / "analysis.parquet"
+    if out.suffix not in (".parquet", ".csv"):
+        raise ConfigError("--out", f"must end in .parquet or .csv, got {out.name!r}")
+    previous = None
+    if out.is_file() and not args.force:
+        previous = read_table(out)
+        previous = previous[previous["run"] == run.name]
+    done = sorted(set(previous["step"])) if previous is not None else []
+    table = circuit_scores(run, n_seqs=args.n_seqs, skip_steps=done, progress=not args.quiet)
+    if previous is not None and len(previous):
+        table = pd.concat([previous, table], ignore_index=True)
+        table = table.sort_values("step", kind="stable", ignore_index=True)
+    write_table(table, out)
+    skipped = f" ({len(done)} already analysed, skipped)" if done else ""
+    print(f"analysed {len(run.steps) - len(done)} checkpoints{skipped}: {len(table)} rows -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmicl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("analyze", help="score every checkpoint of a run into a tidy table")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", help="table file, .parquet or .csv (default: RUN/analysis.parquet)")
+    p.add_argument("--force", action="store_true", help="recompute checkpoints already in --out")
+    p.add_argument("--n-seqs", type=int, default=None, help="sequences per suite (default: the run's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_analyze)
     return parser
 
 

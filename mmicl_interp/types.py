@@ -34,3 +34,17 @@ MLP_TYPES: tuple[str, ...] = get_args(MlpType)
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 SUITES: tuple[str, ...] = get_args(SuiteName)
 SCHEDULE_KINDS: tuple[str, ...] = get_args(ScheduleKind)
+
+AblationMethod = Literal["zero", "mean", "resample"]
+"""How a head's output is knocked out: set to 0, to its mean over the suite, or to its
+value on another sequence of the suite (resample)."""
+PatchKind = Literal["heads", "resid", "path", "attribution"]
+Corruption = Literal["label", "item"]
+"""Corrupted icl sequences for patching: ``label`` replaces the labels of the matching
+exemplars by another label; ``item`` replaces the matching exemplars' items."""
+MeasureName = Literal["prev_token", "prev_token_label", "ih", "tila", "tiia", "tla"]
+
+ABLATION_METHODS: tuple[str, ...] = get_args(AblationMethod)
+PATCH_KINDS: tuple[str, ...] = get_args(PatchKind)
+CORRUPTIONS: tuple[str, ...] = get_args(Corruption)
+MEASURES: tuple[str, ...] = get_args(MeasureName)

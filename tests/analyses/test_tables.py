@@ -1,0 +1,63 @@
+import pandas as pd
+import pytest
+
+from mmicl_interp import load_run
+from mmicl_interp.analyses.tables import COLUMNS, circuit_scores, read_table
+from mmicl_interp.cli import main
+from mmicl_interp.train import train
+from tests.conftest import tiny_run_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_run_config(model={"n_heads": 2}), path, progress=False)
+    return load_run(path)
+
+
+def test_circuit_scores_is_a_tidy_table_over_every_checkpoint(tiny_run):
+    df = circuit_scores(tiny_run, progress=False)
+    assert list(df.columns) == COLUMNS
+    assert sorted(df["step"].unique()) == tiny_run.steps
+    heads = df[df["metric"] == "ih"]
+    assert set(zip(heads["layer"], heads["head"], strict=True)) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    model_level = df[df["metric"].isin(["accuracy", "loss", "cla"])]
+    assert model_level["layer"].isna().all() and set(model_level["suite"]) == {
+        "test",
+        "icl",
+        "icl_flip",
+        "iwl",
+    }
+    assert set(df["metric"]) >= {"prev_token", "prev_token_label", "ih", "tila", "tiia", "tla", "cla"}
+
+
+def test_accuracy_in_the_table_matches_the_training_metrics(tiny_run):
+    df = circuit_scores(tiny_run, steps=[tiny_run.steps[-1]], progress=False)
+    got = df[(df["metric"] == "accuracy") & (df["suite"] == "icl")]["value"].item()
+    metrics = tiny_run.metrics()
+    want = metrics[(metrics["suite"] == "icl") & (metrics["step"] == tiny_run.steps[-1])]["accuracy"].item()
+    assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_unknown_step_or_suite_is_refused_with_the_allowed_values(tiny_run):
+    with pytest.raises(ValueError, match="available"):
+        circuit_scores(tiny_run, steps=[999], progress=False)
+    with pytest.raises(ValueError, match="allowed: test, icl, icl_flip, iwl"):
+        circuit_scores(tiny_run, suites=["train"], progress=False)
+
+
+def test_analyze_cli_writes_parquet_and_skips_checkpoints_already_analysed(tiny_run, tmp_path, capsys):
+    out = tmp_path / "scores.parquet"
+    assert main(["analyze", str(tiny_run.path), "--out", str(out), "--quiet", "--n-seqs", "32"]) == 0
+    first = read_table(out)
+    assert sorted(first["step"].unique()) == tiny_run.steps
+    assert main(["analyze", str(tiny_run.path), "--out", str(out), "--quiet"]) == 0
+    assert "already analysed, skipped" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(read_table(out).reset_index(drop=True), first.reset_index(drop=True))
+
+
+def test_analyze_cli_rejects_a_non_run_directory_and_a_bad_suffix(tiny_run, tmp_path, capsys):
+    assert main(["analyze", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    assert main(["analyze", str(tiny_run.path), "--out", str(tmp_path / "x.txt")]) == 2
+    assert ".parquet or .csv" in capsys.readouterr().err
