@@ -1,0 +1,300 @@
+"""Head ablation: knock out a set of attention heads and measure every suite's accuracy and loss.
+
+Method (Olsson et al. 2022; Wang et al. 2022; Chan et al. 2022 "causal scrubbing" for
+resampling): a head's output ``z`` (``blocks.{l}.attn.hook_z``, [batch, pos, head, d_head],
+before ``W_O``) is replaced, at every position, by
+
+- ``zero``: 0 (the head writes nothing but ``b_O``);
+- ``mean``: its mean over the suite's sequences, per position:
+  ``z_abl[b, t, h] = mean_b' z[b', t, h]``;
+- ``resample``: its value on another sequence of the same suite,
+  ``z_abl[b, t, h] = z[pi(b), t, h]`` with pi a seeded derangement (no sequence keeps its
+  own value).
+
+Mean and resampled values are taken from the clean (unablated) run of the suite; heads of
+later layers then see the ablated residual stream. The effect is reported per suite and
+metric (accuracy, loss) as clean, ablated and ``delta = ablated - clean``; an induction
+head's ablation should drop icl accuracy to chance (SCIENCE.md section 6, claim 5).
+
+Heads are written ``L{layer}H{head}`` and joined by commas (``"L1H0,L0H0"``); see
+:func:`parse_heads` and :func:`format_heads`. Sequences keep their own ``pos_shift``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from numbers import Integral
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+
+from mmicl_interp.data.task import Batch
+from mmicl_interp.runs import Run
+from mmicl_interp.train.evaluate import accuracy_and_loss
+from mmicl_interp.types import ABLATION_METHODS, AblationMethod
+
+Head = tuple[int, int]
+"""A head as ``(layer, head)``."""
+
+ABLATION_COLUMNS = ["suite", "metric", "heads", "method", "clean", "ablated", "delta"]
+
+_HEAD_RE = re.compile(r"^\s*L(\d+)\s*H(\d+)\s*$", re.IGNORECASE)
+
+
+def parse_heads(text: str) -> list[Head]:
+    """Parse ``"L1H0,L0H1"`` into ``[(1, 0), (0, 1)]`` (order kept; case and spaces ignored)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"heads: expected a comma-separated list like 'L1H0,L0H1', got {text!r}")
+    heads: list[Head] = []
+    for part in text.split(","):
+        match = _HEAD_RE.match(part)
+        if match is None:
+            raise ValueError(
+                f"heads: {part.strip()!r} is not a head; write L<layer>H<head>, "
+                f"comma-separated, e.g. 'L1H0,L0H1' (got {text!r})"
+            )
+        heads.append((int(match.group(1)), int(match.group(2))))
+    return heads
+
+
+def format_heads(heads: Iterable[Head]) -> str:
+    """Format ``[(1, 0), (0, 1)]`` as ``"L1H0,L0H1"`` (the inverse of :func:`parse_heads`)."""
+    return ",".join(f"L{layer}H{head}" for layer, head in heads)
+
+
+def check_heads(heads: Sequence[Head] | str, model: torch.nn.Module) -> list[Head]:
+    """Validate heads against ``model.cfg``: a list of in-range, distinct ``(layer, head)`` pairs."""
+    if isinstance(heads, str):
+        heads = parse_heads(heads)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    out: list[Head] = []
+    for item in heads:
+        if (
+            not isinstance(item, (tuple, list))
+            or len(item) != 2
+            or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in item)
+        ):
+            raise ValueError(f"heads: each head must be a (layer, head) pair of integers, got {item!r}")
+        layer, head = int(item[0]), int(item[1])
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise ValueError(
+                f"heads: ({layer}, {head}) is out of range; the model has layers 0..{n_layers - 1} "
+                f"and heads 0..{n_heads - 1}"
+            )
+        if (layer, head) in out:
+            raise ValueError(f"heads: L{layer}H{head} is listed twice")
+        out.append((layer, head))
+    if not out:
+        raise ValueError("heads: expected at least one (layer, head) pair")
+    return out
+
+
+def _check_method(method: str) -> None:
+    if method not in ABLATION_METHODS:
+        raise ValueError(f"method: must be one of {', '.join(ABLATION_METHODS)}; got {method!r}")
+
+
+def derangement(n: int, seed: int) -> torch.Tensor:
+    """A seeded permutation of ``range(n)`` without fixed points (identity when n < 2)."""
+    if n < 2:
+        return torch.arange(n)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = torch.empty(n, dtype=torch.long)
+    perm[order] = order.roll(1)  # one cycle through all n: nobody maps to itself
+    return perm
+
+
+def _z_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+@torch.no_grad()
+def ablation_values(
+    model: torch.nn.Module,
+    batch: Batch,
+    heads: Sequence[Head],
+    method: AblationMethod,
+    seed: int = 0,
+) -> dict[Head, Float[torch.Tensor, "batch pos d_head"]]:
+    """The value each head's ``hook_z`` is replaced by, for every sequence of ``batch``."""
+    _check_method(method)
+    layers = sorted({layer for layer, _ in heads})
+    n_batch, n_pos = batch.inputs.shape[:2]
+    d_head = model.cfg.d_head
+    if method == "zero":
+        zero = torch.zeros(n_batch, n_pos, d_head, device=batch.inputs.device)
+        return {head: zero for head in heads}
+    names = {_z_name(layer) for layer in layers}
+    _, cache = model.run_with_cache(
+        batch.inputs, batch.pos_shift, names_filter=names.__contains__, return_cache_object=False
+    )
+    values: dict[Head, torch.Tensor] = {}
+    perm = derangement(n_batch, seed)
+    for layer, head in heads:
+        z = cache[_z_name(layer)][:, :, head]
+        if method == "mean":
+            values[(layer, head)] = z.mean(0, keepdim=True).expand(n_batch, -1, -1)
+        else:
+            values[(layer, head)] = z[perm]
+    return values
+
+
+@torch.no_grad()
+def ablated_logits(
+    model: torch.nn.Module,
+    batch: Batch,
+    heads: Sequence[Head] | str,
+    method: AblationMethod = "mean",
+    seed: int = 0,
+) -> Float[torch.Tensor, "batch n_labels"]:
+    """Logits of ``model`` on ``batch`` with ``heads`` ablated by ``method``."""
+    heads = check_heads(heads, model)
+    values = ablation_values(model, batch, heads, method, seed)
+    return _run_ablated(model, batch, values)
+
+
+def _run_ablated(model: torch.nn.Module, batch: Batch, values: Mapping[Head, torch.Tensor]) -> torch.Tensor:
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in values:
+        by_layer.setdefault(layer, []).append(head)
+
+    def make_hook(layer: int):
+        def hook(z, hook):
+            z = z.clone()
+            for head in by_layer[layer]:
+                z[:, :, head] = values[(layer, head)]
+            return z
+
+        return hook
+
+    fwd_hooks = [(_z_name(layer), make_hook(layer)) for layer in sorted(by_layer)]
+    was_training = model.training
+    model.eval()
+    try:
+        return model.run_with_hooks(batch.inputs, batch.pos_shift, fwd_hooks=fwd_hooks)
+    finally:
+        model.train(was_training)
+
+
+def _as_suites(suites: Mapping[str, Batch] | Batch) -> dict[str, Batch]:
+    if isinstance(suites, Batch):
+        return {"batch": suites}
+    if not isinstance(suites, Mapping) or not suites:
+        raise ValueError("suites: expected a Batch or a non-empty dict of suite name -> Batch")
+    return dict(suites)
+
+
+def _rows(
+    suite: str, heads: str, method: str, clean: tuple[float, float], ablated: tuple[float, float]
+) -> list[dict]:
+    return [
+        dict(suite=suite, metric=metric, heads=heads, method=method, clean=c, ablated=a, delta=a - c)
+        for metric, c, a in zip(("accuracy", "loss"), clean, ablated, strict=True)
+    ]
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=ABLATION_COLUMNS)
+    return df.astype(
+        {"suite": "string", "metric": "string", "heads": "string", "method": "string"}
+        | {c: "float64" for c in ("clean", "ablated", "delta")}
+    )
+
+
+@torch.no_grad()
+def ablate_heads(
+    model: torch.nn.Module,
+    suites: Mapping[str, Batch] | Batch,
+    heads: Sequence[Head] | str,
+    method: AblationMethod = "mean",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Ablate a set of heads together; effect on every suite's accuracy and loss.
+
+    Returns a DataFrame with columns suite, metric ('accuracy', 'loss'), heads (e.g.
+    ``"L1H0,L0H0"``), method, clean, ablated, delta (= ablated - clean). A single
+    :class:`Batch` is reported as suite ``"batch"``.
+    """
+    _check_method(method)
+    heads = check_heads(heads, model)
+    label = format_heads(heads)
+    rows: list[dict] = []
+    for name, batch in _as_suites(suites).items():
+        clean = accuracy_and_loss(_run_ablated(model, batch, {}), batch.targets)
+        values = ablation_values(model, batch, heads, method, seed)
+        ablated = accuracy_and_loss(_run_ablated(model, batch, values), batch.targets)
+        rows.extend(_rows(name, label, method, clean, ablated))
+    return _frame(rows)
+
+
+@torch.no_grad()
+def ablate_each_head(
+    model: torch.nn.Module,
+    suites: Mapping[str, Batch] | Batch,
+    method: AblationMethod = "mean",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`ablate_heads` for every single head in turn (layer-major), one table."""
+    _check_method(method)
+    all_heads = [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
+    rows: list[dict] = []
+    for name, batch in _as_suites(suites).items():
+        clean = accuracy_and_loss(_run_ablated(model, batch, {}), batch.targets)
+        values = ablation_values(model, batch, all_heads, method, seed)
+        for head in all_heads:
+            ablated = accuracy_and_loss(_run_ablated(model, batch, {head: values[head]}), batch.targets)
+            rows.extend(_rows(name, format_heads([head]), method, clean, ablated))
+    return _frame(rows)
+
+
+def ablation_over_checkpoints(
+    run: Run,
+    heads: Sequence[Head] | str | None = None,
+    method: AblationMethod = "mean",
+    steps: Iterable[int] | None = None,
+    *,
+    n_seqs: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Ablation across a run's checkpoints: the :func:`ablate_heads` table plus run, step.
+
+    ``heads=None`` ablates each head in turn (:func:`ablate_each_head`); ``steps`` defaults
+    to every checkpoint; ``n_seqs`` caps the sequences per suite.
+    """
+    _check_method(method)
+    available = run.steps
+    steps = available if steps is None else list(steps)
+    missing = sorted(set(steps) - set(available))
+    if missing:
+        raise ValueError(f"steps: {missing} have no checkpoint in {run.path}; available: {available}")
+    suites = run.suites(n_seqs)
+    frames = []
+    for step in steps:
+        model = run.model(step)
+        if heads is None:
+            df = ablate_each_head(model, suites, method, seed)
+        else:
+            df = ablate_heads(model, suites, heads, method, seed)
+        df.insert(0, "step", step)
+        df.insert(0, "run", run.name)
+        frames.append(df)
+    if not frames:
+        frames.append(_frame([]).assign(run=pd.Series(dtype="string"), step=pd.Series(dtype="int64")))
+    return pd.concat(frames, ignore_index=True)[["run", "step", *ABLATION_COLUMNS]]
+
+
+__all__ = [
+    "ABLATION_COLUMNS",
+    "Head",
+    "ablate_each_head",
+    "ablate_heads",
+    "ablated_logits",
+    "ablation_over_checkpoints",
+    "ablation_values",
+    "check_heads",
+    "derangement",
+    "format_heads",
+    "parse_heads",
+]

@@ -1,0 +1,453 @@
+"""Activation, path and attribution patching of the ICL circuit on corrupted icl sequences.
+
+Corruptions (:func:`corrupt_batch`; M = the exemplars whose label equals the query's
+target label, as in SCIENCE.md section 5):
+
+- ``label``: every label vector at M's label positions is replaced by one other label
+  ``a != target``, the same ``a`` for all of M within a sequence (drawn uniformly from the
+  L - 1 wrong labels). A model doing ICL should now answer ``a``; ``a`` is the alternative.
+- ``item``: every item of M is replaced by a fresh item of a new random class (a fresh
+  class mean ``mu' ~ N(0, I_D / D)`` per sequence, fresh noise per item, the task's eps),
+  so no context item resembles the query any more (the M1 items: the only modality of
+  unimodal runs). The alternative ``a`` is a random context label other than the target
+  (a random wrong label where there is none). Corrupted items get class -1.
+
+Targets stay the clean targets. Metric (Wang et al. 2022; Heimersheim & Nanda 2024):
+the logit difference ``LD = logit[target] - logit[a]``, averaged over sequences, normalised
+``(LD_patched - LD_corrupt) / (LD_clean - LD_corrupt)``: 0 = the corrupted run,
+1 = the clean run.
+
+Methods (Meng et al. 2022; Wang et al. 2022; Nanda 2023 "Attribution patching"):
+
+- activation patching: run the corrupted input with one activation set to its clean
+  value: head outputs ``hook_z`` over all positions ([layer, head]) and by position
+  ([layer, pos, head]), the residual stream ``hook_resid_pre`` by layer and position
+  ([layer, pos]). Uses ``transformer_lens.patching.generic_activation_patch`` with an
+  explicit ``index_df`` (its position sweeps infer positions from token ids, wrong for
+  continuous inputs).
+- path patching (direct paths): for sender head s and a later receiver head r, run the
+  corrupted input but recompute only r's k (or q, or v) from
+  ``ln1(resid_pre_corrupt + (z_clean[s] - z_corrupt[s]) W_O[s])``: the sender's output is
+  the clean one on that path alone, everything else stays corrupted (downstream of r runs
+  freely). The edge prev-token head -> induction head is a K-composition: its effect sits
+  on the ``k`` entry.
+- attribution patching: the first-order estimate
+  ``(act_clean - act_corrupt) . d metric / d act`` at the corrupted run, one backward pass
+  for every head and position at once; summed over batch, positions (for heads) and
+  features. It estimates the activation-patching result on the same scale.
+
+All runs use ``pos_shift = 0`` (TransformerLens patching passes the corrupted input as the
+only argument), the model in eval mode, and everything but attribution under no_grad.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from transformer_lens import ActivationCache
+from transformer_lens import patching as tl_patching
+
+from mmicl_interp.data.layout import Layout
+from mmicl_interp.data.task import Batch, Task
+from mmicl_interp.types import CORRUPTIONS, Corruption
+
+QKV: tuple[str, ...] = ("k", "q", "v")
+"""The receiver inputs path patching can reach."""
+PATCH_COLUMNS = ["run", "step", "suite", "metric", "layer", "head", "src_layer", "src_head", "value"]
+_DTYPES = {
+    **dict.fromkeys(("run", "suite", "metric"), "string"),
+    "step": "int64",
+    **dict.fromkeys(("layer", "head", "src_layer", "src_head"), "Int64"),
+    "value": "float64",
+}
+
+
+# ---------------------------------------------------------------------- corruption
+def corrupt_batch(
+    batch: Batch, task: Task, layout: Layout, kind: Corruption = "label", seed: int = 0
+) -> tuple[Batch, Int[torch.Tensor, " batch"]]:
+    """Corrupt the matching exemplars of every sequence; return (corrupted batch, alt label).
+
+    ``label`` swaps M's label vectors for one wrong label per sequence; ``item`` swaps M's
+    items for items of a fresh random class (see the module docstring).
+    """
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"kind: must be one of {', '.join(CORRUPTIONS)}; got {kind!r}")
+    g = torch.Generator().manual_seed(seed)
+    n, L = len(batch), task.config.L
+    device = batch.inputs.device
+    matches = batch.matches()
+    inputs = batch.inputs.clone()
+    target = batch.targets
+    if kind == "label":
+        alt = _random_wrong_label(target, L, g)
+        positions = layout.labels().to(device)
+        new = task.label_vectors.to(device)[alt][:, None, :].expand(-1, positions.numel(), -1)
+        inputs[:, positions] = torch.where(matches[..., None], new, inputs[:, positions])
+        labels = torch.where(matches, alt[:, None], batch.context_labels)
+        return replace(batch, inputs=inputs, context_labels=labels), alt
+    D, eps = task.config.D, task.config.eps
+    positions = layout.items("m1").to(device)
+    means = torch.randn(n, 1, D, generator=g) / math.sqrt(D)
+    noise = torch.randn(n, positions.numel(), D, generator=g) * (eps / math.sqrt(D))
+    fresh = ((means + noise) / math.sqrt(1.0 + eps**2)).to(device)
+    inputs[:, positions] = torch.where(matches[..., None], fresh, inputs[:, positions])
+    classes = torch.where(matches, torch.full_like(batch.context_classes, -1), batch.context_classes)
+    # the alternative: a random context label other than the target, if the context has one
+    others = batch.context_labels != target[:, None]
+    scores = torch.rand(n, others.shape[1], generator=g).to(device).masked_fill(~others, -1.0)
+    from_context = batch.context_labels.gather(1, scores.argmax(1, keepdim=True))[:, 0]
+    alt = torch.where(others.any(1), from_context, _random_wrong_label(target, L, g))
+    return replace(batch, inputs=inputs, context_classes=classes), alt
+
+
+def _random_wrong_label(target: torch.Tensor, n_labels: int, g: torch.Generator) -> torch.Tensor:
+    r = torch.randint(n_labels - 1, target.shape, generator=g).to(target.device)
+    return r + (r >= target).long()
+
+
+# ---------------------------------------------------------------------- metric
+def logit_diff(
+    logits: Float[torch.Tensor, "batch n_labels"],
+    correct: Int[torch.Tensor, " batch"],
+    alt: Int[torch.Tensor, " batch"],
+) -> Float[torch.Tensor, " batch"]:
+    """``logit[correct] - logit[alt]`` per sequence."""
+    return logits.gather(1, correct[:, None])[:, 0] - logits.gather(1, alt[:, None])[:, 0]
+
+
+def normalised_logit_diff(
+    logits: Float[torch.Tensor, "batch n_labels"],
+    correct: Int[torch.Tensor, " batch"],
+    alt: Int[torch.Tensor, " batch"],
+    clean_ld: float,
+    corrupt_ld: float,
+) -> Float[torch.Tensor, ""]:
+    """``(mean LD - LD_corrupt) / (LD_clean - LD_corrupt)``: 0 corrupted, 1 clean (differentiable)."""
+    return (logit_diff(logits, correct, alt).mean() - corrupt_ld) / (clean_ld - corrupt_ld)
+
+
+@dataclass
+class PatchingSetup:
+    """A clean batch, its corruption and both runs' caches: the input of every patching method."""
+
+    clean: Batch
+    corrupted: Batch
+    alt: Int[torch.Tensor, " batch"]
+    kind: str
+    clean_logits: Float[torch.Tensor, "batch n_labels"]
+    corrupt_logits: Float[torch.Tensor, "batch n_labels"]
+    clean_cache: ActivationCache
+    corrupt_cache: ActivationCache
+    clean_ld: float
+    corrupt_ld: float
+
+    @property
+    def correct(self) -> Int[torch.Tensor, " batch"]:
+        return self.clean.targets
+
+    def metric(self, logits: Float[torch.Tensor, "batch n_labels"]) -> Float[torch.Tensor, ""]:
+        """Normalised logit difference of ``logits`` (0 = corrupted run, 1 = clean run)."""
+        return normalised_logit_diff(logits, self.correct, self.alt, self.clean_ld, self.corrupt_ld)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def _quiet_tl(progress: bool) -> Iterator[None]:
+    """Silence the progress bar of ``transformer_lens.patching`` unless asked for."""
+    if progress:
+        yield
+        return
+    saved = tl_patching.tqdm
+    tl_patching.tqdm = lambda iterable, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        tl_patching.tqdm = saved
+
+
+@torch.no_grad()
+def prepare_patching(
+    model: torch.nn.Module,
+    batch: Batch,
+    task: Task,
+    layout: Layout,
+    kind: Corruption = "label",
+    seed: int = 0,
+) -> PatchingSetup:
+    """Corrupt ``batch``, run clean and corrupted (pos_shift 0) and cache both runs."""
+    zero = torch.zeros_like(batch.pos_shift)
+    clean = replace(batch, pos_shift=zero)
+    corrupted, alt = corrupt_batch(clean, task, layout, kind, seed)
+    with _eval_mode(model):
+        clean_logits, clean_cache = model.run_with_cache(clean.inputs)
+        corrupt_logits, corrupt_cache = model.run_with_cache(corrupted.inputs)
+    clean_ld = logit_diff(clean_logits, clean.targets, alt).mean().item()
+    corrupt_ld = logit_diff(corrupt_logits, clean.targets, alt).mean().item()
+    if abs(clean_ld - corrupt_ld) < 1e-6:
+        warnings.warn(
+            f"the {kind} corruption does not change the logit difference (clean {clean_ld:.3g}, "
+            f"corrupted {corrupt_ld:.3g}); normalised patching results are meaningless here",
+            stacklevel=2,
+        )
+    return PatchingSetup(
+        clean,
+        corrupted,
+        alt,
+        kind,
+        clean_logits,
+        corrupt_logits,
+        clean_cache,
+        corrupt_cache,
+        clean_ld,
+        corrupt_ld,
+    )
+
+
+# ---------------------------------------------------------------------- activation patching
+def _generic_patch(
+    model: torch.nn.Module,
+    setup: PatchingSetup,
+    activation: str,
+    setter,
+    ranges: Sequence[int],
+    columns: Sequence[str],
+    progress: bool,
+) -> torch.Tensor:
+    index_df = tl_patching.make_df_from_ranges(list(ranges), list(columns))
+    with torch.no_grad(), _eval_mode(model), _quiet_tl(progress):
+        out = tl_patching.generic_activation_patch(
+            model,
+            setup.corrupted.inputs,
+            setup.clean_cache,
+            setup.metric,
+            setter,
+            activation,
+            index_df=index_df,
+        )
+    return out.reshape(*ranges)
+
+
+def patch_head_outputs(
+    model: torch.nn.Module, setup: PatchingSetup, progress: bool = False
+) -> Float[torch.Tensor, "layer head"]:
+    """Normalised metric with each head's clean output (``hook_z``, all positions) patched in."""
+    cfg = model.cfg
+    return _generic_patch(
+        model,
+        setup,
+        "z",
+        tl_patching.layer_head_vector_patch_setter,
+        (cfg.n_layers, cfg.n_heads),
+        ("layer", "head"),
+        progress,
+    )
+
+
+def patch_head_outputs_by_pos(
+    model: torch.nn.Module, setup: PatchingSetup, progress: bool = False
+) -> Float[torch.Tensor, "layer pos head"]:
+    """Normalised metric with one head's clean output at one position patched in."""
+    cfg = model.cfg
+    n_pos = setup.clean.inputs.shape[1]
+    return _generic_patch(
+        model,
+        setup,
+        "z",
+        tl_patching.layer_pos_head_vector_patch_setter,
+        (cfg.n_layers, n_pos, cfg.n_heads),
+        ("layer", "pos", "head"),
+        progress,
+    )
+
+
+def patch_resid_pre(
+    model: torch.nn.Module, setup: PatchingSetup, progress: bool = False
+) -> Float[torch.Tensor, "layer pos"]:
+    """Normalised metric with the clean residual stream (``hook_resid_pre``) at one layer and position."""
+    n_pos = setup.clean.inputs.shape[1]
+    return _generic_patch(
+        model,
+        setup,
+        "resid_pre",
+        tl_patching.layer_pos_patch_setter,
+        (model.cfg.n_layers, n_pos),
+        ("layer", "pos"),
+        progress,
+    )
+
+
+# ---------------------------------------------------------------------- path patching
+@torch.no_grad()
+def path_patch(
+    model: torch.nn.Module, setup: PatchingSetup, inputs: Sequence[str] = QKV
+) -> dict[str, Float[torch.Tensor, "sender receiver"]]:
+    """Direct-path patching from every head into each later head's keys, queries or values.
+
+    Returns ``{"k": T, "q": T, "v": T}`` (those in ``inputs``), each ``T`` of shape
+    ``[n_layers * n_heads, n_layers * n_heads]`` indexed by flat head ``layer * n_heads + head``
+    (sender rows, receiver columns): the normalised metric with only that path clean. Entries
+    whose receiver layer is not after the sender's are NaN (no such path).
+    """
+    bad = [c for c in inputs if c not in QKV]
+    if bad or not inputs:
+        raise ValueError(f"inputs: must be a non-empty subset of {', '.join(QKV)}; got {list(inputs)!r}")
+    cfg = model.cfg
+    n_layers, n_heads = cfg.n_layers, cfg.n_heads
+    size = n_layers * n_heads
+    out = {c: torch.full((size, size), float("nan")) for c in inputs}
+    with _eval_mode(model):
+        for s_layer in range(n_layers - 1):
+            attn = model.blocks[s_layer].attn
+            z_clean = setup.clean_cache[f"blocks.{s_layer}.attn.hook_z"]
+            z_corrupt = setup.corrupt_cache[f"blocks.{s_layer}.attn.hook_z"]
+            for s_head in range(n_heads):
+                delta = (z_clean[:, :, s_head] - z_corrupt[:, :, s_head]) @ attn.W_O[s_head]
+                for r_layer in range(s_layer + 1, n_layers):
+                    block = model.blocks[r_layer]
+                    resid = setup.corrupt_cache[f"blocks.{r_layer}.hook_resid_pre"]
+                    x = block.ln1(resid + delta)
+                    for r_head in range(n_heads):
+                        for c in inputs:
+                            w = getattr(block.attn, f"W_{c.upper()}")[r_head]
+                            b = getattr(block.attn, f"b_{c.upper()}")[r_head]
+                            new = x @ w + b
+                            logits = model.run_with_hooks(
+                                setup.corrupted.inputs,
+                                fwd_hooks=[(f"blocks.{r_layer}.attn.hook_{c}", _head_setter(r_head, new))],
+                            )
+                            out[c][s_layer * n_heads + s_head, r_layer * n_heads + r_head] = setup.metric(
+                                logits
+                            ).item()
+    return out
+
+
+def _head_setter(head: int, value: torch.Tensor):
+    def hook(act, hook):
+        act = act.clone()
+        act[:, :, head] = value
+        return act
+
+    return hook
+
+
+# ---------------------------------------------------------------------- attribution patching
+def attribution_patch(model: torch.nn.Module, setup: PatchingSetup) -> dict[str, torch.Tensor]:
+    """Attribution patching: ``(clean - corrupt) . grad`` of the metric at the corrupted run.
+
+    Returns ``head_out`` [layer, head] (``hook_z``, summed over positions),
+    ``head_out_by_pos`` [layer, pos, head] and ``resid_pre`` [layer, pos], each a
+    first-order estimate of the matching activation-patching result.
+    """
+    n_layers = model.cfg.n_layers
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
+    names += [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
+    acts: dict[str, torch.Tensor] = {}
+
+    def keep(act, hook):
+        acts[hook.name] = act
+
+    inputs = setup.corrupted.inputs.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), _eval_mode(model):
+        logits = model.run_with_hooks(inputs, fwd_hooks=[(name, keep) for name in names])
+        metric = setup.metric(logits)
+        grads = dict(zip(names, torch.autograd.grad(metric, [acts[name] for name in names]), strict=True))
+    by_pos, resid = [], []
+    for layer in range(n_layers):
+        z_name, r_name = names[layer], names[n_layers + layer]
+        dz = setup.clean_cache[z_name] - setup.corrupt_cache[z_name]
+        by_pos.append((dz * grads[z_name]).sum(dim=(0, 3)))  # [pos, head]
+        dr = setup.clean_cache[r_name] - setup.corrupt_cache[r_name]
+        resid.append((dr * grads[r_name]).sum(dim=(0, 2)))  # [pos]
+    head_out_by_pos = torch.stack(by_pos).detach()
+    return {
+        "head_out": head_out_by_pos.sum(1),
+        "head_out_by_pos": head_out_by_pos,
+        "resid_pre": torch.stack(resid).detach(),
+    }
+
+
+# ---------------------------------------------------------------------- tidy table
+def patching_table(
+    model: torch.nn.Module,
+    batch: Batch,
+    task: Task,
+    layout: Layout,
+    kind: Corruption = "label",
+    seed: int = 0,
+    *,
+    run: str = "",
+    step: int = 0,
+    suite: str = "icl",
+) -> pd.DataFrame:
+    """Head-level patching results as a tidy table.
+
+    Columns run, step, suite, metric, layer, head, src_layer, src_head, value. Metrics:
+    ``act_patch_head`` and ``attr_patch_head`` (layer/head the patched head, src NA),
+    ``path_patch_k`` / ``_q`` / ``_v`` (layer/head the receiver, src_layer/src_head the
+    sender). Values are normalised logit differences under the ``kind`` corruption.
+    """
+    setup = prepare_patching(model, batch, task, layout, kind, seed)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    rows: list[dict] = []
+
+    def add(metric, layer, head, value, src=(None, None)):
+        rows.append(
+            dict(
+                run=run,
+                step=step,
+                suite=suite,
+                metric=metric,
+                layer=layer,
+                head=head,
+                src_layer=src[0],
+                src_head=src[1],
+                value=float(value),
+            )
+        )
+
+    heads = patch_head_outputs(model, setup)
+    attr = attribution_patch(model, setup)["head_out"]
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            add("act_patch_head", layer, head, heads[layer, head])
+            add("attr_patch_head", layer, head, attr[layer, head])
+    for c, values in path_patch(model, setup).items():
+        for s in range(n_layers * n_heads):
+            for r in range(n_layers * n_heads):
+                if not math.isnan(values[s, r]):
+                    add(f"path_patch_{c}", r // n_heads, r % n_heads, values[s, r], divmod(s, n_heads))
+    df = pd.DataFrame(rows, columns=PATCH_COLUMNS)
+    return df.astype(_DTYPES)
+
+
+__all__ = [
+    "PATCH_COLUMNS",
+    "PatchingSetup",
+    "attribution_patch",
+    "corrupt_batch",
+    "logit_diff",
+    "normalised_logit_diff",
+    "patch_head_outputs",
+    "patch_head_outputs_by_pos",
+    "patch_resid_pre",
+    "path_patch",
+    "patching_table",
+    "prepare_patching",
+]

@@ -1,0 +1,173 @@
+"""Patching: corruptions, the normalised metric, TransformerLens activation patching, path and
+attribution patching, on a random tiny model (exact invariants) and the trained ICL model."""
+
+import pytest
+import torch
+
+from mmicl_interp.analyses.patching import (
+    PATCH_COLUMNS,
+    attribution_patch,
+    corrupt_batch,
+    logit_diff,
+    patch_head_outputs,
+    patch_head_outputs_by_pos,
+    patch_resid_pre,
+    patching_table,
+    path_patch,
+    prepare_patching,
+)
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ra = a.flatten().argsort().argsort().float()
+    rb = b.flatten().argsort().argsort().float()
+    return torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
+
+
+@pytest.fixture
+def icl_batch(tiny_task):
+    return tiny_task.suites(1, 48)["icl"]
+
+
+def test_label_corruption_swaps_only_the_matching_labels_for_one_wrong_label(tiny_task, icl_batch):
+    layout = tiny_task.layout
+    corrupted, alt = corrupt_batch(icl_batch, tiny_task, layout, "label", seed=0)
+    matches = icl_batch.matches()
+    assert matches.any(1).all()  # icl sequences always hold the query's class
+    assert (alt != icl_batch.targets).all()
+    labels, items = layout.labels(), layout.items()
+    new = corrupted.inputs[:, labels]
+    old = icl_batch.inputs[:, labels]
+    expected = tiny_task.label_vectors[alt][:, None].expand_as(new)
+    assert torch.equal(new[matches], expected[matches])
+    assert torch.equal(new[~matches], old[~matches])
+    assert torch.equal(corrupted.inputs[:, items], icl_batch.inputs[:, items])
+    assert torch.equal(corrupted.inputs[:, -1], icl_batch.inputs[:, -1])
+    assert torch.equal(corrupted.targets, icl_batch.targets)
+    assert not corrupted.matches().any()
+    again, alt2 = corrupt_batch(icl_batch, tiny_task, layout, "label", seed=0)
+    assert torch.equal(again.inputs, corrupted.inputs) and torch.equal(alt, alt2)
+
+
+def test_item_corruption_swaps_only_the_matching_items_for_a_fresh_class(tiny_task, icl_batch):
+    layout = tiny_task.layout
+    corrupted, alt = corrupt_batch(icl_batch, tiny_task, layout, "item", seed=1)
+    matches = icl_batch.matches()
+    items, labels = layout.items(), layout.labels()
+    new, old = corrupted.inputs[:, items], icl_batch.inputs[:, items]
+    assert (new[matches] != old[matches]).any(-1).all()
+    assert torch.equal(new[~matches], old[~matches])
+    assert torch.equal(corrupted.inputs[:, labels], icl_batch.inputs[:, labels])
+    assert (corrupted.context_classes[matches] == -1).all()
+    # all fresh items of a sequence share one new class: they are close to each other
+    for b in range(len(icl_batch)):
+        fresh = new[b, matches[b]]
+        cos = torch.cosine_similarity(fresh[:, None], fresh[None, :], dim=-1)
+        assert cos.min() > 0.9
+    assert (alt != icl_batch.targets).all()
+    in_context = (icl_batch.context_labels == alt[:, None]).any(1)
+    has_other = (icl_batch.context_labels != icl_batch.targets[:, None]).any(1)
+    assert torch.equal(in_context, has_other)
+
+
+def test_unknown_corruption_names_the_allowed_ones(tiny_task, icl_batch):
+    with pytest.raises(ValueError, match="kind: must be one of label, item; got 'query'"):
+        corrupt_batch(icl_batch, tiny_task, tiny_task.layout, "query")
+
+
+def test_metric_is_one_on_the_clean_run_and_zero_on_the_corrupted_run(tiny_task, tiny_model, icl_batch):
+    setup = prepare_patching(tiny_model, icl_batch, tiny_task, tiny_task.layout, "label")
+    assert setup.metric(setup.clean_logits).item() == pytest.approx(1.0, abs=1e-5)
+    assert setup.metric(setup.corrupt_logits).item() == pytest.approx(0.0, abs=1e-5)
+    assert (setup.clean.pos_shift == 0).all()
+    ld = logit_diff(setup.clean_logits, setup.correct, setup.alt)
+    assert ld.mean().item() == pytest.approx(setup.clean_ld)
+
+
+def test_activation_patching_matches_hand_patching_and_known_zeros(tiny_task, tiny_model, icl_batch):
+    setup = prepare_patching(tiny_model, icl_batch, tiny_task, tiny_task.layout, "label")
+    heads = patch_head_outputs(tiny_model, setup)
+    assert heads.shape == (2, 2)
+    clean_z = setup.clean_cache["blocks.1.attn.hook_z"]
+
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, 0] = clean_z[:, :, 0]
+        return z
+
+    with torch.no_grad():
+        logits = tiny_model.run_with_hooks(setup.corrupted.inputs, fwd_hooks=[("blocks.1.attn.hook_z", hook)])
+    assert heads[1, 0].item() == pytest.approx(setup.metric(logits).item(), abs=1e-5)
+
+    n_pos = icl_batch.inputs.shape[1]
+    resid = patch_resid_pre(tiny_model, setup)
+    by_pos = patch_head_outputs_by_pos(tiny_model, setup)
+    assert resid.shape == (2, n_pos) and by_pos.shape == (2, n_pos, 2)
+    # layer-0 positions the label corruption never touches: patching them changes nothing
+    untouched = [p for p in range(n_pos) if p not in tiny_task.layout.label_positions]
+    assert resid[0, untouched].abs().max() < 1e-5
+
+
+def test_path_patching_shape_nan_pattern_and_bad_inputs(tiny_task, tiny_model, icl_batch):
+    setup = prepare_patching(tiny_model, icl_batch, tiny_task, tiny_task.layout, "item")
+    paths = path_patch(tiny_model, setup)
+    assert set(paths) == {"k", "q", "v"}
+    for values in paths.values():
+        assert values.shape == (4, 4)
+        assert values[:2, 2:].isfinite().all()  # layer 0 -> layer 1
+        assert values[:, :2].isnan().all() and values[2:].isnan().all()
+    assert set(path_patch(tiny_model, setup, inputs=("k",))) == {"k"}
+    with pytest.raises(ValueError, match="inputs: must be a non-empty subset of k, q, v"):
+        path_patch(tiny_model, setup, inputs=("o",))
+
+
+def test_attribution_has_the_right_shapes_and_approximates_patching_at_init(tiny_task, tiny_model, icl_batch):
+    setup = prepare_patching(tiny_model, icl_batch, tiny_task, tiny_task.layout, "label")
+    attr = attribution_patch(tiny_model, setup)
+    n_pos = icl_batch.inputs.shape[1]
+    assert attr["head_out"].shape == (2, 2)
+    assert attr["head_out_by_pos"].shape == (2, n_pos, 2)
+    assert attr["resid_pre"].shape == (2, n_pos)
+    torch.testing.assert_close(attr["head_out"], attr["head_out_by_pos"].sum(1))
+    # the last layer's head outputs reach the read-out through the final norm only:
+    # at init both are near-linear, so attribution ~ activation patching there
+    act = patch_head_outputs(tiny_model, setup)
+    torch.testing.assert_close(attr["head_out"][1], act[1], rtol=0.1, atol=0.05)
+
+
+def test_attribution_agrees_with_activation_patching_on_the_trained_model(icl_run):
+    run, model = icl_run.run, icl_run.model
+    batch = icl_run.suites["icl"][:128]
+    for kind in ("label", "item"):
+        setup = prepare_patching(model, batch, run.task, run.layout, kind)
+        act_resid = patch_resid_pre(model, setup)
+        attr = attribution_patch(model, setup)
+        assert _spearman(act_resid, attr["resid_pre"]) > 0.5, kind
+        if kind == "label":  # the induction head carries the label: the top head of both
+            act_heads = patch_head_outputs(model, setup)
+            assert act_heads.argmax() == attr["head_out"].argmax() == 1  # L1H0
+
+
+def test_trained_prev_token_head_feeds_the_induction_head_through_its_keys(icl_run):
+    run, model = icl_run.run, icl_run.model
+    setup = prepare_patching(model, icl_run.suites["icl"][:128], run.task, run.layout, "item")
+    paths = {c: v[0, 1].item() for c, v in path_patch(model, setup).items()}  # L0H0 -> L1H0
+    assert paths["k"] > 0.5
+    assert paths["k"] > 5 * max(abs(paths["q"]), abs(paths["v"]))
+
+
+def test_patching_table_is_tidy(tiny_task, tiny_model, icl_batch):
+    df = patching_table(tiny_model, icl_batch, tiny_task, tiny_task.layout, "item", run="r", step=3)
+    assert list(df.columns) == PATCH_COLUMNS
+    assert set(df["metric"]) == {
+        "act_patch_head",
+        "attr_patch_head",
+        "path_patch_k",
+        "path_patch_q",
+        "path_patch_v",
+    }
+    assert len(df) == 2 * 4 + 3 * 4  # 4 heads x 2 + 3 inputs x (2 senders x 2 receivers)
+    path = df[df.metric == "path_patch_k"]
+    assert (path["layer"] == 1).all() and (path["src_layer"] == 0).all()
+    assert df[df.metric == "act_patch_head"]["src_layer"].isna().all()
+    assert str(df["layer"].dtype) == "Int64" and set(df["step"]) == {3}
