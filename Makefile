@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-# Train the default config (ICL emerges in about a minute on 2 cores); a complete run is reused.
+# Train the default config (ICL emerges in well under a minute of training on 2 cores; a
+# complete run is reused), score every checkpoint, and write the one-page report.
 demo: $(STAMP)
 	$(BIN)/mmicl train default --out checkpoints/default
+	$(BIN)/mmicl analyze checkpoints/default
+	$(BIN)/mmicl report checkpoints/default
+	@echo "open checkpoints/default/report.html in a browser (it needs no network)"
 
 # pytest exits 5 when it collects no tests: that fails here like any other error.
 test: $(STAMP)

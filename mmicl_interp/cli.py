@@ -2,6 +2,9 @@
 
 ``mmicl train CONFIG [--out DIR] [--set key=value ...] [--resume] [--quiet]``
 ``mmicl analyze RUN [--out FILE] [--force]``
+``mmicl ablate RUN [--step S] [--heads L1H0,...] [--method zero|mean|resample]``
+``mmicl patch RUN [--step S] [--kind heads|resid|path|attribution] [--corruption label|item]``
+``mmicl report RUN [--out FILE.html]``
 
 CONFIG is a TOML path or the name of a shipped config in ``analyses/configs`` (e.g.
 ``default``). Bad input (an invalid value, an unknown key, a TOML syntax error, a missing
@@ -61,6 +64,60 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_out(run, table_report, quiet: bool) -> int:
+    written = table_report.write(run.path / "reports")
+    if not quiet:
+        table_report.print()
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from mmicl_interp.report.causal import ablation_report
+    from mmicl_interp.runs import load_run
+
+    run = load_run(args.run)
+    try:
+        report = ablation_report(run, args.step, args.heads, args.method, args.n_seqs, args.seed)
+    except ValueError as err:
+        raise ConfigError(*_split_field(err, "--heads")) from None
+    return _report_out(run, report, args.quiet)
+
+
+def _cmd_patch(args: argparse.Namespace) -> int:
+    from mmicl_interp.report.causal import patching_report
+    from mmicl_interp.runs import load_run
+
+    run = load_run(args.run)
+    try:
+        corruption = args.corruption or ("item" if args.kind == "path" else "label")
+        report = patching_report(run, args.step, args.kind, corruption, args.n_seqs, args.seed)
+    except ValueError as err:
+        raise ConfigError(*_split_field(err, "--kind")) from None
+    return _report_out(run, report, args.quiet)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mmicl_interp.report.run_report import build_run_report
+    from mmicl_interp.runs import load_run
+
+    run = load_run(args.run)
+    if args.out and not args.out.endswith(".html"):
+        raise ConfigError("--out", f"must end in .html, got {args.out!r}")
+    path = build_run_report(run, args.out, n_seqs=args.n_seqs, progress=not args.quiet)
+    print(f"wrote {path}  (open it in a browser; it needs no network)")
+    return 0
+
+
+def _split_field(err: ValueError, default: str) -> tuple[str, str]:
+    """Turn 'field: message' errors of the analysis layer into (field, message)."""
+    text = str(err)
+    head, sep, rest = text.partition(": ")
+    if sep and " " not in head.strip():
+        return (head if head.startswith("--") else f"--{head}"), rest
+    return default, text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmicl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +141,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-seqs", type=int, default=None, help="sequences per suite (default: the run's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("ablate", help="ablate heads at one checkpoint; report on every suite")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the last)")
+    p.add_argument(
+        "--heads", default=None, help="heads ablated together, e.g. L1H0,L0H0 (default: each alone)"
+    )
+    p.add_argument("--method", default="mean", help="zero | mean | resample (default: mean)")
+    p.add_argument("--n-seqs", type=int, default=None, help="sequences per suite (default: the run's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resample permutation")
+    p.add_argument("--quiet", action="store_true", help="do not print the table")
+    p.set_defaults(func=_cmd_ablate)
+
+    p = sub.add_parser("patch", help="activation / path / attribution patching at one checkpoint")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the last)")
+    p.add_argument("--kind", default="heads", help="heads | resid | path | attribution (default: heads)")
+    p.add_argument(
+        "--corruption",
+        default=None,
+        help="label | item (default: item for --kind path, where the prev-token head's "
+        "input changes, else label)",
+    )
+    p.add_argument("--n-seqs", type=int, default=200, help="icl sequences (default: 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruption")
+    p.add_argument("--quiet", action="store_true", help="do not print the table")
+    p.set_defaults(func=_cmd_patch)
+
+    p = sub.add_parser("report", help="write the run's one-page HTML report")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", default=None, help="HTML file (default: RUN/report.html)")
+    p.add_argument("--n-seqs", type=int, default=200, help="icl sequences for ablation and patching")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

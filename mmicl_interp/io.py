@@ -29,6 +29,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
@@ -45,9 +46,21 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:
             tmp_path.unlink()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically; returns the path."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return Path(path)
 
 
 def write_json(path: str | Path, data: Any) -> None:

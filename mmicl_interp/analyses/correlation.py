@@ -1,0 +1,426 @@
+"""Across checkpoints: does circuit strength track ICL accuracy, and when does each part form?
+
+Every function here reads curves over a run's checkpoints: either two arrays, or the tidy
+table of :func:`~mmicl_interp.analyses.tables.circuit_scores` (run, step, suite, metric,
+layer, head, value). SCIENCE.md claim 5: ICL accuracy tracks induction strength across
+training checkpoints.
+
+Methods, for two curves ``x`` and ``y`` over the same ``n`` checkpoints (pairs where either
+is NaN are dropped first):
+
+- **Pearson** ``r = sum((x - mean x)(y - mean y)) / sqrt(sum((x - mean x)^2) sum((y - mean y)^2))``.
+- **Spearman** ``rho`` = Pearson ``r`` of the ranks of ``x`` and of ``y`` (ties share their
+  average rank).
+- **Bootstrap interval** (percentile method): draw ``n`` checkpoint indices with
+  replacement, ``n_boot`` times (default 2000), from ``numpy.random.default_rng(seed)``;
+  compute the statistic on each resample; the ``ci`` interval (default 95%) runs from the
+  ``(1 - ci)/2`` to the ``(1 + ci)/2`` quantile of the resampled statistics. Resamples in
+  which either curve is constant have no correlation and are left out. Every head of a run
+  is resampled with the same indices, so heads are compared on equal terms. Caveat: the
+  checkpoints of one run are a time series, not independent draws; the i.i.d. bootstrap
+  ignores their autocorrelation, so read the interval as a guide, not an exact coverage.
+- **Degenerate input**: fewer than 3 points, or a constant curve, gives NaN (no error).
+- **Onset** of a curve ``v`` over steps ``s`` (sorted by step, NaN points dropped):
+  ``rise = v_final - v_0`` (last and first checkpoint); the threshold is
+  ``v_0 + frac * rise`` (``frac`` = 0.5: half the final rise). The onset is the first
+  crossing: with ``i`` the first checkpoint where ``v_i >= threshold``, by default it is
+  **linearly interpolated** between checkpoints ``i-1`` and ``i``,
+  ``s_{i-1} + (threshold - v_{i-1}) / (v_i - v_{i-1}) * (s_i - s_{i-1})``;
+  with ``interpolate=False`` it is ``s_i``, the first checkpoint at or after the crossing.
+  No rise (``rise <= min_rise``), or fewer than 3 points, gives NaN. A falling curve has no
+  onset. The curve is not smoothed: one noisy early checkpoint can cross first.
+- **Best head** for a measure: the head with the highest value at the run's last
+  checkpoint (where the measure was scored).
+- **Lead / lag**: the lead of A over B is ``onset_B - onset_A`` in steps; positive means A
+  forms first (leads), negative that it lags.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+from jaxtyping import Float
+
+CorrelationMethod = Literal["pearson", "spearman"]
+CORRELATION_METHODS: tuple[str, ...] = ("pearson", "spearman")
+SCORE_COLUMNS: tuple[str, ...] = ("run", "step", "suite", "metric", "layer", "head", "value")
+MIN_POINTS = 3
+"""Fewer checkpoints than this give NaN correlations and onsets."""
+
+
+class Correlation(NamedTuple):
+    """A correlation with its bootstrap interval over ``n`` checkpoints."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+
+# --------------------------------------------------------------------------- statistics
+def _as_1d(name: str, a) -> np.ndarray:
+    arr = np.asarray(a, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _paired(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _as_1d("x", x), _as_1d("y", y)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """Rows (last axis) that are constant up to float round-off."""
+    spread = np.ptp(a, axis=-1)
+    scale = np.maximum(1.0, np.abs(a).max(axis=-1))
+    return spread <= 1e-12 * scale
+
+
+def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r along the last axis of two equal-shape arrays; NaN where a row is constant."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    yc = y - y.mean(axis=-1, keepdims=True)
+    num = (xc * yc).sum(axis=-1)
+    den = np.sqrt((xc * xc).sum(axis=-1) * (yc * yc).sum(axis=-1))
+    bad = _flat(x) | _flat(y) | (den == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(bad, np.nan, num / np.where(bad, 1.0, den))
+    return np.clip(r, -1.0, 1.0)
+
+
+def _rank_rows(a: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share their mean rank) along the last axis of a 2-D array."""
+    return pd.DataFrame(a).rank(axis=1, method="average").to_numpy()
+
+
+def _statistic(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
+    """The statistic on each row of [rows, n] arrays."""
+    if method == "spearman":
+        x, y = _rank_rows(x), _rank_rows(y)
+    return _rowwise_pearson(x, y)
+
+
+def _check_method(method: str) -> None:
+    if method not in CORRELATION_METHODS:
+        raise ValueError(f"method must be one of {', '.join(CORRELATION_METHODS)}; got {method!r}")
+
+
+def pearson(
+    x: Float[np.ndarray, " n"] | Sequence[float], y: Float[np.ndarray, " n"] | Sequence[float]
+) -> float:
+    """Pearson correlation of two curves; NaN for fewer than 3 points or a constant curve."""
+    x, y = _paired(x, y)
+    if len(x) < MIN_POINTS:
+        return math.nan
+    return float(_rowwise_pearson(x[None], y[None])[0])
+
+
+def spearman(
+    x: Float[np.ndarray, " n"] | Sequence[float], y: Float[np.ndarray, " n"] | Sequence[float]
+) -> float:
+    """Spearman rank correlation of two curves; NaN for fewer than 3 points or a constant curve."""
+    x, y = _paired(x, y)
+    if len(x) < MIN_POINTS:
+        return math.nan
+    return float(_statistic(x[None], y[None], "spearman")[0])
+
+
+def bootstrap_indices(n: int, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """``[n_boot, n]`` checkpoint indices drawn with replacement from a seeded numpy Generator."""
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _interval(stats: np.ndarray, ci: float) -> tuple[float, float]:
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return math.nan, math.nan
+    lo, hi = np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2])
+    return float(lo), float(hi)
+
+
+def _check_ci(ci: float) -> None:
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie strictly between 0 and 1, got {ci!r}")
+
+
+def correlation(
+    x: Float[np.ndarray, " n"] | Sequence[float],
+    y: Float[np.ndarray, " n"] | Sequence[float],
+    *,
+    method: CorrelationMethod = "pearson",
+    n_boot: int = 2000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> Correlation:
+    """Correlation of two curves with a percentile-bootstrap interval (resampling checkpoints).
+
+    Returns ``Correlation(value, lo, hi, n)``; all NaN when fewer than 3 finite pairs or
+    a constant curve. ``method`` is ``"pearson"`` or ``"spearman"``.
+    """
+    _check_method(method)
+    _check_ci(ci)
+    x, y = _paired(x, y)
+    n = len(x)
+    idx = bootstrap_indices(max(n, 1), n_boot, seed)
+    if n < MIN_POINTS:
+        return Correlation(math.nan, math.nan, math.nan, n)
+    value = float(_statistic(x[None], y[None], method)[0])
+    if math.isnan(value):
+        return Correlation(math.nan, math.nan, math.nan, n)
+    lo, hi = _interval(_statistic(x[idx], y[idx], method), ci)
+    return Correlation(value, lo, hi, n)
+
+
+# --------------------------------------------------------------------------- onsets
+def onset_step(
+    steps: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
+    *,
+    frac: float = 0.5,
+    interpolate: bool = True,
+    min_rise: float = 0.0,
+) -> float:
+    """The step where a curve first crosses ``v_0 + frac * (v_final - v_0)``.
+
+    Linearly interpolated between the checkpoints either side of the crossing by default;
+    ``interpolate=False`` gives the first checkpoint at or after it. NaN when the curve does
+    not rise by more than ``min_rise``, or has fewer than 3 finite points.
+    """
+    if not 0 < frac <= 1:
+        raise ValueError(f"frac must lie in (0, 1], got {frac!r}")
+    s, v = _as_1d("steps", steps), _as_1d("values", values)
+    if s.shape != v.shape:
+        raise ValueError(f"steps and values must have the same length, got {len(s)} and {len(v)}")
+    keep = np.isfinite(s) & np.isfinite(v)
+    s, v = s[keep], v[keep]
+    order = np.argsort(s, kind="stable")
+    s, v = s[order], v[order]
+    if len(s) < MIN_POINTS:
+        return math.nan
+    rise = v[-1] - v[0]
+    if not rise > min_rise:
+        return math.nan
+    threshold = v[0] + frac * rise
+    i = int(np.argmax(v >= threshold))  # exists: v[-1] >= threshold; i >= 1 since v[0] < threshold
+    if not interpolate:
+        return float(s[i])
+    t = (threshold - v[i - 1]) / (v[i] - v[i - 1])
+    return float(s[i - 1] + t * (s[i] - s[i - 1]))
+
+
+# --------------------------------------------------------------------------- tidy tables
+def check_scores(scores: pd.DataFrame, name: str = "scores") -> None:
+    """Raise a ValueError naming ``name`` unless it is a non-empty tidy table."""
+    if not isinstance(scores, pd.DataFrame):
+        raise ValueError(f"{name} must be a pandas DataFrame (the tidy table), got {type(scores).__name__}")
+    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+    if missing:
+        raise ValueError(f"{name} lacks columns {missing}; a tidy table has {', '.join(SCORE_COLUMNS)}")
+    if scores.empty:
+        raise ValueError(f"{name} is empty: no rows to analyse")
+
+
+def runs_of(scores: pd.DataFrame) -> list[str]:
+    """The runs in a tidy table, in order of appearance."""
+    return [str(r) for r in pd.unique(scores["run"].astype(str))]
+
+
+def select_run(scores: pd.DataFrame, run: str | None = None) -> pd.DataFrame:
+    """The rows of one run; ``run`` may be omitted when the table holds a single run."""
+    check_scores(scores)
+    runs = runs_of(scores)
+    if run is None:
+        if len(runs) > 1:
+            raise ValueError(f"run must name one of the table's runs ({', '.join(runs)}); it holds several")
+        return scores
+    if run not in runs:
+        raise ValueError(f"run {run!r} is not in the table; runs: {', '.join(runs)}")
+    return scores[scores["run"].astype(str) == run]
+
+
+def _metric_rows(scores: pd.DataFrame, metric: str, suite: str | None) -> pd.DataFrame:
+    rows = scores[scores["metric"].astype(str) == metric]
+    if suite is not None:
+        rows = rows[rows["suite"].astype(str) == suite]
+    return rows
+
+
+def _require_metric(scores: pd.DataFrame, metric: str, suite: str | None, per_head: bool) -> pd.DataFrame:
+    rows = _metric_rows(scores, metric, suite)
+    rows = rows[rows["head"].notna()] if per_head else rows[rows["layer"].isna() & rows["head"].isna()]
+    if rows.empty:
+        kind = "per-head" if per_head else "model-level"
+        have = sorted(map(str, pd.unique(scores["metric"].astype(str))))
+        where = f" on suite {suite!r}" if suite is not None else ""
+        raise ValueError(
+            f"metric {metric!r} has no {kind} rows{where}; the table has metrics: {', '.join(have)}"
+        )
+    return rows
+
+
+def head_table(scores: pd.DataFrame, metric: str, *, suite: str | None = "icl") -> pd.DataFrame:
+    """One run's per-head curves: index step, columns (layer, head) as ints.
+
+    Duplicate rows for the same checkpoint and head are averaged. Raises ValueError when the
+    metric has no per-head rows.
+    """
+    rows = _require_metric(scores, metric, suite, per_head=True)
+    table = rows.pivot_table(index="step", columns=["layer", "head"], values="value", aggfunc="mean")
+    table.columns = pd.MultiIndex.from_tuples(
+        [(int(a), int(b)) for a, b in table.columns], names=["layer", "head"]
+    )
+    return table.sort_index().sort_index(axis=1)
+
+
+def model_curve(scores: pd.DataFrame, metric: str = "accuracy", *, suite: str = "icl") -> pd.Series:
+    """One run's model-level curve (e.g. icl accuracy), indexed by step."""
+    rows = _require_metric(scores, metric, suite, per_head=False)
+    return rows.groupby("step")["value"].mean().sort_index().astype(float)
+
+
+def best_head(scores: pd.DataFrame, metric: str = "ih", *, suite: str | None = "icl") -> tuple[int, int]:
+    """``(layer, head)`` with the highest ``metric`` at the last checkpoint where it was scored."""
+    table = head_table(scores, metric, suite=suite)
+    final = table.ffill().iloc[-1]
+    if final.isna().all():
+        raise ValueError(f"metric {metric!r} has no finite value to pick a best head from")
+    layer, head = final.idxmax()
+    return int(layer), int(head)
+
+
+def ih_icl_correlation(
+    scores: pd.DataFrame,
+    *,
+    measure: str = "ih",
+    suite: str = "icl",
+    accuracy_suite: str = "icl",
+    n_boot: int = 2000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Correlate each head's ``measure`` (default induction strength) with icl accuracy.
+
+    Per run and head, over the checkpoints where both were scored: Pearson and Spearman with
+    bootstrap intervals. Columns: run, layer, head, best (the run's best head: highest final
+    measure), pearson, pearson_lo, pearson_hi, spearman, spearman_lo, spearman_hi, n.
+    """
+    check_scores(scores)
+    _check_ci(ci)
+    bootstrap_indices(1, n_boot, seed)  # validates n_boot
+    rows: list[dict] = []
+    for run in runs_of(scores):
+        part = select_run(scores, run)
+        table = head_table(part, measure, suite=suite)
+        acc = model_curve(part, "accuracy", suite=accuracy_suite)
+        best = best_head(part, measure, suite=suite)
+        common = table.index.intersection(acc.index)
+        for layer, head in table.columns:
+            x = table.loc[common, (layer, head)].to_numpy(float)
+            y = acc.loc[common].to_numpy(float)
+            row = dict(run=run, layer=layer, head=head, best=(layer, head) == best)
+            n = 0
+            for method in CORRELATION_METHODS:
+                res = correlation(x, y, method=method, n_boot=n_boot, ci=ci, seed=seed)
+                row.update({method: res.value, f"{method}_lo": res.lo, f"{method}_hi": res.hi})
+                n = res.n
+            row["n"] = n
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.astype({"layer": "Int64", "head": "Int64", "best": bool, "n": int})
+
+
+PHASE_COLUMNS: tuple[str, ...] = (
+    "run",
+    "prev_token_layer",
+    "prev_token_head",
+    "prev_token_onset",
+    "induction_layer",
+    "induction_head",
+    "induction_onset",
+    "icl_onset",
+    "lead_prev_token_over_induction",
+    "lead_induction_over_icl",
+    "lead_prev_token_over_icl",
+)
+
+
+def _head_onset(part: pd.DataFrame, metric: str, suite: str | None, **kw) -> tuple[object, object, float]:
+    """(layer, head, onset) of the best head's curve; NA / NaN when the metric is absent."""
+    if _metric_rows(part, metric, suite)["head"].notna().sum() == 0:
+        return pd.NA, pd.NA, math.nan
+    layer, head = best_head(part, metric, suite=suite)
+    curve = head_table(part, metric, suite=suite)[(layer, head)].dropna()
+    return layer, head, onset_step(curve.index.to_numpy(), curve.to_numpy(), **kw)
+
+
+def phases(
+    scores: pd.DataFrame,
+    *,
+    prev_token_measure: str = "prev_token_label",
+    induction_measure: str = "ih",
+    suite: str = "icl",
+    accuracy_suite: str = "icl",
+    frac: float = 0.5,
+    interpolate: bool = True,
+) -> pd.DataFrame:
+    """Onsets of previous-token formation, induction formation and icl accuracy, and their leads.
+
+    Per run: the best head of ``prev_token_measure`` and of ``induction_measure`` (highest
+    final value), the onset step of each curve and of icl accuracy (:func:`onset_step`), and
+    the leads (positive = the first named forms earlier). A missing measure gives NA/NaN.
+    Columns: :data:`PHASE_COLUMNS`.
+    """
+    check_scores(scores)
+    kw = dict(frac=frac, interpolate=interpolate)
+    rows = []
+    for run in runs_of(scores):
+        part = select_run(scores, run)
+        pl, ph, prev = _head_onset(part, prev_token_measure, suite, **kw)
+        il, ih, ind = _head_onset(part, induction_measure, suite, **kw)
+        acc_rows = _metric_rows(part, "accuracy", accuracy_suite)
+        if (acc_rows["layer"].isna() & acc_rows["head"].isna()).any():
+            acc = model_curve(part, "accuracy", suite=accuracy_suite)
+            icl = onset_step(acc.index.to_numpy(), acc.to_numpy(), **kw)
+        else:
+            icl = math.nan
+        rows.append(
+            dict(
+                zip(
+                    PHASE_COLUMNS,
+                    (run, pl, ph, prev, il, ih, ind, icl, ind - prev, icl - ind, icl - prev),
+                    strict=True,
+                )
+            )
+        )
+    out = pd.DataFrame(rows, columns=list(PHASE_COLUMNS))
+    return out.astype({c: "Int64" for c in PHASE_COLUMNS if c.endswith(("_layer", "_head"))})
+
+
+__all__ = [
+    "CORRELATION_METHODS",
+    "Correlation",
+    "PHASE_COLUMNS",
+    "best_head",
+    "bootstrap_indices",
+    "check_scores",
+    "correlation",
+    "head_table",
+    "ih_icl_correlation",
+    "model_curve",
+    "onset_step",
+    "pearson",
+    "phases",
+    "runs_of",
+    "select_run",
+    "spearman",
+]

@@ -1,0 +1,301 @@
+"""Ablation and patching reports for one checkpoint of a run (``mmicl ablate`` / ``mmicl patch``).
+
+Each report is a table plus figures: printed as a rich table in the terminal and written
+next to the run as Markdown, JSON and a self-contained HTML page with the plots
+(``RUN/reports/<name>.{md,json,html}``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmicl_interp.io import atomic_write_text
+from mmicl_interp.runs import Run
+from mmicl_interp.types import ABLATION_METHODS, CORRUPTIONS, PATCH_KINDS
+
+
+@dataclass
+class TableReport:
+    """A titled table with figures and metadata, writable as Markdown, JSON and HTML."""
+
+    name: str
+    title: str
+    table: pd.DataFrame
+    meta: dict[str, Any]
+    figures: list[tuple[str, Any]] = field(default_factory=list)
+    notes: str = ""
+
+    def to_markdown(self) -> str:
+        meta = "\n".join(f"- {k}: {v}" for k, v in self.meta.items())
+        body = self.table.to_markdown(index=False, floatfmt=".4f") if len(self.table) else "(empty)"
+        notes = f"\n{self.notes}\n" if self.notes else ""
+        return f"# {self.title}\n\n{meta}\n{notes}\n{body}\n"
+
+    def to_json(self) -> dict[str, Any]:
+        records = json.loads(self.table.to_json(orient="records"))
+        return {"title": self.title, "meta": self.meta, "notes": self.notes, "rows": records}
+
+    def write(self, folder: str | Path) -> list[Path]:
+        """Write ``<name>.md``, ``<name>.json`` and ``<name>.html`` into ``folder``."""
+        from mmicl_interp.report.html import write_report
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        md, js, html = (folder / f"{self.name}.{ext}" for ext in ("md", "json", "html"))
+        atomic_write_text(md, self.to_markdown())
+        atomic_write_text(js, json.dumps(self.to_json(), indent=2) + "\n")
+        sections: list[tuple[str, Any]] = [
+            ("Setting", "\n".join(f"- {k}: {v}" for k, v in self.meta.items()))
+        ]
+        if self.notes:
+            sections.append(("Notes", self.notes))
+        sections += [*self.figures, ("Table", self.table)]
+        write_report(html, sections, title=self.title)
+        return [md, js, html]
+
+    def print(self, console=None, max_rows: int = 40) -> None:
+        """Print the table with rich (the first ``max_rows`` rows)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        console = console or Console()
+        table = Table(title=self.title, caption=", ".join(f"{k}={v}" for k, v in self.meta.items()))
+        for column in self.table.columns:
+            table.add_column(
+                str(column), justify="right" if self.table[column].dtype.kind in "fi" else "left"
+            )
+        for _, row in self.table.head(max_rows).iterrows():
+            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.tolist()))
+        console.print(table)
+        if self.notes:
+            console.print(self.notes)
+
+
+def _resolve_step(run: Run, step: int | None) -> int:
+    steps = run.steps
+    if not steps:
+        raise FileNotFoundError(f"no checkpoints in {run.path}")
+    if step is None:
+        return steps[-1]
+    if step not in steps:
+        raise ValueError(f"--step: {step} has no checkpoint; available: {steps}")
+    return step
+
+
+def ablation_report(
+    run: Run,
+    step: int | None = None,
+    heads: str | None = None,
+    method: str = "mean",
+    n_seqs: int | None = None,
+    seed: int = 0,
+) -> TableReport:
+    """Ablate ``heads`` together (default: each head alone) at one checkpoint, on every suite."""
+    from mmicl_interp.analyses.ablation import ablate_each_head, ablate_heads
+    from mmicl_interp.plots.figures import ablation_bars
+
+    if method not in ABLATION_METHODS:
+        raise ValueError(f"--method: must be one of {', '.join(ABLATION_METHODS)}; got {method!r}")
+    step = _resolve_step(run, step)
+    model = run.model(step)
+    suites = run.suites(n_seqs)
+    if heads:
+        table = ablate_heads(model, suites, heads, method=method, seed=seed)
+    else:
+        table = ablate_each_head(model, suites, method=method, seed=seed)
+    which = heads.replace(",", "-") if heads else "each"
+    meta = {
+        "run": run.name,
+        "step": step,
+        "heads": heads or "each head alone",
+        "method": method,
+        "sequences per suite": len(next(iter(suites.values()))),
+    }
+    figure = ablation_bars(table, title=f"{method} ablation at step {step}: change in accuracy")
+    return TableReport(
+        f"ablate_step{step}_{method}_{which}",
+        f"Head ablation: {run.name}, step {step}",
+        table,
+        meta,
+        [("Accuracy change per suite", figure)],
+    )
+
+
+def patching_report(
+    run: Run,
+    step: int | None = None,
+    kind: str = "heads",
+    corruption: str = "label",
+    n_seqs: int | None = 200,
+    seed: int = 0,
+) -> TableReport:
+    """Activation, path or attribution patching of the icl suite at one checkpoint."""
+    from mmicl_interp.analyses import patching as P
+    from mmicl_interp.plots.figures import patching_heatmap
+
+    if kind not in PATCH_KINDS:
+        raise ValueError(f"--kind: must be one of {', '.join(PATCH_KINDS)}; got {kind!r}")
+    if corruption not in CORRUPTIONS:
+        raise ValueError(f"--corruption: must be one of {', '.join(CORRUPTIONS)}; got {corruption!r}")
+    step = _resolve_step(run, step)
+    model = run.model(step)
+    batch = run.suites(n_seqs)["icl"]
+    setup = P.prepare_patching(model, batch, run.task, run.layout, kind=corruption, seed=seed)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    head_names = [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
+    kinds = run.layout.kinds()
+    pos_names = [f"{p}:{k}" for p, k in enumerate(kinds)]
+    layer_names = [f"L{layer}" for layer in range(n_layers)]
+    figures: list[tuple[str, Any]] = []
+    rows: list[dict] = []
+    if kind == "heads":
+        per_head = P.patch_head_outputs(model, setup)
+        by_pos = P.patch_head_outputs_by_pos(model, setup)
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                rows.append(
+                    {"layer": layer, "head": head, "pos": "all", "value": float(per_head[layer, head])}
+                )
+                for pos in range(by_pos.shape[1]):
+                    rows.append(
+                        {
+                            "layer": layer,
+                            "head": head,
+                            "pos": pos_names[pos],
+                            "value": float(by_pos[layer, pos, head]),
+                        }
+                    )
+        figures.append(
+            (
+                "Head outputs, all positions",
+                patching_heatmap(
+                    per_head,
+                    [f"H{h}" for h in range(n_heads)],
+                    layer_names,
+                    "patched head output (all positions)",
+                    x_title="head",
+                    y_title="layer",
+                ),
+            )
+        )
+        flat = by_pos.permute(0, 2, 1).reshape(n_layers * n_heads, -1)
+        figures.append(
+            (
+                "Head outputs by position",
+                patching_heatmap(
+                    flat,
+                    pos_names,
+                    head_names,
+                    "patched head output by position",
+                    x_title="position",
+                    y_title="head",
+                ),
+            )
+        )
+    elif kind == "resid":
+        resid = P.patch_resid_pre(model, setup)
+        rows = [
+            {"layer": layer, "pos": pos_names[pos], "value": float(resid[layer, pos])}
+            for layer in range(n_layers)
+            for pos in range(resid.shape[1])
+        ]
+        figures.append(
+            (
+                "Residual stream by layer and position",
+                patching_heatmap(
+                    resid, pos_names, layer_names, "patched resid_pre", x_title="position", y_title="layer"
+                ),
+            )
+        )
+    elif kind == "path":
+        paths = P.path_patch(model, setup)
+        for which, values in paths.items():
+            for s, sender in enumerate(head_names):
+                for r, receiver in enumerate(head_names):
+                    value = float(values[s, r])
+                    if value == value:  # NaN where the receiver is not later than the sender
+                        rows.append({"sender": sender, "receiver": receiver, "input": which, "value": value})
+            figures.append(
+                (
+                    f"Path patching into receivers' {which}",
+                    patching_heatmap(
+                        values,
+                        head_names,
+                        head_names,
+                        f"sender -> receiver {which}",
+                        x_title="receiver",
+                        y_title="sender",
+                    ),
+                )
+            )
+    else:
+        attribution = P.attribution_patch(model, setup)
+        activation = P.patch_head_outputs(model, setup)
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                rows.append(
+                    {
+                        "layer": layer,
+                        "head": head,
+                        "attribution": float(attribution["head_out"][layer, head]),
+                        "activation": float(activation[layer, head]),
+                    }
+                )
+        figures.append(
+            (
+                "Attribution patching, head outputs",
+                patching_heatmap(
+                    attribution["head_out"],
+                    [f"H{h}" for h in range(n_heads)],
+                    layer_names,
+                    "attribution estimate (head outputs)",
+                    x_title="head",
+                    y_title="layer",
+                ),
+            )
+        )
+        figures.append(
+            (
+                "Attribution patching, residual stream",
+                patching_heatmap(
+                    attribution["resid_pre"],
+                    pos_names,
+                    layer_names,
+                    "attribution estimate (resid_pre)",
+                    x_title="position",
+                    y_title="layer",
+                ),
+            )
+        )
+    meta = {
+        "run": run.name,
+        "step": step,
+        "kind": kind,
+        "corruption": corruption,
+        "icl sequences": len(batch),
+        "clean logit diff": round(setup.clean_ld, 4),
+        "corrupted logit diff": round(setup.corrupt_ld, 4),
+    }
+    notes = (
+        "Metric: normalised logit difference of the correct label against the alternative "
+        "label, (LD_patched - LD_corrupt) / (LD_clean - LD_corrupt): 1 = fully restores the "
+        f"clean run, 0 = no effect. Corruption '{corruption}': "
+        + (
+            "the matching exemplars' labels are replaced by another label."
+            if corruption == "label"
+            else "the matching exemplars' items are replaced by items of a fresh class."
+        )
+    )
+    return TableReport(
+        f"patch_step{step}_{kind}_{corruption}",
+        f"Patching ({kind}): {run.name}, step {step}",
+        pd.DataFrame(rows),
+        meta,
+        figures,
+        notes,
+    )

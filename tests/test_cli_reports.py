@@ -1,0 +1,77 @@
+"""`mmicl ablate`, `mmicl patch` and `mmicl report` on a copy of the shipped example run."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mmicl_interp.cli import main
+from mmicl_interp.report.html import external_resources
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "checkpoints" / "example"
+
+
+@pytest.fixture(scope="module")
+def run_copy(tmp_path_factory) -> Path:
+    dst = tmp_path_factory.mktemp("runs") / "example"
+    shutil.copytree(EXAMPLE, dst, ignore=shutil.ignore_patterns("reports", "report.html"))
+    return dst
+
+
+def test_ablate_prints_a_table_and_writes_markdown_json_and_html(run_copy, capsys):
+    assert main(["ablate", str(run_copy), "--heads", "L1H0", "--method", "zero", "--n-seqs", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "Head ablation" in out and "L1H0" in out
+    stem = run_copy / "reports" / "ablate_step1000_zero_L1H0"
+    data = json.loads(stem.with_suffix(".json").read_text())
+    icl = next(r for r in data["rows"] if r["suite"] == "icl" and r["metric"] == "accuracy")
+    assert icl["clean"] > 0.9 and icl["ablated"] < 0.5  # the induction head carries icl
+    assert "| suite" in stem.with_suffix(".md").read_text()
+    assert "plotly" in stem.with_suffix(".html").read_text()
+
+
+def test_patch_path_puts_the_effect_on_the_prev_token_to_induction_key_path(run_copy, capsys):
+    assert main(["patch", str(run_copy), "--kind", "path", "--n-seqs", "100", "--quiet"]) == 0
+    data = json.loads((run_copy / "reports" / "patch_step1000_path_item.json").read_text())
+    by_input = {
+        r["input"]: r["value"] for r in data["rows"] if r["sender"] == "L0H0" and r["receiver"] == "L1H0"
+    }
+    assert by_input["k"] > 0.5 > max(abs(by_input["q"]), abs(by_input["v"]))
+
+
+@pytest.mark.parametrize("kind", ["heads", "resid", "attribution"])
+def test_patch_kinds_write_their_reports(run_copy, kind):
+    assert main(["patch", str(run_copy), "--kind", kind, "--n-seqs", "64", "--quiet"]) == 0
+    assert (run_copy / "reports" / f"patch_step1000_{kind}_label.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["patch", "--kind", "bogus"], "--kind"),
+        (["patch", "--corruption", "noise"], "--corruption"),
+        (["ablate", "--method", "nope"], "--method"),
+        (["ablate", "--heads", "L9H0"], "--heads"),
+        (["ablate", "--step", "9"], "--step"),  # 9 is no checkpoint step
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line_naming_the_option(run_copy, capsys, args, field):
+    assert main([args[0], str(run_copy), *args[1:]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and field in err[0]
+
+
+def test_report_writes_one_self_contained_html_page(run_copy, capsys):
+    out = run_copy / "page.html"
+    assert main(["report", str(run_copy), "--out", str(out), "--n-seqs", "64", "--quiet"]) == 0
+    html = out.read_text()
+    for title in (
+        "Circuit formation",
+        "IH vs icl accuracy",
+        "Ablation",
+        "Path patching",
+        "Attention patterns",
+    ):
+        assert title in html
+    assert external_resources(html) == []  # nothing is fetched from the network
