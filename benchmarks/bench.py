@@ -71,12 +71,17 @@ def bench_point(label: str, overrides: list[str], mlp: str) -> dict[str, float]:
     for fn in (step_ours, step_plain):  # warm-up
         for _ in range(5):
             fn()
-    ours_ms, plain_ms = [], []
-    for _ in range(7):  # interleaved, so machine noise hits both alike
+
+    def sample():
+        task.sample(config.train.batch_size, g, max_shift=shift)
+
+    ours_ms, plain_ms, data_times = [], [], []
+    for _ in range(9):  # interleaved, so machine noise hits all three alike
         ours_ms.append(_median_ms(step_ours, 1, 10))
         plain_ms.append(_median_ms(step_plain, 1, 10))
-    data_ms = _median_ms(lambda: task.sample(config.train.batch_size, g, max_shift=shift), 5, 20)
+        data_times.append(_median_ms(sample, 1, 10))
     model_ms, ref_ms = statistics.median(ours_ms), statistics.median(plain_ms)
+    data_ms = statistics.median(data_times)
     step_ms = model_ms + data_ms
     return {
         "label": label,

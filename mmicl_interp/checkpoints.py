@@ -69,6 +69,11 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, meta
 
 
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (CorruptFileError naming it when unreadable)."""
+    return _read_safetensors(Path(path))[0]
+
+
 def load_weights(model: nn.Module, path: str | Path) -> int:
     """Load weights saved by :func:`save_weights` into ``model``; return their step."""
     path = Path(path)

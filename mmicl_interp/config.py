@@ -110,6 +110,110 @@ class TaskConfig:
 
 
 @dataclass
+class MultimodalTaskConfig:
+    """The two-modality task (SCIENCE.md section 4): M1 ("primary") and M2 ("secondary").
+
+    Exemplars are triplets (M1 item, M2 item, label); M2 class k2 has label k2 mod L2 and
+    the M2 labels are the first L2 of the M1 label vectors. N, B, p_B, p_C and no_repeats
+    are shared; alpha, eps (and K, D) are per modality.
+    """
+
+    K1: int = 8192
+    L1: int = 32
+    D1: int = 32
+    alpha1: float = 0.0
+    eps1: float = 0.1
+    K2: int = 64
+    L2: int = 32
+    D2: int = 32
+    alpha2: float = 0.0
+    eps2: float = 0.1
+    N: int = 8
+    B: int = 2
+    p_B: float = 1.0
+    p_C: float = 0.0
+    no_repeats: bool = False
+    K_c: int = 128
+    seed: int = 0
+    eval_seed: int = 1
+    eval_size: int = 1000
+
+    def validate(self) -> None:
+        _positive_int(self, "task", ("K1", "K2", "D1", "D2", "N", "K_c", "eval_size"))
+        _int(self, "task", ("seed", "eval_seed", "B", "L1", "L2"))
+        if self.L1 < 2:
+            raise ConfigError("task.L1", f"must be an integer >= 2, got {self.L1}")
+        if not 2 <= self.L2 <= self.L1:
+            raise ConfigError("task.L2", f"must be an integer in [2, L1={self.L1}], got {self.L2}")
+        if self.K1 % self.L1 != 0:
+            raise ConfigError("task.K1", f"must be divisible by L1={self.L1}, got K1={self.K1}")
+        if self.K2 % self.L2 != 0:
+            raise ConfigError("task.K2", f"must be divisible by L2={self.L2}, got K2={self.K2}")
+        if self.B < 0 or self.B >= self.N or (self.B > 0 and self.N % self.B != 0):
+            raise ConfigError("task.B", f"must be 0 or a divisor of N={self.N} with 0 < B < N, got {self.B}")
+        for name in ("p_B", "p_C"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"task.{name}", f"must be a number in [0, 1], got {value!r}")
+        if self.p_B > 0 and self.B == 0:
+            raise ConfigError("task.p_B", "must be 0 when B = 0 (no bursty sequences)")
+        for name in ("eps1", "eps2", "alpha1", "alpha2"):
+            value = getattr(self, name)
+            if value < 0 or math.isnan(value):
+                raise ConfigError(f"task.{name}", f"must be a number >= 0, got {value!r}")
+        n_ctx_classes = self.N // self.B if self.B else self.N
+        if self.no_repeats and n_ctx_classes > self.L2:
+            raise ConfigError(
+                "task.no_repeats",
+                f"needs N/B <= L2 distinct labels per context, got N/B={n_ctx_classes}, L2={self.L2}",
+            )
+        if self.K_c % self.L2 != 0:
+            raise ConfigError("task.K_c", f"must be divisible by L2={self.L2}, got {self.K_c}")
+
+    @property
+    def L(self) -> int:
+        """Number of read-out labels (the shared label space, L1)."""
+        return self.L1
+
+    @property
+    def D(self) -> int:
+        """Width of a packed input vector: D1 columns for M1 items and labels, then D2 for M2."""
+        return self.D1 + self.D2
+
+    @property
+    def n_ctx(self) -> int:
+        return 3 * self.N + 2
+
+
+@dataclass
+class PipelineConfig:
+    """Stage-2 training (SCIENCE.md section 4): start from a stage-1 run, freeze parts."""
+
+    init_from: str = ""
+    """A stage-1 run directory: its decoder weights, label vectors and M1 class means are
+    loaded from its files (never re-derived from seeds). Empty: train from scratch."""
+    freeze: list[str] = field(default_factory=list)
+    """Parts that do not train: any of embed, blocks, ln_final, readout, projector."""
+    early_fusion: bool = False
+    """The control: the same multimodal training from scratch (needs init_from empty)."""
+
+    def validate(self) -> None:
+        if not isinstance(self.init_from, str):
+            raise ConfigError("pipeline.init_from", f"must be a run directory path, got {self.init_from!r}")
+        if not isinstance(self.freeze, list) or any(p not in FREEZABLE for p in self.freeze):
+            raise ConfigError(
+                "pipeline.freeze",
+                f"must be a list of parts among {', '.join(FREEZABLE)}; got {self.freeze!r}",
+            )
+        if self.early_fusion and self.init_from:
+            raise ConfigError("pipeline.early_fusion", "means training from scratch: leave init_from empty")
+
+
+FREEZABLE: tuple[str, ...] = ("embed", "blocks", "ln_final", "readout", "projector")
+RUN_KINDS: tuple[str, ...] = ("unimodal", "multimodal")
+
+
+@dataclass
 class ModelConfig:
     """The small hooked decoder (SCIENCE.md section 3)."""
 
@@ -134,6 +238,8 @@ class ModelConfig:
     attn_bias: bool = False
     """Trainable attention biases b_Q, b_K, b_V, b_O (the paper has none; they stay zero)."""
     rope_theta: float = 10000.0
+    d_proj: int | None = None
+    """Hidden width of the multimodal projector (Linear, GELU, Linear: D2 -> D1); None = D1."""
     init_std: float = 0.02
     seed: int = 0
     """Seed of the weight initialisation."""
@@ -143,7 +249,7 @@ class ModelConfig:
         _choice(self, "model", "norm", NORM_TYPES)
         _choice(self, "model", "mlp", MLP_TYPES)
         _positive_int(self, "model", ("n_layers", "n_heads", "n_max"))
-        for name in ("d_embed", "d_head", "d_mlp"):
+        for name in ("d_embed", "d_head", "d_mlp", "d_proj"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"model.{name}", f"must be a positive integer or unset, got {value!r}")
@@ -200,19 +306,35 @@ class TrainConfig:
 class RunConfig:
     """A whole run: the task, the model and how it is trained."""
 
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: TaskConfig | MultimodalTaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     name: str = "run"
+    kind: str = "unimodal"
+    """``unimodal`` (task keys K, L, D, ...) or ``multimodal`` (K1, K2, D1, D2, ...)."""
 
     def validate(self) -> RunConfig:
         """Check every field; raise :class:`ConfigError` on the first bad one."""
+        if self.kind not in RUN_KINDS:
+            raise ConfigError("kind", f"must be one of {', '.join(RUN_KINDS)}; got {self.kind!r}")
+        want = MultimodalTaskConfig if self.kind == "multimodal" else TaskConfig
+        if not isinstance(self.task, want):
+            raise ConfigError("task", f"a {self.kind} run needs a {want.__name__}")
         self.task.validate()
         self.model.validate()
         self.train.validate()
-        if self.model.positions == "onehot" and 2 * self.task.N + 1 > 2 * self.model.n_max + 1:
+        self.pipeline.validate()
+        if self.kind == "unimodal" and (self.pipeline.init_from or self.pipeline.freeze):
             raise ConfigError(
-                "model.n_max", f"must be >= N={self.task.N} for onehot positions, got {self.model.n_max}"
+                "pipeline", 'init_from and freeze apply to multimodal runs (kind = "multimodal")'
+            )
+        n_ctx = self.task.n_ctx if self.kind == "multimodal" else 2 * self.task.N + 1
+        if self.model.positions == "onehot" and n_ctx > 2 * self.model.n_max + 1:
+            raise ConfigError(
+                "model.n_max",
+                f"must give 2*n_max+1 >= the sequence length {n_ctx} for onehot positions, "
+                f"got {self.model.n_max}",
             )
         return self
 
@@ -223,19 +345,23 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Build from a nested dict, rejecting unknown sections and keys by name."""
         data = dict(data)
-        sections = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
+        kind = data.get("kind", "unimodal")
+        if kind not in RUN_KINDS:
+            raise ConfigError("kind", f"must be one of {', '.join(RUN_KINDS)}; got {kind!r}")
+        task_cls = MultimodalTaskConfig if kind == "multimodal" else TaskConfig
+        sections = {"task": task_cls, "model": ModelConfig, "train": TrainConfig, "pipeline": PipelineConfig}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            if key == "name":
+            if key in ("name", "kind"):
                 if not isinstance(value, str) or not value:
-                    raise ConfigError("name", f"must be a non-empty string, got {value!r}")
-                kwargs["name"] = value
+                    raise ConfigError(key, f"must be a non-empty string, got {value!r}")
+                kwargs[key] = value
             elif key in sections:
                 if not isinstance(value, dict):
                     raise ConfigError(key, "must be a table ([section])")
                 kwargs[key] = _build(sections[key], key, value)
             else:
-                raise ConfigError(key, f"unknown section; allowed: name, {', '.join(sections)}")
+                raise ConfigError(key, f"unknown section; allowed: name, kind, {', '.join(sections)}")
         return cls(**kwargs).validate()
 
 

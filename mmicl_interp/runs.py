@@ -18,6 +18,7 @@ import pandas as pd
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.config import RunConfig
 from mmicl_interp.data.layout import Layout
+from mmicl_interp.data.multimodal import MultimodalTask, load_task
 from mmicl_interp.data.task import Batch, Task
 from mmicl_interp.model.transformer import ICLTransformer, max_pos_shift
 
@@ -44,9 +45,9 @@ class Run:
         return ck.list_checkpoints(self.path)
 
     @cached_property
-    def task(self) -> Task:
+    def task(self) -> Task | MultimodalTask:
         """The stored task (never re-derived from a seed)."""
-        return Task.load(self.path / ck.TASK)
+        return load_task(self.path / ck.TASK)
 
     @property
     def layout(self) -> Layout:

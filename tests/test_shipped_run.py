@@ -33,3 +33,18 @@ def test_shipped_analysis_table_covers_every_checkpoint():
     assert sorted(table["step"].unique()) == run.steps
     final_ih = table[(table["metric"] == "ih") & (table["step"] == run.steps[-1])]["value"].max()
     assert final_ih > 0.2
+
+
+def test_attribution_patching_agrees_in_rank_with_activation_patching_on_the_default_run():
+    import numpy as np
+
+    from mmicl_interp.analyses import patching
+    from mmicl_interp.analyses.correlation import spearman
+
+    run = load_run(EXAMPLE)
+    model = run.model()
+    setup = patching.prepare_patching(model, run.suites(128)["icl"], run.task, run.layout, kind="label")
+    activation = patching.patch_resid_pre(model, setup).flatten().numpy()
+    attribution = patching.attribution_patch(model, setup)["resid_pre"].flatten().numpy()
+    assert spearman(activation, attribution) > 0.5
+    assert np.argmax(activation) == np.argmax(attribution)

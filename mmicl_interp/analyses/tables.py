@@ -23,7 +23,6 @@ from mmicl_interp.analyses.attention import attention_measures, context_label_ac
 from mmicl_interp.data.task import Batch
 from mmicl_interp.runs import Run, load_run
 from mmicl_interp.train.evaluate import accuracy_and_loss, suite_logits
-from mmicl_interp.types import SUITES
 
 COLUMNS = ["run", "step", "suite", "metric", "layer", "head", "value"]
 
@@ -89,7 +88,7 @@ def circuit_scores(
     run: Run | str | Path,
     steps: Iterable[int] | None = None,
     *,
-    suites: Sequence[str] = ("test", "icl", "icl_flip", "iwl"),
+    suites: Sequence[str] | None = None,
     measure_suites: Sequence[str] = ("icl",),
     n_seqs: int | None = None,
     skip_steps: Iterable[int] = (),
@@ -97,7 +96,8 @@ def circuit_scores(
 ) -> pd.DataFrame:
     """The tidy table of measures and accuracies over a run's checkpoints.
 
-    ``steps`` defaults to every checkpoint; ``skip_steps`` are left out (already
+    ``steps`` defaults to every checkpoint; ``suites`` to every eval suite of the run
+    (multimodal runs add icl_m1_only and icl_m2_only); ``skip_steps`` are left out (already
     analysed); ``n_seqs`` caps the sequences per suite (default: the run's eval size).
     """
     if not isinstance(run, Run):
@@ -107,10 +107,11 @@ def circuit_scores(
     missing = sorted(set(steps) - set(available))
     if missing:
         raise ValueError(f"steps {missing} have no checkpoint in {run.path}; available: {available}")
-    unknown = [s for s in [*suites, *measure_suites] if s not in SUITES]
-    if unknown:
-        raise ValueError(f"suites {unknown} unknown; allowed: {', '.join(SUITES)}")
     all_suites = run.suites(n_seqs)
+    suites = list(all_suites) if suites is None else list(suites)
+    unknown = [s for s in [*suites, *measure_suites] if s not in all_suites]
+    if unknown:
+        raise ValueError(f"suites {unknown} unknown; allowed: {', '.join(all_suites)}")
     chosen = {name: all_suites[name] for name in dict.fromkeys([*suites, *measure_suites])}
     todo = [s for s in steps if s not in set(skip_steps)]
     rows: list[dict] = []

@@ -5,6 +5,8 @@ serves any N and, later, the multimodal triplet layout.
 
 Unimodal layout (SCIENCE.md section 1): ``[x_1, l_1, ..., x_N, l_N, x_q]``, length 2N+1;
 item i at 2i, its label at 2i+1, the query at 2N (0-indexed, i = 0..N-1).
+Multimodal layout (section 4): ``[m1_1, m2_1, y_1, ..., m1_N, m2_N, y_N, m1_q, m2_q]``,
+length 3N+2, read out at the M2 query (the last position).
 """
 
 from __future__ import annotations
@@ -47,6 +49,23 @@ class Layout:
             readout_position=2 * n,
         )
 
+    @classmethod
+    def multimodal(cls, n_exemplars: int) -> Layout:
+        """The triplet layout ``[m1_1, m2_1, y_1, ..., m1_N, m2_N, y_N, m1_q, m2_q]``.
+
+        M1 item i at 3i, M2 item at 3i+1, label at 3i+2; queries at 3N (M1) and 3N+1 (M2);
+        the prediction is read at the M2 query, the last position.
+        """
+        n = n_exemplars
+        return cls(
+            n_exemplars=n,
+            n_ctx=3 * n + 2,
+            item_positions={"m1": tuple(3 * i for i in range(n)), "m2": tuple(3 * i + 1 for i in range(n))},
+            label_positions=tuple(3 * i + 2 for i in range(n)),
+            query_positions={"m1": 3 * n, "m2": 3 * n + 1},
+            readout_position=3 * n + 1,
+        )
+
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.item_positions)
@@ -67,6 +86,10 @@ class Layout:
         for p in self.query_positions.values():
             kinds[p] = "query"
         return kinds
+
+    def positions_of(self, modality: str) -> tuple[int, ...]:
+        """Every position holding a vector of ``modality`` (its items and its query)."""
+        return (*self.item_positions[modality], self.query_positions[modality])
 
     def to_dict(self) -> dict:
         return {

@@ -50,12 +50,23 @@ class Batch:
     """True where the sequence is drawn from novel classes."""
     pos_shift: Int[torch.Tensor, " batch"]
     """Per-sequence offset of the one-hot position block (0 where unused)."""
+    context_classes2: Int[torch.Tensor, "batch n"] | None = None
+    """Multimodal only: the M2 class of each exemplar (``context_classes`` holds the M1 class)."""
+    query_classes2: Int[torch.Tensor, " batch"] | None = None
+    """Multimodal only: the query's M2 class."""
+
+    def __post_init__(self) -> None:
+        # unset optional fields stay out of the instance __dict__ (reads fall back to the class
+        # default None), so code iterating over a batch's tensors never meets a None
+        for name in ("context_classes2", "query_classes2"):
+            if self.__dict__.get(name, 0) is None:
+                del self.__dict__[name]
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
     def __getitem__(self, index: slice | torch.Tensor) -> Batch:
-        return Batch(**{k: v[index] for k, v in self.__dict__.items()})
+        return Batch(**{k: v[index] for k, v in self.__dict__.items() if v is not None})
 
     def matches(self) -> Bool[torch.Tensor, "batch n"]:
         """Exemplars whose label equals the query's target label (the set M of SCIENCE.md)."""

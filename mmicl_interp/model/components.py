@@ -187,3 +187,20 @@ class Block(nn.Module):
             resid = self.hook_resid_mid(resid)
             resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
         return self.hook_resid_post(resid)
+
+
+class Projector(nn.Module):
+    """The multimodal projector (SCIENCE.md section 4): ``W_out gelu(x W_in + b_in) + b_out``,
+    mapping D2-dim M2 vectors into the D1-dim input space of the decoder (LLaVA-style)."""
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int):
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(d_in, d_hidden))
+        self.b_in = nn.Parameter(torch.zeros(d_hidden))
+        self.W_out = nn.Parameter(torch.empty(d_hidden, d_out))
+        self.b_out = nn.Parameter(torch.zeros(d_out))
+        self.hook_pre = HookPoint()
+        self.hook_post = HookPoint()
+
+    def forward(self, x: Float[torch.Tensor, "batch n d_in"]) -> Float[torch.Tensor, "batch n d_out"]:
+        return self.hook_post(F.gelu(self.hook_pre(x @ self.W_in + self.b_in))) @ self.W_out + self.b_out

@@ -10,7 +10,9 @@ Forward pass on a sequence of continuous D-dim vectors ``x``:
 ``embed = x W_E`` (or ``x`` itself when ``d_embed`` is unset)  -> ``hook_embed``;
 positions: ``onehot`` concatenates the shifted one-hot block (``hook_pos_embed``),
 ``learned`` adds ``W_pos[t]`` (``hook_pos_embed``), rope / rope_paper / alibi act inside
-attention; then ``n_layers`` pre-norm blocks, ``ln_final`` and the read-out
+attention. A multimodal model reads packed inputs ``[D1 columns | D2 columns]`` and first
+writes ``projector(m2)`` (``hook_m2_proj``) into the M2 slots. Then ``n_layers`` pre-norm
+blocks, ``ln_final`` and the read-out
 ``logits = ln_final(resid[:, -1]) W_U + b_U`` over the L labels, at the last position
 (the query).
 """
@@ -24,8 +26,9 @@ from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.config import TransformerLensConfig
 from transformer_lens.hook_points import HookPoint
 
-from mmicl_interp.config import ModelConfig, TaskConfig
-from mmicl_interp.model.components import Attention, Block, Norm
+from mmicl_interp.config import ModelConfig, MultimodalTaskConfig, TaskConfig
+from mmicl_interp.data.layout import Layout
+from mmicl_interp.model.components import Attention, Block, Norm, Projector
 from mmicl_interp.model.positions import onehot_block
 
 
@@ -36,11 +39,20 @@ class ICLTransformer(HookedRootModule):
     ``model_config`` is this toolkit's :class:`~mmicl_interp.config.ModelConfig`.
     """
 
-    def __init__(self, model_config: ModelConfig, d_input: int, n_labels: int):
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        d_input: int,
+        n_labels: int,
+        m2: tuple[int, tuple[int, ...]] | None = None,
+    ):
         super().__init__()
         mc = model_config
         self.model_config = mc
-        self.d_input, self.n_labels = d_input, n_labels
+        self.n_labels = n_labels
+        # multimodal: inputs are packed [D1 columns | D2 columns]; M2 slots go through the projector
+        self.d_features = d_input
+        self.d_input = d_input + (m2[0] if m2 else 0)
         self.n_ctx_max = 2 * mc.n_max + 1
         d_feat = mc.d_embed or d_input
         self.pos_width = self.n_ctx_max if mc.positions == "onehot" else 0
@@ -79,6 +91,13 @@ class ICLTransformer(HookedRootModule):
         if mc.mlp == "none":
             self.cfg.d_mlp = None
 
+        if m2 is not None:
+            d2, positions = m2
+            self.projector = Projector(d2, mc.d_proj or d_input, d_input)
+            self.register_buffer("m2_positions", torch.tensor(positions, dtype=torch.long), persistent=False)
+            self.hook_m2_proj = HookPoint()
+        else:
+            self.projector = None
         if mc.d_embed is not None:
             self.W_E = nn.Parameter(torch.empty(d_input, mc.d_embed))
         if mc.positions == "learned":
@@ -111,8 +130,13 @@ class ICLTransformer(HookedRootModule):
         self.setup()
 
     @classmethod
-    def from_task(cls, model_config: ModelConfig, task_config: TaskConfig) -> ICLTransformer:
-        """The model for a task: D-dim inputs, L output labels."""
+    def from_task(
+        cls, model_config: ModelConfig, task_config: TaskConfig | MultimodalTaskConfig
+    ) -> ICLTransformer:
+        """The model for a task: D-dim inputs and L labels; a projector for a multimodal task."""
+        if isinstance(task_config, MultimodalTaskConfig):
+            m2_positions = Layout.multimodal(task_config.N).positions_of("m2")
+            return cls(model_config, task_config.D1, task_config.L1, m2=(task_config.D2, m2_positions))
         return cls(model_config, task_config.D, task_config.L)
 
     def init_weights(self, seed: int) -> None:
@@ -160,6 +184,11 @@ class ICLTransformer(HookedRootModule):
         n_batch, n_ctx = inputs.shape[:2]
         if n_ctx > self.n_ctx_max:
             raise ValueError(f"sequence length {n_ctx} exceeds 2*n_max+1 = {self.n_ctx_max}")
+        if self.projector is not None:
+            features = inputs[..., : self.d_features]
+            m2 = inputs[:, self.m2_positions, self.d_features :]
+            projected = self.hook_m2_proj(self.projector(m2))
+            inputs = features.index_copy(1, self.m2_positions, projected)
         resid = self.hook_embed(inputs @ self.W_E if hasattr(self, "W_E") else inputs)
         positions = self.model_config.positions
         if positions == "onehot":

@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 from mmicl_interp import __version__
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.config import ConfigError, RunConfig
-from mmicl_interp.data.task import Task
+from mmicl_interp.data.multimodal import load_task
 from mmicl_interp.model.transformer import ICLTransformer, parameter_count
 from mmicl_interp.train.evaluate import evaluate_suites
+from mmicl_interp.train.pipeline import build_task_and_model, freeze_parts
 from mmicl_interp.train.schedule import checkpoint_steps, eval_steps
 
 KILL_ENV = "MMICL_TEST_KILL_AT_STEP"
@@ -84,7 +85,7 @@ def _prepare_run_dir(out: Path, config: RunConfig, resume: bool) -> dict | None:
     if old != new:
         diffs = [
             f"{section}.{key}: {old[section][key]!r} -> {new[section][key]!r}"
-            for section in ("task", "model", "train")
+            for section in ("task", "model", "train", "pipeline")
             for key in new[section]
             if old[section].get(key) != new[section][key]
         ]
@@ -129,10 +130,12 @@ def train(
 
     start_step = 0
     if manifest is not None:
-        task = Task.load(out / ck.TASK)
+        task = load_task(out / ck.TASK)
+        model = ICLTransformer.from_task(config.model, config.task)
+        provenance: dict = {}
     else:
-        task = Task.create(config.task)
-    model = ICLTransformer.from_task(config.model, config.task)
+        task, model, provenance = build_task_and_model(config)
+    frozen = freeze_parts(model, config.pipeline.freeze)
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(tc.seed)
     max_shift = model.max_shift_for(task.layout.n_ctx)
@@ -168,6 +171,8 @@ def train(
             "layout": task.layout.to_dict(),
             "schedule": {"checkpoints": ckpts, "eval": sorted(evals)},
             "n_params": parameter_count(model),
+            "frozen_params": frozen,
+            **provenance,
             "status": "running",
             "last_step": None,
             "wall_time_s": 0.0,

@@ -1,0 +1,383 @@
+"""The two-modality few-shot task (SCIENCE.md section 4).
+
+Method (Huang et al. 2026, section 4 of SCIENCE.md):
+
+- M1 ("primary"): K1 class means ``mu1_k ~ N(0, I_D1 / D1)`` and L1 label vectors
+  ``l_j ~ N(0, I_D1 / D1)``; in a pipeline both are the *stored* tensors of the stage-1 run.
+- M2 ("secondary"): K2 class means ``mu2_k ~ N(0, I_D2 / D2)``. M2 class k2 has label
+  ``k2 mod L2`` (L2 <= L1: the M2 labels are the first L2 M1 label vectors) and is paired,
+  once per task, with an M1 class of the same label, ``m2_partner[k2] mod L1 == k2 mod L2``.
+- An item of either modality: ``x = (mu + eps * eta / sqrt(D)) / sqrt(1 + eps^2)``,
+  ``eta ~ N(0, I_D)``, with that modality's own eps and D.
+- Sequences are drawn over M2 classes exactly as the unimodal task draws classes: bursty
+  (prob. p_B; N/B classes from the Zipf law ``P(k2) ~ k2^-alpha2``, each repeated B times,
+  shuffled, the query among them), non-bursty (N + 1 classes i.i.d.), or novel (prob. p_C;
+  bursty over N/B distinct classes of a fresh set of K_c, labels ``k mod L2``, with fresh M2
+  means *and* fresh M1 partner means). Each exemplar's M1 item comes from the M1 partner
+  of its M2 class. alpha1 describes the M1 (stage-1) data only: the sampler never draws
+  M1 classes on their own.
+- Packed inputs ``[n, 3N+2, D1 + D2]``: ``[m1_1, m2_1, y_1, ..., m1_N, m2_N, y_N, m1_q, m2_q]``
+  (:meth:`Layout.multimodal`); M1 items and labels fill the first D1 columns, M2 items the
+  last D2, the rest are zeros. The target is the query's label, read out at the M2 query.
+
+Caution: the M1 query is the partner of the M2 query's class, so M1 alone can answer both
+known sequences (in weights, since stage 1 learned M1) and novel ones (in context, by
+matching M1 items). High multimodal ICL accuracy therefore does not show that M2 is used.
+The control suites ``icl_m2_only`` / ``icl_m1_only`` replace one modality's items and query
+by fresh random vectors, so only the other modality can solve the task; they are drawn from
+the same generator state as ``icl`` and differ from it only in the replaced vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from mmicl_interp.config import MultimodalTaskConfig, TaskConfig
+from mmicl_interp.data.layout import Layout
+from mmicl_interp.data.task import Batch, Task, _smallest_burst, _uniform, zipf_probs
+from mmicl_interp.io import CorruptFileError, atomic_write
+
+CONTROLS: tuple[str | None, ...] = (None, "m1_only", "m2_only")
+"""Allowed ``control`` values of :meth:`MultimodalTask.sample`: ``m2_only`` replaces every M1
+vector (items and query) by fresh noise, ``m1_only`` every M2 vector."""
+
+KIND = "multimodal"
+
+
+class MultimodalTask:
+    """One run's multimodal task: both modalities' means, the label vectors, the M2 -> M1
+    pairing, and a batch sampler with the interface of :class:`Task`."""
+
+    def __init__(
+        self,
+        config: MultimodalTaskConfig,
+        m1_means: Float[torch.Tensor, "k1 d1"],
+        m2_means: Float[torch.Tensor, "k2 d2"],
+        label_vectors: Float[torch.Tensor, "l1 d1"],
+        m2_partner: Int[torch.Tensor, " k2"],
+    ):
+        c = config
+        for name, tensor, shape in (
+            ("m1_means", m1_means, (c.K1, c.D1)),
+            ("m2_means", m2_means, (c.K2, c.D2)),
+            ("label_vectors", label_vectors, (c.L1, c.D1)),
+            ("m2_partner", m2_partner, (c.K2,)),
+        ):
+            if tuple(tensor.shape) != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+        partner = m2_partner.long()
+        if ((partner < 0) | (partner >= c.K1)).any():
+            raise ValueError(f"m2_partner must hold M1 classes in [0, K1={c.K1})")
+        if not torch.equal(partner % c.L1, torch.arange(c.K2) % c.L2):
+            raise ValueError("m2_partner must pair each M2 class k2 with an M1 class of label k2 mod L2")
+        self.config = config
+        self.m1_means = m1_means.float().contiguous()
+        self.m2_means = m2_means.float().contiguous()
+        self.label_vectors = label_vectors.float().contiguous()
+        self.m2_partner = partner.contiguous()
+        self.m2_probs = zipf_probs(c.K2, c.alpha2)
+        self.layout = Layout.multimodal(c.N)
+
+    @property
+    def class_means(self) -> Float[torch.Tensor, "k1 d1"]:
+        """Alias of :attr:`m1_means` (the name the unimodal task uses)."""
+        return self.m1_means
+
+    @classmethod
+    def create(
+        cls,
+        config: MultimodalTaskConfig,
+        *,
+        m1_means: Float[torch.Tensor, "k1 d1"] | None = None,
+        label_vectors: Float[torch.Tensor, "l1 d1"] | None = None,
+    ) -> MultimodalTask:
+        """Draw the task from ``config.seed``; given stage-1 tensors are used verbatim.
+
+        The M2 means and the pairing are drawn first, so they do not depend on whether the
+        M1 means and label vectors are drawn here or passed in.
+        """
+        c = config
+        for name, tensor, shape, origin in (
+            ("m1_means", m1_means, (c.K1, c.D1), "(K1, D1)"),
+            ("label_vectors", label_vectors, (c.L1, c.D1), "(L1, D1)"),
+        ):
+            if tensor is not None and tuple(tensor.shape) != shape:
+                raise ValueError(
+                    f"{name} must have shape {origin} = {shape} of the task config, got {tuple(tensor.shape)}"
+                )
+        g = torch.Generator().manual_seed(c.seed)
+        m2_means = torch.randn(c.K2, c.D2, generator=g) / math.sqrt(c.D2)
+        m2_partner = _draw_partners(c, g)
+        if m1_means is None:
+            m1_means = torch.randn(c.K1, c.D1, generator=g) / math.sqrt(c.D1)
+        if label_vectors is None:
+            label_vectors = torch.randn(c.L1, c.D1, generator=g) / math.sqrt(c.D1)
+        return cls(c, m1_means, m2_means, label_vectors, m2_partner)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write the task (means, label vectors, pairing, config) atomically as safetensors."""
+        tensors = {
+            "m1_means": self.m1_means,
+            "m2_means": self.m2_means,
+            "label_vectors": self.label_vectors,
+            "m2_partner": self.m2_partner,
+        }
+        meta = {"kind": KIND, "config": json.dumps(asdict(self.config))}
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> MultimodalTask:
+        """Read a task saved by :meth:`save`; a corrupt file raises CorruptFileError naming it."""
+        path = Path(path)
+        tensors, meta = _read(path)
+        if meta.get("kind") != KIND:
+            kind = meta.get("kind", "unimodal")
+            raise ValueError(f"{path} is a {kind} task file, not a multimodal one; use load_task")
+        try:
+            config = MultimodalTaskConfig(**json.loads(meta["config"]))
+            names = ("m1_means", "m2_means", "label_vectors", "m2_partner")
+            return cls(config, *(tensors[name] for name in names))
+        except (KeyError, ValueError, TypeError) as err:
+            raise CorruptFileError(path, err) from None
+
+    # ------------------------------------------------------------------ sampling
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator,
+        *,
+        p_B: float | None = None,
+        p_C: float | None = None,
+        B: int | None = None,
+        flip: bool = False,
+        max_shift: int = 0,
+        control: str | None = None,
+    ) -> Batch:
+        """Draw n packed sequences; keyword arguments override the task's own statistics.
+
+        ``flip`` replaces every context label by ``(label + 1) mod L2`` and makes the flipped
+        label the target. ``max_shift`` draws a per-sequence position-block offset in
+        ``[0, max_shift]``. ``control`` (one of :data:`CONTROLS`) replaces one modality's
+        items and query by fresh random vectors, drawn last, so a controlled batch equals
+        the uncontrolled one from the same generator state elsewhere.
+        """
+        if control not in CONTROLS:
+            raise ValueError(f"control must be one of {', '.join(map(repr, CONTROLS))}; got {control!r}")
+        cfg = self.config
+        p_B = cfg.p_B if p_B is None else p_B
+        p_C = cfg.p_C if p_C is None else p_C
+        B = cfg.B if B is None else B
+        N, D1, D2, L2 = cfg.N, cfg.D1, cfg.D2, cfg.L2
+        g = generator
+
+        u = torch.rand(n, generator=g)
+        novel = (u < p_C) if B > 0 else torch.zeros(n, dtype=torch.bool)
+        bursty = ~novel & (torch.rand(n, generator=g) < p_B) if B > 0 else novel.clone()
+
+        # column N of every [n, N + 1, ...] tensor is the query
+        classes2 = torch.empty(n, N + 1, dtype=torch.long)
+        classes1 = torch.empty(n, N + 1, dtype=torch.long)
+        mu1 = torch.empty(n, N + 1, D1)
+        mu2 = torch.empty(n, N + 1, D2)
+        for mask, kind in ((novel, "novel"), (bursty & ~novel, "bursty"), (~bursty & ~novel, "iid")):
+            idx = mask.nonzero().squeeze(1)
+            m = idx.numel()
+            if m == 0:
+                continue
+            if kind == "iid":
+                c2 = self._draw_classes(m * (N + 1), g).view(m, N + 1)
+            else:
+                n_slots = N // B
+                if kind == "bursty":
+                    slot_classes = self._draw_context_classes(m, n_slots, g)
+                else:
+                    slot_classes = self._draw_novel_classes(m, n_slots, g)
+                slots = torch.arange(n_slots).repeat_interleave(B).expand(m, N)
+                slots = slots.gather(1, torch.rand(m, N, generator=g).argsort(dim=1))
+                q_slot = torch.randint(n_slots, (m, 1), generator=g)
+                seq_slots = torch.cat([slots, q_slot], dim=1)
+                c2 = slot_classes.gather(1, seq_slots)
+            if kind == "novel":
+                # fresh classes numbered within their set; the M1 partner shares the number
+                classes1[idx], classes2[idx] = c2, c2
+                mu2[idx] = _gather_slots(torch.randn(m, n_slots, D2, generator=g) / math.sqrt(D2), seq_slots)
+                mu1[idx] = _gather_slots(torch.randn(m, n_slots, D1, generator=g) / math.sqrt(D1), seq_slots)
+            else:
+                c1 = self.m2_partner[c2]
+                classes1[idx], classes2[idx] = c1, c2
+                mu1[idx], mu2[idx] = self.m1_means[c1], self.m2_means[c2]
+
+        items1 = _noisy(mu1, cfg.eps1, g)
+        items2 = _noisy(mu2, cfg.eps2, g)
+
+        ctx_labels = classes2[:, :N] % L2
+        targets = classes2[:, N] % L2
+        if flip:
+            ctx_labels = (ctx_labels + 1) % L2
+            targets = (targets + 1) % L2
+
+        lay = self.layout
+        inputs = torch.zeros(n, lay.n_ctx, D1 + D2)
+        inputs[:, lay.items("m1"), :D1] = items1[:, :N]
+        inputs[:, lay.items("m2"), D1:] = items2[:, :N]
+        inputs[:, lay.labels(), :D1] = self.label_vectors[ctx_labels]
+        inputs[:, lay.query_positions["m1"], :D1] = items1[:, N]
+        inputs[:, lay.query_positions["m2"], D1:] = items2[:, N]
+        if max_shift > 0:
+            pos_shift = torch.randint(max_shift + 1, (n,), generator=g)
+        else:
+            pos_shift = torch.zeros(n, dtype=torch.long)
+        if control is not None:
+            # a fresh mean per item plus noise is, in law, N(0, I / D) after the rescaling
+            modality = "m1" if control == "m2_only" else "m2"
+            cols = slice(0, D1) if modality == "m1" else slice(D1, D1 + D2)
+            d = D1 if modality == "m1" else D2
+            positions = torch.tensor(lay.positions_of(modality))
+            inputs[:, positions, cols] = torch.randn(n, N + 1, d, generator=g) / math.sqrt(d)
+        return Batch(
+            inputs=inputs,
+            targets=targets,
+            context_labels=ctx_labels,
+            context_classes=classes1[:, :N].contiguous(),
+            query_classes=classes1[:, N].contiguous(),
+            novel=novel,
+            pos_shift=pos_shift,
+            context_classes2=classes2[:, :N].contiguous(),
+            query_classes2=classes2[:, N].contiguous(),
+        )
+
+    def _draw_classes(self, count: int, g: torch.Generator) -> Int[torch.Tensor, " count"]:
+        """``count`` i.i.d. M2 classes from the Zipf law (a fast path for alpha2 = 0)."""
+        if self.config.alpha2 == 0:
+            return torch.randint(self.config.K2, (count,), generator=g)
+        return torch.multinomial(self.m2_probs, count, replacement=True, generator=g)
+
+    def _draw_context_classes(self, m: int, n_slots: int, g: torch.Generator) -> Int[torch.Tensor, "m slots"]:
+        """The N/B M2 classes of m bursty contexts; distinct labels when ``no_repeats``."""
+        L2 = self.config.L2
+        if not self.config.no_repeats:
+            return self._draw_classes(m * n_slots, g).view(m, n_slots)
+        per_label = self.m2_probs.view(-1, L2)  # row r, column j = class r*L2 + j (label j)
+        labels = torch.multinomial(per_label.sum(0).expand(m, L2), n_slots, replacement=False, generator=g)
+        within = per_label[:, labels.reshape(-1)].T  # [m*n_slots, K2/L2]
+        rows = torch.multinomial(within, 1, replacement=True, generator=g).view(m, n_slots)
+        return rows * L2 + labels
+
+    def _draw_novel_classes(self, m: int, n_slots: int, g: torch.Generator) -> Int[torch.Tensor, "m slots"]:
+        """N/B distinct classes of a fresh set of K_c (so one class number is one mean)."""
+        K_c, L2 = self.config.K_c, self.config.L2
+        if n_slots > K_c:
+            raise ValueError(f"novel contexts need N/B={n_slots} <= K_c={K_c} distinct fresh classes")
+        if not self.config.no_repeats:
+            return torch.multinomial(_uniform(K_c).expand(m, K_c), n_slots, replacement=False, generator=g)
+        labels = torch.multinomial(_uniform(L2).expand(m, L2), n_slots, replacement=False, generator=g)
+        rows = torch.randint(K_c // L2, (m, n_slots), generator=g)
+        return rows * L2 + labels
+
+    def suites(self, eval_seed: int, size: int, max_shift: int = 0) -> dict[str, Batch]:
+        """The fixed eval suites, drawn from ``eval_seed`` with one generator.
+
+        - test: the training distribution;
+        - icl: bursty, novel classes in both modalities (p_B = p_C = 1);
+        - icl_flip: bursty, known classes, every label shifted by one mod L2;
+        - iwl: non-bursty known classes (B = 0, p_B = p_C = 0);
+        - icl_m2_only / icl_m1_only: the icl sequences with M1 (resp. M2) vectors replaced
+          by noise, so only the other modality can solve them.
+        """
+        g = torch.Generator().manual_seed(eval_seed)
+        B = self.config.B if self.config.B > 0 else _smallest_burst(self.config.N)
+        kw: dict[str, Any] = {"max_shift": max_shift}
+        icl_kw: dict[str, Any] = {"p_B": 1.0, "p_C": 1.0, "B": B, **kw}
+        out = {"test": self.sample(size, g, **kw)}
+        icl_state = g.get_state()
+        out["icl_m2_only"] = self.sample(size, g, control="m2_only", **icl_kw)
+        g.set_state(icl_state)
+        out["icl_m1_only"] = self.sample(size, g, control="m1_only", **icl_kw)
+        g.set_state(icl_state)
+        out["icl"] = self.sample(size, g, **icl_kw)
+        out["icl_flip"] = self.sample(size, g, p_B=1.0, p_C=0.0, B=B, flip=True, **kw)
+        out["iwl"] = self.sample(size, g, p_B=0.0, p_C=0.0, B=0, **kw)
+        order = ("test", "icl", "icl_flip", "iwl", "icl_m1_only", "icl_m2_only")
+        return {name: out[name] for name in order}
+
+    def with_config(self, **changes) -> MultimodalTask:
+        """The same means, label vectors and pairing under changed sampling statistics."""
+        config = replace(self.config, **changes)
+        config.validate()
+        return MultimodalTask(config, self.m1_means, self.m2_means, self.label_vectors, self.m2_partner)
+
+
+def _draw_partners(c: MultimodalTaskConfig, g: torch.Generator) -> Int[torch.Tensor, " k2"]:
+    """An M1 partner of the same label for each M2 class; distinct while K2/L2 <= K1/L1."""
+    per_label1 = c.K1 // c.L1
+    k2 = torch.arange(c.K2)
+    label, rank = k2 % c.L2, k2 // c.L2
+    order = torch.rand(c.L2, per_label1, generator=g).argsort(dim=1)  # a shuffle of rows per label
+    return order[label, rank % per_label1] * c.L1 + label
+
+
+def _gather_slots(
+    slot_means: Float[torch.Tensor, "m slots d"], seq_slots: Int[torch.Tensor, "m pos"]
+) -> Float[torch.Tensor, "m pos d"]:
+    return slot_means.gather(1, seq_slots[..., None].expand(-1, -1, slot_means.shape[-1]))
+
+
+def _noisy(
+    mu: Float[torch.Tensor, "*shape d"], eps: float, g: torch.Generator
+) -> Float[torch.Tensor, "*shape d"]:
+    """``(mu + eps * eta / sqrt(D)) / sqrt(1 + eps^2)`` with ``eta ~ N(0, I_D)``."""
+    d = mu.shape[-1]
+    noise = torch.randn(mu.shape, generator=g) * (eps / math.sqrt(d))
+    return (mu + noise) / math.sqrt(1.0 + eps**2)
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; CorruptFileError naming it if unreadable."""
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except FileNotFoundError:
+        raise
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CorruptFileError(path, err) from None
+    return tensors, meta
+
+
+def load_task(path: str | Path) -> Task | MultimodalTask:
+    """Load a task file of either kind (unimodal files carry no ``kind`` metadata).
+
+    A missing file raises FileNotFoundError; an unreadable one CorruptFileError naming it.
+    """
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            kind = (f.metadata() or {}).get("kind", "unimodal")
+    except FileNotFoundError:
+        raise
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CorruptFileError(path, err) from None
+    if kind == KIND:
+        return MultimodalTask.load(path)
+    if kind == "unimodal":
+        return Task.load(path)
+    raise CorruptFileError(path, f"unknown task kind {kind!r}")
+
+
+def make_task(task_config: TaskConfig | MultimodalTaskConfig) -> Task | MultimodalTask:
+    """A fresh task for a config of either kind, drawn from its seed."""
+    if isinstance(task_config, MultimodalTaskConfig):
+        return MultimodalTask.create(task_config)
+    if isinstance(task_config, TaskConfig):
+        return Task.create(task_config)
+    raise TypeError(f"expected a TaskConfig or MultimodalTaskConfig, got {type(task_config).__name__}")
