@@ -28,14 +28,14 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no tests: that fails here like any other error.
 test: $(STAMP)
-	$(BIN)/ruff check mmicl_interp tests benchmarks
+	$(BIN)/ruff check mmicl_interp tests benchmarks analyses
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check mmicl_interp tests benchmarks
+	$(BIN)/ruff check mmicl_interp tests benchmarks analyses
 
 clean:
 	rm -rf $(VENV)

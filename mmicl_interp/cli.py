@@ -3,7 +3,7 @@
 ``mmicl train CONFIG [--out DIR] [--set key=value ...] [--resume] [--quiet]``
 ``mmicl analyze RUN [--out FILE] [--force]``
 ``mmicl ablate RUN [--step S] [--heads L1H0,...] [--method zero|mean|resample]``
-``mmicl patch RUN [--step S] [--kind heads|resid|path|attribution] [--corruption label|item]``
+``mmicl patch RUN [--step S] [--kind heads|resid|path|attribution] [--corruption label|item|item_m1|item_m2]``
 ``mmicl report RUN [--out FILE.html]``
 
 CONFIG is a TOML path or the name of a shipped config in ``analyses/configs`` (e.g.
@@ -90,8 +90,7 @@ def _cmd_patch(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     try:
-        corruption = args.corruption or ("item" if args.kind == "path" else "label")
-        report = patching_report(run, args.step, args.kind, corruption, args.n_seqs, args.seed)
+        report = patching_report(run, args.step, args.kind, args.corruption, args.n_seqs, args.seed)
     except ValueError as err:
         raise ConfigError(*_split_field(err, "--kind")) from None
     return _report_out(run, report, args.quiet)
@@ -161,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--corruption",
         default=None,
-        help="label | item (default: item for --kind path, where the prev-token head's "
-        "input changes, else label)",
+        help="label | item | item_m1 | item_m2 (default: label; for --kind path the items the "
+        "previous-token head reads at offset 1: item (= item_m1) on unimodal runs, item_m2 on "
+        "multimodal ones)",
     )
     p.add_argument("--n-seqs", type=int, default=200, help="icl sequences (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption")

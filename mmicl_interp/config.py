@@ -116,6 +116,11 @@ class MultimodalTaskConfig:
     Exemplars are triplets (M1 item, M2 item, label); M2 class k2 has label k2 mod L2 and
     the M2 labels are the first L2 of the M1 label vectors. N, B, p_B, p_C and no_repeats
     are shared; alpha, eps (and K, D) are per modality.
+
+    Joint-label variant (``joint_labels = true``): M1 class k1 has group ``k1 mod G1``, M2
+    class k2 has group ``k2 mod G2``, the two classes of an exemplar are drawn independently
+    and its label is ``group(m1) * G2 + group(m2)``, so both modalities are needed. The label
+    space is then the G1*G2 joint labels, hence ``L2 = G1 * G2`` (<= L1).
     """
 
     K1: int = 8192
@@ -137,6 +142,12 @@ class MultimodalTaskConfig:
     seed: int = 0
     eval_seed: int = 1
     eval_size: int = 1000
+    joint_labels: bool = False
+    """Joint-label variant: label = group(m1) * G2 + group(m2) (both modalities needed)."""
+    G1: int = 0
+    """Joint labels only: number of M1 groups (class k1 in group k1 mod G1); 0 otherwise."""
+    G2: int = 0
+    """Joint labels only: number of M2 groups (class k2 in group k2 mod G2); 0 otherwise."""
 
     def validate(self) -> None:
         _positive_int(self, "task", ("K1", "K2", "D1", "D2", "N", "K_c", "eval_size"))
@@ -169,6 +180,45 @@ class MultimodalTaskConfig:
             )
         if self.K_c % self.L2 != 0:
             raise ConfigError("task.K_c", f"must be divisible by L2={self.L2}, got {self.K_c}")
+        self._validate_joint()
+
+    def _validate_joint(self) -> None:
+        if not isinstance(self.joint_labels, bool):
+            raise ConfigError("task.joint_labels", f"must be true or false, got {self.joint_labels!r}")
+        _int(self, "task", ("G1", "G2"))
+        if not self.joint_labels:
+            for name in ("G1", "G2"):
+                if getattr(self, name) != 0:
+                    raise ConfigError(
+                        f"task.{name}",
+                        f"applies only with joint_labels = true; leave it 0, got {getattr(self, name)}",
+                    )
+            return
+        for name in ("G1", "G2"):
+            if getattr(self, name) < 2:
+                raise ConfigError(
+                    f"task.{name}",
+                    f"must be an integer >= 2 when joint_labels = true, got {getattr(self, name)}",
+                )
+        n_joint = self.G1 * self.G2
+        if n_joint > self.L1:
+            raise ConfigError(
+                "task.G2",
+                f"needs G1*G2 <= L1={self.L1} joint labels, got G1*G2={self.G1}*{self.G2}={n_joint}",
+            )
+        if n_joint != self.L2:
+            raise ConfigError(
+                "task.L2",
+                f"must equal G1*G2={n_joint} (the joint label space) when joint_labels = true, got {self.L2}",
+            )
+        if self.K1 % self.G1 != 0:
+            raise ConfigError(
+                "task.K1", f"must be divisible by G1={self.G1} when joint_labels, got K1={self.K1}"
+            )
+        if self.K2 % self.G2 != 0:
+            raise ConfigError(
+                "task.K2", f"must be divisible by G2={self.G2} when joint_labels, got K2={self.K2}"
+            )
 
     @property
     def L(self) -> int:

@@ -39,9 +39,11 @@ AblationMethod = Literal["zero", "mean", "resample"]
 """How a head's output is knocked out: set to 0, to its mean over the suite, or to its
 value on another sequence of the suite (resample)."""
 PatchKind = Literal["heads", "resid", "path", "attribution"]
-Corruption = Literal["label", "item"]
+Corruption = Literal["label", "item", "item_m1", "item_m2"]
 """Corrupted icl sequences for patching: ``label`` replaces the labels of the matching
-exemplars by another label; ``item`` replaces the matching exemplars' items."""
+exemplars by another label; ``item`` replaces the matching exemplars' (M1) items;
+``item_m1`` / ``item_m2`` replace only the M1 / only the M2 items of the matching
+exemplars (``item_m1`` is ``item``; ``item_m2`` needs a multimodal run)."""
 MeasureName = Literal["prev_token", "prev_token_label", "ih", "tila", "tiia", "tla"]
 
 ABLATION_METHODS: tuple[str, ...] = get_args(AblationMethod)

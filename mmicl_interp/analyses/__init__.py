@@ -7,6 +7,7 @@ table (run, step, suite, metric, layer, head, value).
 
 from mmicl_interp.analyses.attention import attention_measures, context_label_accuracy, pattern_measures
 from mmicl_interp.analyses.correlation import ih_icl_correlation, onset_step, phases
+from mmicl_interp.analyses.stages import stage_comparison
 from mmicl_interp.analyses.tables import circuit_scores, read_table, write_table
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "phases",
     "pattern_measures",
     "read_table",
+    "stage_comparison",
     "write_table",
 ]

@@ -11,6 +11,16 @@ target label, as in SCIENCE.md section 5):
   so no context item resembles the query any more (the M1 items: the only modality of
   unimodal runs). The alternative ``a`` is a random context label other than the target
   (a random wrong label where there is none). Corrupted items get class -1.
+- ``item_m1`` / ``item_m2`` (multimodal triplet layout, SCIENCE.md section 4): the same,
+  for one modality only. The fresh item is written into that modality's columns of the
+  packed input (M1: columns ``[:D1]``, M2: columns ``[D1:]``) at M's item positions of that
+  modality, with that modality's D and eps (eps1 / eps2); the other modality's items and
+  every label stay clean. ``item_m1`` equals ``item``; ``item_m2`` needs a multimodal
+  layout (ValueError otherwise). Corrupted exemplars get class -1 in that modality's
+  class field (``context_classes`` for M1, ``context_classes2`` for M2). In the triplet
+  layout the label sits at offset 1 after its M2 item and offset 2 after its M1 item, so
+  ``item_m2`` is the corruption whose effect travels through the offset-1 previous-token
+  head.
 
 Targets stay the clean targets. Metric (Wang et al. 2022; Heimersheim & Nanda 2024):
 the logit difference ``LD = logit[target] - logit[a]``, averaged over sequences, normalised
@@ -50,11 +60,13 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from transformer_lens import ActivationCache
 from transformer_lens import patching as tl_patching
 
 from mmicl_interp.data.layout import Layout
+from mmicl_interp.data.multimodal import MultimodalTask
 from mmicl_interp.data.task import Batch, Task
 from mmicl_interp.types import CORRUPTIONS, Corruption
 
@@ -71,12 +83,13 @@ _DTYPES = {
 
 # ---------------------------------------------------------------------- corruption
 def corrupt_batch(
-    batch: Batch, task: Task, layout: Layout, kind: Corruption = "label", seed: int = 0
+    batch: Batch, task: Task | MultimodalTask, layout: Layout, kind: Corruption = "label", seed: int = 0
 ) -> tuple[Batch, Int[torch.Tensor, " batch"]]:
     """Corrupt the matching exemplars of every sequence; return (corrupted batch, alt label).
 
-    ``label`` swaps M's label vectors for one wrong label per sequence; ``item`` swaps M's
-    items for items of a fresh random class (see the module docstring).
+    ``label`` swaps M's label vectors for one wrong label per sequence; ``item`` /
+    ``item_m1`` swap M's M1 items and ``item_m2`` M's M2 items (multimodal layouts only,
+    else ValueError) for items of a fresh random class (see the module docstring).
     """
     if kind not in CORRUPTIONS:
         raise ValueError(f"kind: must be one of {', '.join(CORRUPTIONS)}; got {kind!r}")
@@ -89,23 +102,46 @@ def corrupt_batch(
     if kind == "label":
         alt = _random_wrong_label(target, L, g)
         positions = layout.labels().to(device)
-        new = task.label_vectors.to(device)[alt][:, None, :].expand(-1, positions.numel(), -1)
+        vectors = task.label_vectors.to(device)
+        vectors = F.pad(vectors, (0, inputs.shape[-1] - vectors.shape[-1]))  # packed multimodal inputs
+        new = vectors[alt][:, None, :].expand(-1, positions.numel(), -1)
         inputs[:, positions] = torch.where(matches[..., None], new, inputs[:, positions])
         labels = torch.where(matches, alt[:, None], batch.context_labels)
         return replace(batch, inputs=inputs, context_labels=labels), alt
-    D, eps = task.config.D, task.config.eps
-    positions = layout.items("m1").to(device)
+    modality = "m2" if kind == "item_m2" else "m1"
+    if modality not in layout.modalities:
+        raise ValueError(
+            f"kind: {kind!r} corrupts {modality.upper()} items, but the layout has only "
+            f"{', '.join(layout.modalities)} items (a unimodal run); use 'item' or 'item_m1'"
+        )
+    D, eps, columns = _modality_columns(task, modality)
+    positions = layout.items(modality).to(device)
     means = torch.randn(n, 1, D, generator=g) / math.sqrt(D)
     noise = torch.randn(n, positions.numel(), D, generator=g) * (eps / math.sqrt(D))
     fresh = ((means + noise) / math.sqrt(1.0 + eps**2)).to(device)
-    inputs[:, positions] = torch.where(matches[..., None], fresh, inputs[:, positions])
-    classes = torch.where(matches, torch.full_like(batch.context_classes, -1), batch.context_classes)
+    block = inputs[:, positions, columns]
+    inputs[:, positions, columns] = torch.where(matches[..., None], fresh, block)
+    field = "context_classes2" if modality == "m2" else "context_classes"
+    old_classes = getattr(batch, field)
+    changes = {"inputs": inputs}
+    if old_classes is not None:
+        changes[field] = torch.where(matches, torch.full_like(old_classes, -1), old_classes)
     # the alternative: a random context label other than the target, if the context has one
     others = batch.context_labels != target[:, None]
     scores = torch.rand(n, others.shape[1], generator=g).to(device).masked_fill(~others, -1.0)
     from_context = batch.context_labels.gather(1, scores.argmax(1, keepdim=True))[:, 0]
     alt = torch.where(others.any(1), from_context, _random_wrong_label(target, L, g))
-    return replace(batch, inputs=inputs, context_classes=classes), alt
+    return replace(batch, **changes), alt
+
+
+def _modality_columns(task: Task | MultimodalTask, modality: str) -> tuple[int, float, slice]:
+    """(D, eps, packed-input columns) of one modality: M1 ``[:D1]``, M2 ``[D1:]``."""
+    cfg = task.config
+    if not hasattr(cfg, "D1"):  # unimodal: the whole input is M1
+        return cfg.D, cfg.eps, slice(0, cfg.D)
+    if modality == "m1":
+        return cfg.D1, cfg.eps1, slice(0, cfg.D1)
+    return cfg.D2, cfg.eps2, slice(cfg.D1, cfg.D1 + cfg.D2)
 
 
 def _random_wrong_label(target: torch.Tensor, n_labels: int, g: torch.Generator) -> torch.Tensor:
@@ -186,7 +222,7 @@ def _quiet_tl(progress: bool) -> Iterator[None]:
 def prepare_patching(
     model: torch.nn.Module,
     batch: Batch,
-    task: Task,
+    task: Task | MultimodalTask,
     layout: Layout,
     kind: Corruption = "label",
     seed: int = 0,
@@ -387,7 +423,7 @@ def attribution_patch(model: torch.nn.Module, setup: PatchingSetup) -> dict[str,
 def patching_table(
     model: torch.nn.Module,
     batch: Batch,
-    task: Task,
+    task: Task | MultimodalTask,
     layout: Layout,
     kind: Corruption = "label",
     seed: int = 0,

@@ -26,6 +26,27 @@ matching M1 items). High multimodal ICL accuracy therefore does not show that M2
 The control suites ``icl_m2_only`` / ``icl_m1_only`` replace one modality's items and query
 by fresh random vectors, so only the other modality can solve the task; they are drawn from
 the same generator state as ``icl`` and differ from it only in the replaced vectors.
+
+Joint-label variant (``config.joint_labels``; SCIENCE.md section 4, last point): label =
+``group(m1) * G2 + group(m2)``, so both modalities are needed.
+
+- M1 class k1 has group ``k1 mod G1``, M2 class k2 group ``k2 mod G2``; the label space is
+  the ``L2 = G1 * G2`` joint labels (the first L2 M1 label vectors).
+- Each exemplar's M1 and M2 classes are drawn independently (M1 from the Zipf law
+  ``P(k1) ~ k1^-alpha1``, M2 from ``P(k2) ~ k2^-alpha2``); the pairing ``m2_partner`` is
+  still drawn and stored (same file format) but not used.
+- Bursty: N/B (M1 class, M2 class) pairs, each repeated B times, shuffled; the query is one
+  of the pairs, so both of its items match that exemplar. With ``no_repeats`` the N/B pairs
+  carry distinct joint labels (groups drawn without replacement from the product of the two
+  group marginals, then a class within each group). Non-bursty: N + 1 i.i.d. pairs.
+- Novel: bursty over fresh means in both modalities; class numbers are drawn from
+  ``[0, K_c)`` per modality, distinct within a sequence (so one number is one mean), groups
+  ``k mod G1`` / ``k mod G2``.
+- Both modalities are needed to predict from the weights (test, iwl: the label is built
+  from both groups), but not in context: the query is one of the repeated pairs, so
+  matching either modality's item finds the exemplar and its full joint label; the control
+  suites stay solvable by induction. Making both modalities necessary in context would need
+  distractor pairs (each query item also seen with another partner group): not built yet.
 """
 
 from __future__ import annotations
@@ -85,6 +106,7 @@ class MultimodalTask:
         self.label_vectors = label_vectors.float().contiguous()
         self.m2_partner = partner.contiguous()
         self.m2_probs = zipf_probs(c.K2, c.alpha2)
+        self.m1_probs = zipf_probs(c.K1, c.alpha1) if c.joint_labels else None
         self.layout = Layout.multimodal(c.N)
 
     @property
@@ -184,44 +206,20 @@ class MultimodalTask:
         novel = (u < p_C) if B > 0 else torch.zeros(n, dtype=torch.bool)
         bursty = ~novel & (torch.rand(n, generator=g) < p_B) if B > 0 else novel.clone()
 
-        # column N of every [n, N + 1, ...] tensor is the query
-        classes2 = torch.empty(n, N + 1, dtype=torch.long)
-        classes1 = torch.empty(n, N + 1, dtype=torch.long)
-        mu1 = torch.empty(n, N + 1, D1)
-        mu2 = torch.empty(n, N + 1, D2)
-        for mask, kind in ((novel, "novel"), (bursty & ~novel, "bursty"), (~bursty & ~novel, "iid")):
-            idx = mask.nonzero().squeeze(1)
-            m = idx.numel()
-            if m == 0:
-                continue
-            if kind == "iid":
-                c2 = self._draw_classes(m * (N + 1), g).view(m, N + 1)
-            else:
-                n_slots = N // B
-                if kind == "bursty":
-                    slot_classes = self._draw_context_classes(m, n_slots, g)
-                else:
-                    slot_classes = self._draw_novel_classes(m, n_slots, g)
-                slots = torch.arange(n_slots).repeat_interleave(B).expand(m, N)
-                slots = slots.gather(1, torch.rand(m, N, generator=g).argsort(dim=1))
-                q_slot = torch.randint(n_slots, (m, 1), generator=g)
-                seq_slots = torch.cat([slots, q_slot], dim=1)
-                c2 = slot_classes.gather(1, seq_slots)
-            if kind == "novel":
-                # fresh classes numbered within their set; the M1 partner shares the number
-                classes1[idx], classes2[idx] = c2, c2
-                mu2[idx] = _gather_slots(torch.randn(m, n_slots, D2, generator=g) / math.sqrt(D2), seq_slots)
-                mu1[idx] = _gather_slots(torch.randn(m, n_slots, D1, generator=g) / math.sqrt(D1), seq_slots)
-            else:
-                c1 = self.m2_partner[c2]
-                classes1[idx], classes2[idx] = c1, c2
-                mu1[idx], mu2[idx] = self.m1_means[c1], self.m2_means[c2]
+        if cfg.joint_labels:
+            classes1, classes2, mu1, mu2 = self._sample_joint(n, novel, bursty, B, g)
+        else:
+            classes1, classes2, mu1, mu2 = self._sample_paired(n, novel, bursty, B, g)
 
         items1 = _noisy(mu1, cfg.eps1, g)
         items2 = _noisy(mu2, cfg.eps2, g)
 
-        ctx_labels = classes2[:, :N] % L2
-        targets = classes2[:, N] % L2
+        if cfg.joint_labels:
+            labels = self.joint_label(classes1, classes2)
+            ctx_labels, targets = labels[:, :N], labels[:, N]
+        else:
+            ctx_labels = classes2[:, :N] % L2
+            targets = classes2[:, N] % L2
         if flip:
             ctx_labels = (ctx_labels + 1) % L2
             targets = (targets + 1) % L2
@@ -255,6 +253,141 @@ class MultimodalTask:
             context_classes2=classes2[:, :N].contiguous(),
             query_classes2=classes2[:, N].contiguous(),
         )
+
+    def joint_label(
+        self, classes1: Int[torch.Tensor, "*s"], classes2: Int[torch.Tensor, "*s"]
+    ) -> Int[torch.Tensor, "*s"]:
+        """Joint-label variant: ``(classes1 mod G1) * G2 + classes2 mod G2`` (novel classes too)."""
+        G1, G2 = self.config.G1, self.config.G2
+        return (classes1 % G1) * G2 + classes2 % G2
+
+    def _sample_paired(
+        self, n: int, novel: torch.Tensor, bursty: torch.Tensor, B: int, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Classes and means ``[n, N + 1, ...]`` of the paired task: M1 = partner of the M2 class."""
+        N, D1, D2 = self.config.N, self.config.D1, self.config.D2
+        # column N of every [n, N + 1, ...] tensor is the query
+        classes2 = torch.empty(n, N + 1, dtype=torch.long)
+        classes1 = torch.empty(n, N + 1, dtype=torch.long)
+        mu1 = torch.empty(n, N + 1, D1)
+        mu2 = torch.empty(n, N + 1, D2)
+        for mask, kind in ((novel, "novel"), (bursty & ~novel, "bursty"), (~bursty & ~novel, "iid")):
+            idx = mask.nonzero().squeeze(1)
+            m = idx.numel()
+            if m == 0:
+                continue
+            if kind == "iid":
+                c2 = self._draw_classes(m * (N + 1), g).view(m, N + 1)
+            else:
+                n_slots = N // B
+                if kind == "bursty":
+                    slot_classes = self._draw_context_classes(m, n_slots, g)
+                else:
+                    slot_classes = self._draw_novel_classes(m, n_slots, g)
+                seq_slots = _bursty_slots(m, N, B, g)
+                c2 = slot_classes.gather(1, seq_slots)
+            if kind == "novel":
+                # fresh classes numbered within their set; the M1 partner shares the number
+                classes1[idx], classes2[idx] = c2, c2
+                mu2[idx] = _gather_slots(torch.randn(m, n_slots, D2, generator=g) / math.sqrt(D2), seq_slots)
+                mu1[idx] = _gather_slots(torch.randn(m, n_slots, D1, generator=g) / math.sqrt(D1), seq_slots)
+            else:
+                c1 = self.m2_partner[c2]
+                classes1[idx], classes2[idx] = c1, c2
+                mu1[idx], mu2[idx] = self.m1_means[c1], self.m2_means[c2]
+        return classes1, classes2, mu1, mu2
+
+    def _sample_joint(
+        self, n: int, novel: torch.Tensor, bursty: torch.Tensor, B: int, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Classes and means ``[n, N + 1, ...]`` of the joint-label task: independent M1, M2 classes."""
+        N, D1, D2 = self.config.N, self.config.D1, self.config.D2
+        classes1 = torch.empty(n, N + 1, dtype=torch.long)
+        classes2 = torch.empty(n, N + 1, dtype=torch.long)
+        mu1 = torch.empty(n, N + 1, D1)
+        mu2 = torch.empty(n, N + 1, D2)
+        for mask, kind in ((novel, "novel"), (bursty & ~novel, "bursty"), (~bursty & ~novel, "iid")):
+            idx = mask.nonzero().squeeze(1)
+            m = idx.numel()
+            if m == 0:
+                continue
+            if kind == "iid":
+                c1 = self._draw_classes1(m * (N + 1), g).view(m, N + 1)
+                c2 = self._draw_classes(m * (N + 1), g).view(m, N + 1)
+            else:
+                n_slots = N // B
+                if kind == "bursty":
+                    slot1, slot2 = self._draw_joint_context_pairs(m, n_slots, g)
+                else:
+                    slot1, slot2 = self._draw_joint_novel_pairs(m, n_slots, g)
+                seq_slots = _bursty_slots(m, N, B, g)
+                c1, c2 = slot1.gather(1, seq_slots), slot2.gather(1, seq_slots)
+            classes1[idx], classes2[idx] = c1, c2
+            if kind == "novel":
+                mu2[idx] = _gather_slots(torch.randn(m, n_slots, D2, generator=g) / math.sqrt(D2), seq_slots)
+                mu1[idx] = _gather_slots(torch.randn(m, n_slots, D1, generator=g) / math.sqrt(D1), seq_slots)
+            else:
+                mu1[idx], mu2[idx] = self.m1_means[c1], self.m2_means[c2]
+        return classes1, classes2, mu1, mu2
+
+    def _draw_classes1(self, count: int, g: torch.Generator) -> Int[torch.Tensor, " count"]:
+        """Joint labels only: ``count`` i.i.d. M1 classes from the Zipf law with alpha1."""
+        if self.config.alpha1 == 0:
+            return torch.randint(self.config.K1, (count,), generator=g)
+        assert self.m1_probs is not None
+        return torch.multinomial(self.m1_probs, count, replacement=True, generator=g)
+
+    def _draw_joint_context_pairs(
+        self, m: int, n_slots: int, g: torch.Generator
+    ) -> tuple[Int[torch.Tensor, "m slots"], Int[torch.Tensor, "m slots"]]:
+        """The N/B (M1, M2) class pairs of m bursty joint-label contexts; with ``no_repeats``
+        their joint labels are distinct."""
+        c = self.config
+        if not c.no_repeats:
+            slot1 = self._draw_classes1(m * n_slots, g).view(m, n_slots)
+            slot2 = self._draw_classes(m * n_slots, g).view(m, n_slots)
+            return slot1, slot2
+        assert self.m1_probs is not None
+        per_group1 = self.m1_probs.view(-1, c.G1)  # row r, column j = class r*G1 + j (group j)
+        per_group2 = self.m2_probs.view(-1, c.G2)
+        joint = (per_group1.sum(0)[:, None] * per_group2.sum(0)[None, :]).reshape(-1)  # label g1*G2 + g2
+        labels = torch.multinomial(joint.expand(m, c.L2), n_slots, replacement=False, generator=g)
+        groups1, groups2 = labels // c.G2, labels % c.G2
+        out = []
+        for groups, per_group, G, alpha in (
+            (groups1, per_group1, c.G1, c.alpha1),
+            (groups2, per_group2, c.G2, c.alpha2),
+        ):
+            if alpha == 0:
+                rows = torch.randint(per_group.shape[0], (m, n_slots), generator=g)
+            else:  # inverse CDF within the group (a multinomial over K/G columns per slot is slow)
+                cdf = per_group.double().cumsum(0)
+                cdf = (cdf / cdf[-1]).T.contiguous()  # [G, K/G]
+                u = torch.rand(m * n_slots, 1, generator=g, dtype=torch.float64)
+                rows = torch.searchsorted(cdf[groups.reshape(-1)], u, right=True).clamp(max=cdf.shape[1] - 1)
+                rows = rows.view(m, n_slots)
+            out.append(rows * G + groups)
+        return out[0], out[1]
+
+    def _draw_joint_novel_pairs(
+        self, m: int, n_slots: int, g: torch.Generator
+    ) -> tuple[Int[torch.Tensor, "m slots"], Int[torch.Tensor, "m slots"]]:
+        """N/B pairs of fresh classes, each modality's numbers distinct within a sequence (one
+        number is one fresh mean); with ``no_repeats`` the joint labels are distinct too."""
+        c = self.config
+        K_c = c.K_c
+        if n_slots > K_c:
+            raise ValueError(f"novel contexts need N/B={n_slots} <= K_c={K_c} distinct fresh classes")
+        if not c.no_repeats:
+            uniform = _uniform(K_c).expand(m, K_c)
+            slot1 = torch.multinomial(uniform, n_slots, replacement=False, generator=g)
+            slot2 = torch.multinomial(uniform, n_slots, replacement=False, generator=g)
+            return slot1, slot2
+        labels = torch.multinomial(_uniform(c.L2).expand(m, c.L2), n_slots, replacement=False, generator=g)
+        # slots sharing an M1 group have distinct M2 groups, so at most G2 <= K_c/G1 of them
+        slot1 = _distinct_in_groups(labels // c.G2, c.G1, K_c, g)
+        slot2 = _distinct_in_groups(labels % c.G2, c.G2, K_c, g)
+        return slot1, slot2
 
     def _draw_classes(self, count: int, g: torch.Generator) -> Int[torch.Tensor, " count"]:
         """``count`` i.i.d. M2 classes from the Zipf law (a fast path for alpha2 = 0)."""
@@ -324,6 +457,32 @@ def _draw_partners(c: MultimodalTaskConfig, g: torch.Generator) -> Int[torch.Ten
     label, rank = k2 % c.L2, k2 // c.L2
     order = torch.rand(c.L2, per_label1, generator=g).argsort(dim=1)  # a shuffle of rows per label
     return order[label, rank % per_label1] * c.L1 + label
+
+
+def _bursty_slots(m: int, N: int, B: int, g: torch.Generator) -> Int[torch.Tensor, "m n1"]:
+    """Slot of each of the N context positions (each of N/B slots B times, shuffled) and of the
+    query (one of the slots, last column)."""
+    n_slots = N // B
+    slots = torch.arange(n_slots).repeat_interleave(B).expand(m, N)
+    slots = slots.gather(1, torch.rand(m, N, generator=g).argsort(dim=1))
+    q_slot = torch.randint(n_slots, (m, 1), generator=g)
+    return torch.cat([slots, q_slot], dim=1)
+
+
+def _distinct_in_groups(
+    groups: Int[torch.Tensor, "m slots"], n_groups: int, K_c: int, g: torch.Generator
+) -> Int[torch.Tensor, "m slots"]:
+    """A fresh class ``row * n_groups + group`` per slot, distinct within each row of ``groups``.
+
+    Slots of the same group take successive entries of a random permutation of that group's
+    ``K_c / n_groups`` rows (so at most that many slots may share a group).
+    """
+    m = groups.shape[0]
+    perms = torch.rand(m, n_groups, K_c // n_groups, generator=g).argsort(dim=-1)
+    onehot = torch.nn.functional.one_hot(groups, n_groups)
+    rank = ((onehot.cumsum(1) - onehot) * onehot).sum(-1)  # earlier slots of the same group
+    rows = perms[torch.arange(m)[:, None], groups, rank]
+    return rows * n_groups + groups
 
 
 def _gather_slots(

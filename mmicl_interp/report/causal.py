@@ -126,22 +126,46 @@ def ablation_report(
     )
 
 
+_CORRUPTION_NOTES = {
+    "label": "the matching exemplars' labels are replaced by another label.",
+    "item": "the matching exemplars' (M1) items are replaced by items of a fresh class.",
+    "item_m1": "the matching exemplars' M1 items are replaced by items of a fresh class "
+    "(M2 items and labels stay clean).",
+    "item_m2": "the matching exemplars' M2 items are replaced by items of a fresh class "
+    "(M1 items and labels stay clean).",
+}
+
+
+def default_corruption(run: Run, kind: str) -> str:
+    """``label``, except for path patching: the items the previous-token head reads at offset 1
+    (``item`` on unimodal runs, ``item_m2`` on multimodal ones)."""
+    if kind != "path":
+        return "label"
+    return "item_m2" if len(run.layout.modalities) > 1 else "item"
+
+
 def patching_report(
     run: Run,
     step: int | None = None,
     kind: str = "heads",
-    corruption: str = "label",
+    corruption: str | None = None,
     n_seqs: int | None = 200,
     seed: int = 0,
 ) -> TableReport:
-    """Activation, path or attribution patching of the icl suite at one checkpoint."""
+    """Activation, path or attribution patching of the icl suite at one checkpoint.
+
+    ``corruption`` defaults to :func:`default_corruption`.
+    """
     from mmicl_interp.analyses import patching as P
     from mmicl_interp.plots.figures import patching_heatmap
 
     if kind not in PATCH_KINDS:
         raise ValueError(f"--kind: must be one of {', '.join(PATCH_KINDS)}; got {kind!r}")
+    corruption = corruption or default_corruption(run, kind)
     if corruption not in CORRUPTIONS:
         raise ValueError(f"--corruption: must be one of {', '.join(CORRUPTIONS)}; got {corruption!r}")
+    if corruption == "item_m2" and "m2" not in run.layout.modalities:
+        raise ValueError("--corruption: item_m2 needs a multimodal run; this run has only M1 items")
     step = _resolve_step(run, step)
     model = run.model(step)
     batch = run.suites(n_seqs)["icl"]
@@ -284,12 +308,7 @@ def patching_report(
     notes = (
         "Metric: normalised logit difference of the correct label against the alternative "
         "label, (LD_patched - LD_corrupt) / (LD_clean - LD_corrupt): 1 = fully restores the "
-        f"clean run, 0 = no effect. Corruption '{corruption}': "
-        + (
-            "the matching exemplars' labels are replaced by another label."
-            if corruption == "label"
-            else "the matching exemplars' items are replaced by items of a fresh class."
-        )
+        f"clean run, 0 = no effect. Corruption '{corruption}': " + _CORRUPTION_NOTES[corruption]
     )
     return TableReport(
         f"patch_step{step}_{kind}_{corruption}",

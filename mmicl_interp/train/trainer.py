@@ -129,11 +129,16 @@ def train(
     evals = set(eval_steps(tc))
 
     start_step = 0
-    if manifest is not None:
+    resuming = (
+        manifest is not None
+        and (out / ck.TRAIN_STATE).is_file()
+        and any(s in ckpts for s in ck.list_checkpoints(out))
+    )
+    if resuming:
         task = load_task(out / ck.TASK)
         model = ICLTransformer.from_task(config.model, config.task)
         provenance: dict = {}
-    else:
+    else:  # a fresh run, or one killed before its first checkpoint: start over
         task, model, provenance = build_task_and_model(config)
     frozen = freeze_parts(model, config.pipeline.freeze)
     optimizer = make_optimizer(model, config)
@@ -141,16 +146,13 @@ def train(
     max_shift = model.max_shift_for(task.layout.n_ctx)
     suites = task.suites(config.task.eval_seed, config.task.eval_size, max_shift=max_shift)
 
-    if manifest is not None:
-        done = [s for s in ck.list_checkpoints(out) if s in ckpts]
-        state_path = out / ck.TRAIN_STATE
-        if done and state_path.is_file():
-            start_step = ck.load_train_state(state_path, optimizer, generator)
-            ck.load_weights(model, ck.ckpt_path(out, start_step))
-            ck.write_metrics(out, [r for r in ck.read_metrics(out) if r["step"] <= start_step])
-        else:  # killed before its first checkpoint: start over
-            ck.write_metrics(out, [])
-    else:
+    if resuming:
+        start_step = ck.load_train_state(out / ck.TRAIN_STATE, optimizer, generator)
+        ck.load_weights(model, ck.ckpt_path(out, start_step))
+        ck.write_metrics(out, [r for r in ck.read_metrics(out) if r["step"] <= start_step])
+    elif manifest is not None:  # the same folder, restarted from scratch
+        ck.write_metrics(out, [])
+    if manifest is None:
         out.mkdir(parents=True, exist_ok=True)
         task.save(out / ck.TASK)
         manifest = {

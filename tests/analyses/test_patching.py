@@ -71,7 +71,7 @@ def test_item_corruption_swaps_only_the_matching_items_for_a_fresh_class(tiny_ta
 
 
 def test_unknown_corruption_names_the_allowed_ones(tiny_task, icl_batch):
-    with pytest.raises(ValueError, match="kind: must be one of label, item; got 'query'"):
+    with pytest.raises(ValueError, match="kind: must be one of label, item, item_m1, item_m2; got 'query'"):
         corrupt_batch(icl_batch, tiny_task, tiny_task.layout, "query")
 
 

@@ -198,3 +198,143 @@ def test_no_repeats_gives_distinct_labels_also_in_novel_contexts(generator):
 def test_bad_control_is_rejected_by_name(mm_task, generator):
     with pytest.raises(ValueError, match="control"):
         mm_task.sample(4, generator, control="m3_only")
+
+
+# ---------------------------------------------------------------- joint-label variant
+
+
+def joint_config(**changes) -> MultimodalTaskConfig:
+    """Joint labels over G1 = 2 M1 groups and G2 = 3 M2 groups: L2 = 6 joint labels."""
+    values = dict(joint_labels=True, G1=2, G2=3, L2=6, K2=24, K_c=24)
+    values.update(changes)
+    return mm_config(**values)
+
+
+@pytest.mark.parametrize("changes", [{}, {"no_repeats": True, "N": 8}, {"alpha1": 1.0, "alpha2": 1.0}])
+def test_joint_label_is_group1_times_g2_plus_group2_for_every_exemplar_and_the_query(changes, generator):
+    task = MultimodalTask.create(joint_config(eps1=0.0, eps2=0.0, **changes))
+    c, lay = task.config, task.layout
+    batch = task.sample(300, generator, p_B=0.5, p_C=0.3)
+    assert batch.novel.any() and (~batch.novel).any()
+    assert torch.equal(batch.context_labels, (batch.context_classes % 2) * 3 + batch.context_classes2 % 3)
+    assert torch.equal(batch.targets, (batch.query_classes % 2) * 3 + batch.query_classes2 % 3)
+    assert set(batch.targets.tolist()) == set(range(6)) and batch.context_labels.max() < c.L2
+    torch.testing.assert_close(m1_part(batch, task, lay.labels()), task.label_vectors[batch.context_labels])
+    # no partner pairing: known M1 classes are drawn on their own and sit at their own means
+    known = ~batch.novel
+    assert not torch.equal(batch.context_classes[known], task.m2_partner[batch.context_classes2[known]])
+    torch.testing.assert_close(
+        m1_part(batch, task, lay.items("m1"))[known], task.m1_means[batch.context_classes[known]]
+    )
+    torch.testing.assert_close(batch.inputs[known, -2, : c.D1], task.m1_means[batch.query_classes[known]])
+    torch.testing.assert_close(batch.inputs[known, -1, c.D1 :], task.m2_means[batch.query_classes2[known]])
+    flip = task.sample(50, generator, p_B=1.0, flip=True)
+    assert torch.equal(flip.targets, ((flip.query_classes % 2) * 3 + flip.query_classes2 % 3 + 1) % 6)
+    if c.no_repeats:
+        bursty = task.sample(100, generator, p_B=1.0, p_C=0.5)
+        assert all(len(set(row.tolist())) == c.N // c.B for row in bursty.context_labels)
+
+
+@pytest.mark.parametrize("no_repeats", [False, True])
+def test_joint_bursty_query_pair_appears_b_times_with_one_mean_per_class_number(no_repeats, generator):
+    task = MultimodalTask.create(joint_config(N=8, B=2, K1=16, K2=6, K_c=6, no_repeats=no_repeats))
+    lay, D1 = task.layout, task.config.D1
+    for p_C in (0.0, 1.0):
+        batch = task.sample(200, generator, p_B=1.0, p_C=p_C)
+        pair = (batch.context_classes == batch.query_classes[:, None]) & (
+            batch.context_classes2 == batch.query_classes2[:, None]
+        )
+        assert (pair.sum(1) >= 2).all() and (pair.sum(1) % 2 == 0).all()
+        assert batch.matches()[pair].all()
+        if p_C == 1.0:
+            # fresh classes: each number is one mean, so exactly the B copies of the query's pair
+            assert (pair.sum(1) == 2).all()
+            for cls, part, cols in (
+                (batch.context_classes, m1_part, slice(0, D1)),
+                (batch.context_classes2, m2_part, slice(D1, None)),
+            ):
+                same = cls[:, :, None] == cls[:, None, :]
+                assert (same.sum(-1) == 2).all()  # only its own copy: distinct numbers per slot
+                items = part(batch, task, lay.items("m1" if cols.start == 0 else "m2"))
+                dist = torch.cdist(items, items)
+                assert dist[same].max() < 0.5 and dist[~same].min() > 0.5
+    # the pairs are drawn independently: M1 and M2 classes are not tied to each other
+    batch = task.sample(500, generator, p_B=1.0, p_C=0.0)
+    joint = batch.context_classes.flatten() * task.config.K2 + batch.context_classes2.flatten()
+    assert joint.unique().numel() == task.config.K1 * task.config.K2
+
+
+def test_joint_suites_keep_six_suites_and_controls_keep_targets(generator):
+    task = MultimodalTask.create(joint_config())
+    suites = task.suites(eval_seed=3, size=100)
+    assert list(suites) == ["test", "icl", "icl_flip", "iwl", "icl_m1_only", "icl_m2_only"]
+    assert suites["icl"].novel.all() and suites["icl"].matches().any(1).all()
+    assert torch.equal(suites["icl_m1_only"].targets, suites["icl"].targets)
+    assert torch.equal(suites["icl_m2_only"].context_labels, suites["icl"].context_labels)
+
+
+def test_non_joint_sampling_ignores_the_joint_code_path(mm_task):
+    plain = mm_task.sample(16, torch.Generator().manual_seed(4), p_C=0.5)
+    explicit = mm_task.with_config(joint_labels=False, G1=0, G2=0)
+    again = explicit.sample(16, torch.Generator().manual_seed(4), p_C=0.5)
+    assert all(torch.equal(getattr(plain, k), getattr(again, k)) for k in plain.__dict__)
+
+
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"L2": 4}, "task.L2"),  # G1*G2 = 6 != L2
+        ({"G1": 3, "G2": 3, "L2": 8}, "task.G2"),  # G1*G2 = 9 > L1 = 8
+        ({"G1": 3, "G2": 2}, "task.K1"),  # K1 = 256 is divisible by L1 = 8 but not by G1 = 3
+        ({"K2": 20}, "task.K2"),  # K2 % L2 != 0 (and so K2 % G2 may fail too)
+        ({"G1": 0}, "task.G1"),
+        ({"G2": 1}, "task.G2"),
+        ({"G1": 0, "G2": 0}, "task.G1"),  # joint without groups
+        ({"joint_labels": False}, "task.G1"),  # groups without joint
+        ({"joint_labels": 1}, "task.joint_labels"),
+    ],
+)
+def test_bad_joint_configs_name_the_field(changes, field):
+    from mmicl_interp.config import ConfigError
+
+    values = dict(K1=256, L1=8, D1=32, K2=24, L2=6, D2=32, N=4, B=2, K_c=24)
+    values.update(dict(joint_labels=True, G1=2, G2=3))
+    values.update(changes)
+    with pytest.raises(ConfigError) as info:
+        MultimodalTaskConfig(**values).validate()
+    assert info.value.field == field
+
+
+def test_joint_labels_round_trip_through_the_task_file(tmp_path):
+    task = MultimodalTask.create(joint_config())
+    task.save(tmp_path / "joint.safetensors")
+    loaded = load_task(tmp_path / "joint.safetensors")
+    assert loaded.config == task.config and loaded.config.joint_labels and loaded.config.G2 == 3
+
+
+def test_a_tiny_joint_label_run_trains_and_writes_all_six_suites(tmp_path):
+    from mmicl_interp import checkpoints as ck
+    from mmicl_interp import load_run
+    from mmicl_interp.config import RunConfig
+    from mmicl_interp.train import train
+
+    config = RunConfig.from_dict(
+        {
+            "name": "joint",
+            "kind": "multimodal",
+            "task": {
+                "K1": 64, "L1": 8, "D1": 8, "K2": 16, "L2": 8, "D2": 6, "N": 4, "B": 2, "eval_size": 64,
+                "joint_labels": True, "G1": 2, "G2": 4, "K_c": 16,
+            },
+            "model": {"n_max": 7},
+            "train": {"steps": 12, "batch_size": 16, "eval_every": 4, "ckpt_log_points": 4, "ckpt_every": 6},
+            "pipeline": {"early_fusion": True},
+        }
+    )  # fmt: skip
+    train(config, tmp_path / "joint", progress=False)
+    rows = ck.read_metrics(tmp_path / "joint")
+    suites = {"test", "icl", "icl_flip", "iwl", "icl_m1_only", "icl_m2_only"}
+    assert {r["suite"] for r in rows} >= suites
+    assert {r["suite"] for r in rows if r["step"] == 12} >= suites
+    task = load_run(tmp_path / "joint").task
+    assert task.config.joint_labels and (task.config.G1, task.config.G2) == (2, 4)

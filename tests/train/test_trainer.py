@@ -181,3 +181,20 @@ def test_icl_emerges_on_a_small_bursty_high_diversity_task(tmp_path):
     chance = 1 / 16
     assert icl[0] < 2 * chance
     assert icl[400] > 0.8 > 3 * chance
+
+
+def test_run_killed_before_its_first_checkpoint_restarts_from_scratch_on_resume(tmp_path):
+    config = tiny_run_config()
+    train(config, tmp_path / "whole", progress=False)
+    # what a kill right after writing the manifest leaves behind
+    broken = tmp_path / "broken"
+    train(config, broken, progress=False)
+    for path in (broken / "ckpt").iterdir():
+        path.unlink()
+    (broken / "train_state.safetensors").unlink()
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["status"] = "running"
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    train(config, broken, resume=True, progress=False)
+    assert ck.read_metrics(broken) == ck.read_metrics(tmp_path / "whole")
+    assert ck.list_checkpoints(broken) == ck.list_checkpoints(tmp_path / "whole")

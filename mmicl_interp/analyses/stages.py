@@ -1,0 +1,92 @@
+"""Stage 1 vs stage 2 of a multimodal pipeline, head by head (SCIENCE.md sections 4 and 5).
+
+A stage-2 run starts from a stage-1 run (its manifest names it in ``init_from``). For every
+head and every attention measure of :func:`~mmicl_interp.analyses.attention.attention_measures`,
+:func:`stage_comparison` puts the value at the end of stage 1 (the stage-1 run's last
+checkpoint, scored on the stage-1 run's own icl suite, unimodal) next to the value at the
+end of stage 2 (this run's last checkpoint, on its own multimodal icl suite).
+
+The measures are defined by the layouts, so the same name can mean different tokens:
+``prev_token_label`` is offset 1 (label -> its item) in both, which is the M1 item in stage
+1 but the M2 item in the triplet layout of stage 2; ``prev_token_label2`` (label -> M1 item,
+offset 2) exists only in stage 2. Stage 1's ``tiia`` (attention to the matching items, all
+M1) is reported as ``tiia_m1`` when stage 2 is multimodal, next to stage 2's ``tiia_m1``.
+A measure one stage lacks is NaN there.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from mmicl_interp.analyses.attention import attention_measures
+from mmicl_interp.runs import Run, load_run
+
+STAGE_COLUMNS = ["metric", "layer", "head", "stage1", "stage2", "change"]
+
+
+def stage1_run(run: Run) -> Run:
+    """The stage-1 run a stage-2 run was initialised from (``manifest["init_from"]``).
+
+    Raises ValueError if ``run`` is no stage-2 run and FileNotFoundError if the stage-1 run
+    directory is gone.
+    """
+    source = run.manifest.get("init_from")
+    if not source:
+        raise ValueError(f"{run.path} is no stage-2 run: its manifest has no init_from")
+    try:
+        return load_run(source)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"the stage-1 run {source} of {run.name} no longer exists ({err})") from None
+
+
+def _measures(run: Run, n_seqs: int) -> dict[str, torch.Tensor]:
+    step = run.steps[-1] if run.steps else None
+    if step is None:
+        raise FileNotFoundError(f"no checkpoints in {run.path}")
+    batch = run.suites(n_seqs)["icl"]
+    return attention_measures(run.model(step), batch, run.layout)
+
+
+def stage_comparison(run: Run, n_seqs: int = 300) -> pd.DataFrame:
+    """Every head's attention measures at the end of stage 1 and at the end of stage 2.
+
+    ``run`` is the stage-2 run. Returns columns metric, layer, head, stage1, stage2 and
+    change (stage2 - stage1), one row per (measure, layer, head), measures in stage 2's
+    order then stage-1-only ones. ``attrs`` holds both runs' names and steps and stage 2's
+    ``init_step``. Both runs are scored on ``n_seqs`` sequences of their own icl suite.
+    """
+    first = stage1_run(run)
+    s1, s2 = _measures(first, n_seqs), _measures(run, n_seqs)
+    if "tiia" in s1 and "tiia" not in s2 and "tiia_m1" in s2:
+        s1["tiia_m1"] = s1.pop("tiia")  # stage 1's items are M1 items
+    rows: list[dict] = []
+    for metric in [*s2, *(m for m in s1 if m not in s2)]:
+        a, b = s1.get(metric), s2.get(metric)
+        shape = (b if b is not None else a).shape
+        for layer in range(shape[0]):
+            for head in range(shape[1]):
+                v1 = _at(a, layer, head)
+                v2 = _at(b, layer, head)
+                rows.append(dict(metric=metric, layer=layer, head=head, stage1=v1, stage2=v2, change=v2 - v1))
+    table = pd.DataFrame(rows, columns=STAGE_COLUMNS).astype(
+        {"metric": "string", "layer": "int64", "head": "int64"}
+    )
+    table.attrs.update(
+        stage1_run=first.name,
+        stage1_path=str(first.path),
+        stage1_step=first.steps[-1],
+        stage2_run=run.name,
+        stage2_step=run.steps[-1],
+        init_step=run.manifest.get("init_step"),
+    )
+    return table
+
+
+def _at(values: torch.Tensor | None, layer: int, head: int) -> float:
+    if values is None or layer >= values.shape[0] or head >= values.shape[1]:
+        return float("nan")
+    return float(values[layer, head])
+
+
+__all__ = ["STAGE_COLUMNS", "stage1_run", "stage_comparison"]
