@@ -35,7 +35,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"trained {result.steps_trained} steps in {result.wall_time_s:.1f} s -> {out}")
     summary = "  ".join(f"{k} {v:.3f}" for k, v in result.final_metrics.items())
-    print(f"final accuracy: {summary}  (chance {1 / config.task.L:.3f})")
+    n_classes = config.task.K2 if config.kind == "encoder" else config.task.L
+    print(f"final accuracy: {summary}  (chance {1 / n_classes:.3f})")
     return 0
 
 

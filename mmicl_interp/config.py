@@ -242,14 +242,20 @@ class PipelineConfig:
     init_from: str = ""
     """A stage-1 run directory: its decoder weights, label vectors and M1 class means are
     loaded from its files (never re-derived from seeds). Empty: train from scratch."""
+    encoder_from: str = ""
+    """A pretrained encoder run (``kind = "encoder"``): its encoder weights and M2 class means
+    are loaded from its files. Empty: the encoder (if any) starts fresh."""
     freeze: list[str] = field(default_factory=list)
-    """Parts that do not train: any of embed, blocks, ln_final, readout, projector."""
+    """Parts that do not train: any of embed, blocks, ln_final, readout, projector, encoder."""
     early_fusion: bool = False
     """The control: the same multimodal training from scratch (needs init_from empty)."""
 
     def validate(self) -> None:
-        if not isinstance(self.init_from, str):
-            raise ConfigError("pipeline.init_from", f"must be a run directory path, got {self.init_from!r}")
+        for name in ("init_from", "encoder_from"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(
+                    f"pipeline.{name}", f"must be a run directory path, got {getattr(self, name)!r}"
+                )
         if not isinstance(self.freeze, list) or any(p not in FREEZABLE for p in self.freeze):
             raise ConfigError(
                 "pipeline.freeze",
@@ -259,8 +265,9 @@ class PipelineConfig:
             raise ConfigError("pipeline.early_fusion", "means training from scratch: leave init_from empty")
 
 
-FREEZABLE: tuple[str, ...] = ("embed", "blocks", "ln_final", "readout", "projector")
-RUN_KINDS: tuple[str, ...] = ("unimodal", "multimodal")
+FREEZABLE: tuple[str, ...] = ("embed", "blocks", "ln_final", "readout", "projector", "encoder")
+RUN_KINDS: tuple[str, ...] = ("unimodal", "multimodal", "encoder")
+ENCODERS: tuple[str, ...] = ("none", "mlp")
 
 
 @dataclass
@@ -290,6 +297,12 @@ class ModelConfig:
     rope_theta: float = 10000.0
     d_proj: int | None = None
     """Hidden width of the multimodal projector (Linear, GELU, Linear: D2 -> D1); None = D1."""
+    encoder: str = "none"
+    """M2 encoder before the projector: ``none`` or ``mlp`` (Linear, GELU, Linear)."""
+    encoder_hidden: int = 64
+    """Hidden width of the MLP encoder."""
+    d_encoder: int | None = None
+    """Output width of the encoder (the projector's input); None = D2."""
     init_std: float = 0.02
     seed: int = 0
     """Seed of the weight initialisation."""
@@ -299,7 +312,9 @@ class ModelConfig:
         _choice(self, "model", "norm", NORM_TYPES)
         _choice(self, "model", "mlp", MLP_TYPES)
         _positive_int(self, "model", ("n_layers", "n_heads", "n_max"))
-        for name in ("d_embed", "d_head", "d_mlp", "d_proj"):
+        _choice(self, "model", "encoder", ENCODERS)
+        _positive_int(self, "model", ("encoder_hidden",))
+        for name in ("d_embed", "d_head", "d_mlp", "d_proj", "d_encoder"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"model.{name}", f"must be a positive integer or unset, got {value!r}")
@@ -362,23 +377,29 @@ class RunConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     name: str = "run"
     kind: str = "unimodal"
-    """``unimodal`` (task keys K, L, D, ...) or ``multimodal`` (K1, K2, D1, D2, ...)."""
+    """``unimodal`` (task keys K, L, D, ...), ``multimodal`` (K1, K2, D1, D2, ...) or ``encoder``
+    (pretrain the M2 encoder on K2-way classification of the multimodal task's M2 items)."""
 
     def validate(self) -> RunConfig:
         """Check every field; raise :class:`ConfigError` on the first bad one."""
         if self.kind not in RUN_KINDS:
             raise ConfigError("kind", f"must be one of {', '.join(RUN_KINDS)}; got {self.kind!r}")
-        want = MultimodalTaskConfig if self.kind == "multimodal" else TaskConfig
+        want = TaskConfig if self.kind == "unimodal" else MultimodalTaskConfig
         if not isinstance(self.task, want):
             raise ConfigError("task", f"a {self.kind} run needs a {want.__name__}")
         self.task.validate()
         self.model.validate()
         self.train.validate()
         self.pipeline.validate()
-        if self.kind == "unimodal" and (self.pipeline.init_from or self.pipeline.freeze):
-            raise ConfigError(
-                "pipeline", 'init_from and freeze apply to multimodal runs (kind = "multimodal")'
-            )
+        pl = self.pipeline
+        if self.kind != "multimodal" and (pl.init_from or pl.freeze or pl.encoder_from):
+            raise ConfigError("pipeline", 'init_from, encoder_from and freeze apply to kind = "multimodal"')
+        if self.kind == "encoder" and self.model.encoder == "none":
+            raise ConfigError("model.encoder", 'an encoder run needs an encoder: set model.encoder = "mlp"')
+        if pl.encoder_from and self.model.encoder == "none":
+            raise ConfigError("model.encoder", 'pipeline.encoder_from needs model.encoder = "mlp"')
+        if self.kind == "encoder":
+            return self  # single vectors: no sequence, no positions
         n_ctx = self.task.n_ctx if self.kind == "multimodal" else 2 * self.task.N + 1
         if self.model.positions == "onehot" and n_ctx > 2 * self.model.n_max + 1:
             raise ConfigError(
@@ -398,7 +419,7 @@ class RunConfig:
         kind = data.get("kind", "unimodal")
         if kind not in RUN_KINDS:
             raise ConfigError("kind", f"must be one of {', '.join(RUN_KINDS)}; got {kind!r}")
-        task_cls = MultimodalTaskConfig if kind == "multimodal" else TaskConfig
+        task_cls = TaskConfig if kind == "unimodal" else MultimodalTaskConfig
         sections = {"task": task_cls, "model": ModelConfig, "train": TrainConfig, "pipeline": PipelineConfig}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():

@@ -21,6 +21,7 @@ from mmicl_interp.data.layout import Layout
 from mmicl_interp.data.multimodal import MultimodalTask, load_task
 from mmicl_interp.data.task import Batch, Task
 from mmicl_interp.model.transformer import ICLTransformer, max_pos_shift
+from mmicl_interp.train.pipeline import build_model, training_task
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Run:
         step = steps[-1] if step is None else step
         if step not in steps:
             raise ValueError(f"step {step} has no checkpoint in {self.path}; available: {steps}")
-        model = ICLTransformer.from_task(self.config.model, self.config.task)
+        model = build_model(self.config)
         ck.load_weights(model, ck.ckpt_path(self.path, step))
         model.eval()
         return model
@@ -69,8 +70,9 @@ class Run:
     def suites(self, size: int | None = None) -> dict[str, Batch]:
         """The run's eval suites, redrawn from the stored task and eval seed."""
         tc = self.config.task
-        shift = max_pos_shift(self.config.model, self.layout.n_ctx)
-        return self.task.suites(tc.eval_seed, size or tc.eval_size, max_shift=shift)
+        task = training_task(self.config, self.task)
+        shift = max_pos_shift(self.config.model, task.layout.n_ctx) if task.layout else 0
+        return task.suites(tc.eval_seed, size or tc.eval_size, max_shift=shift)
 
     def metrics(self) -> pd.DataFrame:
         """The eval table: one row per (step, suite) with accuracy, loss, chance."""

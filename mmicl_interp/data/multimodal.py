@@ -121,8 +121,10 @@ class MultimodalTask:
         *,
         m1_means: Float[torch.Tensor, "k1 d1"] | None = None,
         label_vectors: Float[torch.Tensor, "l1 d1"] | None = None,
+        m2_means: Float[torch.Tensor, "k2 d2"] | None = None,
     ) -> MultimodalTask:
-        """Draw the task from ``config.seed``; given stage-1 tensors are used verbatim.
+        """Draw the task from ``config.seed``; given tensors (stage-1 M1 means and label
+        vectors, a pretrained encoder's M2 means) are used verbatim.
 
         The M2 means and the pairing are drawn first, so they do not depend on whether the
         M1 means and label vectors are drawn here or passed in.
@@ -131,13 +133,15 @@ class MultimodalTask:
         for name, tensor, shape, origin in (
             ("m1_means", m1_means, (c.K1, c.D1), "(K1, D1)"),
             ("label_vectors", label_vectors, (c.L1, c.D1), "(L1, D1)"),
+            ("m2_means", m2_means, (c.K2, c.D2), "(K2, D2)"),
         ):
             if tensor is not None and tuple(tensor.shape) != shape:
                 raise ValueError(
                     f"{name} must have shape {origin} = {shape} of the task config, got {tuple(tensor.shape)}"
                 )
         g = torch.Generator().manual_seed(c.seed)
-        m2_means = torch.randn(c.K2, c.D2, generator=g) / math.sqrt(c.D2)
+        drawn_m2 = torch.randn(c.K2, c.D2, generator=g) / math.sqrt(c.D2)
+        m2_means = drawn_m2 if m2_means is None else m2_means
         m2_partner = _draw_partners(c, g)
         if m1_means is None:
             m1_means = torch.randn(c.K1, c.D1, generator=g) / math.sqrt(c.D1)
@@ -211,8 +215,8 @@ class MultimodalTask:
         else:
             classes1, classes2, mu1, mu2 = self._sample_paired(n, novel, bursty, B, g)
 
-        items1 = _noisy(mu1, cfg.eps1, g)
-        items2 = _noisy(mu2, cfg.eps2, g)
+        items1 = noisy_items(mu1, cfg.eps1, g)
+        items2 = noisy_items(mu2, cfg.eps2, g)
 
         if cfg.joint_labels:
             labels = self.joint_label(classes1, classes2)
@@ -491,7 +495,7 @@ def _gather_slots(
     return slot_means.gather(1, seq_slots[..., None].expand(-1, -1, slot_means.shape[-1]))
 
 
-def _noisy(
+def noisy_items(
     mu: Float[torch.Tensor, "*shape d"], eps: float, g: torch.Generator
 ) -> Float[torch.Tensor, "*shape d"]:
     """``(mu + eps * eta / sqrt(D)) / sqrt(1 + eps^2)`` with ``eta ~ N(0, I_D)``."""

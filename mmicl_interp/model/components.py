@@ -189,9 +189,10 @@ class Block(nn.Module):
         return self.hook_resid_post(resid)
 
 
-class Projector(nn.Module):
-    """The multimodal projector (SCIENCE.md section 4): ``W_out gelu(x W_in + b_in) + b_out``,
-    mapping D2-dim M2 vectors into the D1-dim input space of the decoder (LLaVA-style)."""
+class GeluMLP(nn.Module):
+    """``W_out gelu(x W_in + b_in) + b_out`` on vectors: the multimodal projector (SCIENCE.md
+    section 4: M2 vectors -> the decoder's D1-dim input space, LLaVA-style) and the MLP M2
+    encoder share this form."""
 
     def __init__(self, d_in: int, d_hidden: int, d_out: int):
         super().__init__()
@@ -202,5 +203,5 @@ class Projector(nn.Module):
         self.hook_pre = HookPoint()
         self.hook_post = HookPoint()
 
-    def forward(self, x: Float[torch.Tensor, "batch n d_in"]) -> Float[torch.Tensor, "batch n d_out"]:
+    def forward(self, x: Float[torch.Tensor, "*batch d_in"]) -> Float[torch.Tensor, "*batch d_out"]:
         return self.hook_post(F.gelu(self.hook_pre(x @ self.W_in + self.b_in))) @ self.W_out + self.b_out

@@ -11,7 +11,8 @@ Forward pass on a sequence of continuous D-dim vectors ``x``:
 positions: ``onehot`` concatenates the shifted one-hot block (``hook_pos_embed``),
 ``learned`` adds ``W_pos[t]`` (``hook_pos_embed``), rope / rope_paper / alibi act inside
 attention. A multimodal model reads packed inputs ``[D1 columns | D2 columns]`` and first
-writes ``projector(m2)`` (``hook_m2_proj``) into the M2 slots. Then ``n_layers`` pre-norm
+writes ``projector(encoder(m2))`` (``hook_m2_enc``, ``hook_m2_proj``; the encoder is
+optional) into the M2 slots. Then ``n_layers`` pre-norm
 blocks, ``ln_final`` and the read-out
 ``logits = ln_final(resid[:, -1]) W_U + b_U`` over the L labels, at the last position
 (the query).
@@ -28,7 +29,7 @@ from transformer_lens.hook_points import HookPoint
 
 from mmicl_interp.config import ModelConfig, MultimodalTaskConfig, TaskConfig
 from mmicl_interp.data.layout import Layout
-from mmicl_interp.model.components import Attention, Block, Norm, Projector
+from mmicl_interp.model.components import Attention, Block, GeluMLP, Norm
 from mmicl_interp.model.positions import onehot_block
 
 
@@ -91,9 +92,15 @@ class ICLTransformer(HookedRootModule):
         if mc.mlp == "none":
             self.cfg.d_mlp = None
 
+        self.encoder = None
         if m2 is not None:
             d2, positions = m2
-            self.projector = Projector(d2, mc.d_proj or d_input, d_input)
+            if mc.encoder == "mlp":
+                d_enc = mc.d_encoder or d2
+                self.encoder = GeluMLP(d2, mc.encoder_hidden, d_enc)
+                self.hook_m2_enc = HookPoint()
+                d2 = d_enc
+            self.projector = GeluMLP(d2, mc.d_proj or d_input, d_input)
             self.register_buffer("m2_positions", torch.tensor(positions, dtype=torch.long), persistent=False)
             self.hook_m2_proj = HookPoint()
         else:
@@ -141,16 +148,7 @@ class ICLTransformer(HookedRootModule):
 
     def init_weights(self, seed: int) -> None:
         """Every weight matrix ~ N(0, init_std^2) from ``seed``; norms 1, biases 0."""
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for name, param in self.named_parameters():
-                leaf = name.rsplit(".", 1)[-1]
-                if leaf.startswith("W_"):
-                    param.copy_(torch.randn(param.shape, generator=g) * self.model_config.init_std)
-                elif leaf == "w":
-                    param.fill_(1.0)
-                else:
-                    param.zero_()
+        init_normal(self, seed, self.model_config.init_std)
 
     def max_shift_for(self, n_ctx: int) -> int:
         """Largest one-hot shift for sequences of length ``n_ctx`` (0 unless onehot)."""
@@ -187,6 +185,8 @@ class ICLTransformer(HookedRootModule):
         if self.projector is not None:
             features = inputs[..., : self.d_features]
             m2 = inputs[:, self.m2_positions, self.d_features :]
+            if self.encoder is not None:
+                m2 = self.hook_m2_enc(self.encoder(m2))
             projected = self.hook_m2_proj(self.projector(m2))
             inputs = features.index_copy(1, self.m2_positions, projected)
         resid = self.hook_embed(inputs @ self.W_E if hasattr(self, "W_E") else inputs)
@@ -202,6 +202,21 @@ class ICLTransformer(HookedRootModule):
             resid = block(resid)
         final = self.ln_final(resid[:, -1:])[:, 0]
         return final @ self.W_U + self.b_U
+
+
+def init_normal(module: nn.Module, seed: int, std: float) -> None:
+    """Initialise a module's parameters from ``seed``: ``W_*`` ~ N(0, std^2), norm weights
+    ``w`` = 1, everything else (biases) 0, in parameter order."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf.startswith("W_"):
+                param.copy_(torch.randn(param.shape, generator=g) * std)
+            elif leaf == "w":
+                param.fill_(1.0)
+            else:
+                param.zero_()
 
 
 def max_pos_shift(model_config: ModelConfig, n_ctx: int) -> int:

@@ -8,6 +8,10 @@
   ``pipeline.freeze`` names the parts that do not train; the paper freezes the decoder
   (``["embed", "blocks"]``) and trains the projector, final norm and read-out.
 - Early fusion (``pipeline.early_fusion = true``): the same multimodal training from scratch.
+- An M2 encoder (``model.encoder = "mlp"``) can be pretrained on K2-way classification
+  (a run of ``kind = "encoder"``) and loaded with ``pipeline.encoder_from``: its weights and
+  the M2 class means it was trained on come from that run's files; freeze it with
+  ``freeze = [..., "encoder"]`` or let it train.
 """
 
 from __future__ import annotations
@@ -20,16 +24,19 @@ from torch import nn
 
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.config import FREEZABLE, ConfigError, RunConfig
+from mmicl_interp.data.encoder import EncoderTask
 from mmicl_interp.data.multimodal import MultimodalTask, make_task
 from mmicl_interp.data.task import Task
+from mmicl_interp.model.encoder import EncoderClassifier
 from mmicl_interp.model.transformer import ICLTransformer
 
 PART_PREFIXES: dict[str, tuple[str, ...]] = {
     "embed": ("W_E", "W_pos"),
     "blocks": ("blocks.",),
     "ln_final": ("ln_final.",),
-    "readout": ("W_U", "b_U"),
+    "readout": ("W_U", "b_U", "W_cls", "b_cls"),
     "projector": ("projector.",),
+    "encoder": ("encoder.",),
 }
 assert set(PART_PREFIXES) == set(FREEZABLE)
 
@@ -51,7 +58,7 @@ _DECODER_KEYS = (
 
 
 def part_of(parameter_name: str) -> str:
-    """Which freezable part a parameter belongs to (embed, blocks, ln_final, readout, projector)."""
+    """Which freezable part a parameter belongs to (embed, blocks, ln_final, readout, projector, encoder)."""
     for part, prefixes in PART_PREFIXES.items():
         if any(parameter_name == p or parameter_name.startswith(p) for p in prefixes):
             return part
@@ -68,15 +75,92 @@ def freeze_parts(model: nn.Module, parts: list[str]) -> list[str]:
     return frozen
 
 
-def build_task_and_model(config: RunConfig) -> tuple[Task | MultimodalTask, ICLTransformer, dict[str, Any]]:
-    """The task and initial model of a fresh run, with its provenance (stage-1 run and step)."""
-    if not config.pipeline.init_from:
+def build_model(config: RunConfig) -> nn.Module:
+    """A freshly initialised model for a run config (the decoder, or an encoder to pretrain)."""
+    if config.kind == "encoder":
+        return EncoderClassifier(config.model, config.task)
+    return ICLTransformer.from_task(config.model, config.task)
+
+
+def training_task(config: RunConfig, task: Task | MultimodalTask) -> Task | MultimodalTask | EncoderTask:
+    """What a run samples its batches from: the task itself, or its M2 classification view."""
+    return EncoderTask(task) if config.kind == "encoder" else task
+
+
+def build_task_and_model(
+    config: RunConfig,
+) -> tuple[Task | MultimodalTask | EncoderTask, nn.Module, dict[str, Any]]:
+    """The task and initial model of a fresh run, with its provenance (the runs it starts from).
+
+    A multimodal run takes its M1 means, label vectors and decoder from ``pipeline.init_from``
+    and its M2 means and encoder from ``pipeline.encoder_from``, each from the stored files.
+    """
+    pl = config.pipeline
+    if config.kind != "multimodal" or not (pl.init_from or pl.encoder_from):
         task = make_task(config.task)
-        return task, ICLTransformer.from_task(config.model, config.task), {}
-    return _from_stage1(config)
+        return training_task(config, task), build_model(config), {}
+    tensors: dict[str, torch.Tensor] = {}
+    states: list[tuple[str, dict[str, torch.Tensor], str]] = []
+    provenance: dict[str, Any] = {}
+    if pl.init_from:
+        m1_means, labels, state, info = _stage1(config)
+        tensors.update(m1_means=m1_means, label_vectors=labels)
+        states.append(("pipeline.init_from", state, "decoder"))
+        provenance.update(info)
+    if pl.encoder_from:
+        m2_means, state, info = _encoder_run(config)
+        tensors["m2_means"] = m2_means
+        states.append(("pipeline.encoder_from", state, "encoder"))
+        provenance.update(info)
+    task = MultimodalTask.create(config.task, **tensors)
+    model = ICLTransformer.from_task(config.model, config.task)
+    loaded: set[str] = set()
+    for field, state, what in states:
+        with torch.no_grad():
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise ConfigError(field, f"its {what} weights do not fit this model: extra {unexpected}")
+        loaded |= set(state)
+    fresh = {name for name, _ in model.named_parameters()} - loaded
+    allowed_fresh = {"projector"} | ({"encoder"} if not pl.encoder_from else set())
+    if pl.init_from and any(part_of(name) not in allowed_fresh for name in fresh):
+        raise ConfigError("pipeline.init_from", f"the stage-1 weights leave {sorted(fresh)} untrained")
+    return task, model, provenance
 
 
-def _from_stage1(config: RunConfig) -> tuple[MultimodalTask, ICLTransformer, dict[str, Any]]:
+def _encoder_run(config: RunConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+    from mmicl_interp.runs import load_run
+
+    field = "pipeline.encoder_from"
+    path = Path(config.pipeline.encoder_from)
+    try:
+        run = load_run(path)
+    except FileNotFoundError as err:
+        raise ConfigError(field, str(err)) from None
+    if run.config.kind != "encoder":
+        raise ConfigError(field, f'{path} is a {run.config.kind} run, not an encoder run (kind = "encoder")')
+    for key in ("K2", "D2"):
+        if getattr(run.config.task, key) != getattr(config.task, key):
+            raise ConfigError(
+                f"task.{key}",
+                f"must equal the encoder run's {key}={getattr(run.config.task, key)} ({path}), "
+                f"got {getattr(config.task, key)}",
+            )
+    for key in ("encoder", "encoder_hidden", "d_encoder"):
+        if getattr(run.config.model, key) != getattr(config.model, key):
+            raise ConfigError(
+                f"model.{key}",
+                f"must equal the encoder run's {key}={getattr(run.config.model, key)!r} ({path}), "
+                f"got {getattr(config.model, key)!r}",
+            )
+    if not run.steps:
+        raise ConfigError(field, f"{path} has no checkpoints")
+    step = run.steps[-1]
+    state = {k: v for k, v in ck.read_weights(ck.ckpt_path(path, step)).items() if k.startswith("encoder.")}
+    return run.task.m2_means, state, {"encoder_from": str(path.resolve()), "encoder_step": step}
+
+
+def _stage1(config: RunConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
     from mmicl_interp.runs import load_run
 
     field = "pipeline.init_from"
@@ -104,18 +188,7 @@ def _from_stage1(config: RunConfig) -> tuple[MultimodalTask, ICLTransformer, dic
             )
     if not stage1.steps:
         raise ConfigError(field, f"{path} has no checkpoints")
-    stage1_task = stage1.task
-    task = MultimodalTask.create(
-        tc, m1_means=stage1_task.class_means, label_vectors=stage1_task.label_vectors
-    )
-    model = ICLTransformer.from_task(config.model, tc)
     step = stage1.steps[-1]
-    weights = ck.ckpt_path(path, step)
-    state = ck.read_weights(weights)
-    with torch.no_grad():
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(part_of(name) != "projector" for name in missing):
-        raise ConfigError(
-            field, f"weights of {weights} do not fit the decoder: missing {missing}, extra {unexpected}"
-        )
-    return task, model, {"init_from": str(path.resolve()), "init_step": step}
+    state = ck.read_weights(ck.ckpt_path(path, step))
+    task = stage1.task
+    return task.class_means, task.label_vectors, state, {"init_from": str(path.resolve()), "init_step": step}

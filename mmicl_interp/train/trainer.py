@@ -24,9 +24,9 @@ from mmicl_interp import __version__
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.config import ConfigError, RunConfig
 from mmicl_interp.data.multimodal import load_task
-from mmicl_interp.model.transformer import ICLTransformer, parameter_count
+from mmicl_interp.model.transformer import parameter_count
 from mmicl_interp.train.evaluate import evaluate_suites
-from mmicl_interp.train.pipeline import build_task_and_model, freeze_parts
+from mmicl_interp.train.pipeline import build_model, build_task_and_model, freeze_parts, training_task
 from mmicl_interp.train.schedule import checkpoint_steps, eval_steps
 
 KILL_ENV = "MMICL_TEST_KILL_AT_STEP"
@@ -135,15 +135,15 @@ def train(
         and any(s in ckpts for s in ck.list_checkpoints(out))
     )
     if resuming:
-        task = load_task(out / ck.TASK)
-        model = ICLTransformer.from_task(config.model, config.task)
+        task = training_task(config, load_task(out / ck.TASK))
+        model = build_model(config)
         provenance: dict = {}
     else:  # a fresh run, or one killed before its first checkpoint: start over
         task, model, provenance = build_task_and_model(config)
     frozen = freeze_parts(model, config.pipeline.freeze)
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(tc.seed)
-    max_shift = model.max_shift_for(task.layout.n_ctx)
+    max_shift = model.max_shift_for(task.layout.n_ctx) if task.layout else 0
     suites = task.suites(config.task.eval_seed, config.task.eval_size, max_shift=max_shift)
 
     if resuming:
@@ -170,7 +170,7 @@ def train(
                 "model": config.model.seed,
                 "train": tc.seed,
             },
-            "layout": task.layout.to_dict(),
+            "layout": task.layout.to_dict() if task.layout else None,
             "schedule": {"checkpoints": ckpts, "eval": sorted(evals)},
             "n_params": parameter_count(model),
             "frozen_params": frozen,
@@ -201,7 +201,7 @@ def train(
                         "suite": "train",
                         "accuracy": train_correct / train_seen,
                         "loss": train_loss_sum / train_seen,
-                        "chance": 1.0 / config.task.L,
+                        "chance": rows[0]["chance"],
                     }
                 )
                 train_loss_sum, train_correct, train_seen = 0.0, 0, 0
