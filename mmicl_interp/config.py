@@ -80,21 +80,7 @@ class TaskConfig:
             raise ConfigError("task.L", f"must be an integer >= 2, got {self.L}")
         if self.K % self.L != 0:
             raise ConfigError("task.K", f"must be divisible by L={self.L}, got K={self.K}")
-        if self.B < 0 or self.B >= self.N or (self.B > 0 and self.N % self.B != 0):
-            raise ConfigError(
-                "task.B",
-                f"must be 0 or a divisor of N={self.N} with 0 < B < N, got {self.B}",
-            )
-        for name in ("p_B", "p_C"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"task.{name}", f"must be a number in [0, 1], got {value!r}")
-        if self.p_B > 0 and self.B == 0:
-            raise ConfigError("task.p_B", "must be 0 when B = 0 (no bursty sequences)")
-        for name in ("eps", "alpha"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
-                raise ConfigError(f"task.{name}", f"must be a number >= 0, got {value!r}")
+        _validate_context(self, ("eps", "alpha"))
         if not isinstance(self.no_repeats, bool):
             raise ConfigError("task.no_repeats", f"must be true or false, got {self.no_repeats!r}")
         n_ctx_classes = self.N // self.B if self.B else self.N
@@ -160,18 +146,7 @@ class MultimodalTaskConfig:
             raise ConfigError("task.K1", f"must be divisible by L1={self.L1}, got K1={self.K1}")
         if self.K2 % self.L2 != 0:
             raise ConfigError("task.K2", f"must be divisible by L2={self.L2}, got K2={self.K2}")
-        if self.B < 0 or self.B >= self.N or (self.B > 0 and self.N % self.B != 0):
-            raise ConfigError("task.B", f"must be 0 or a divisor of N={self.N} with 0 < B < N, got {self.B}")
-        for name in ("p_B", "p_C"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"task.{name}", f"must be a number in [0, 1], got {value!r}")
-        if self.p_B > 0 and self.B == 0:
-            raise ConfigError("task.p_B", "must be 0 when B = 0 (no bursty sequences)")
-        for name in ("eps1", "eps2", "alpha1", "alpha2"):
-            value = getattr(self, name)
-            if value < 0 or math.isnan(value):
-                raise ConfigError(f"task.{name}", f"must be a number >= 0, got {value!r}")
+        _validate_context(self, ("eps1", "eps2", "alpha1", "alpha2"))
         n_ctx_classes = self.N // self.B if self.B else self.N
         if self.no_repeats and n_ctx_classes > self.L2:
             raise ConfigError(
@@ -461,6 +436,22 @@ def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
         if isinstance(default, str) and not isinstance(value, str):
             raise ConfigError(f"{section}.{name}", f"must be a string, got {value!r}")
     return obj
+
+
+def _validate_context(task: Any, nonnegative: tuple[str, ...]) -> None:
+    """The checks a unimodal and a multimodal task share: B, p_B, p_C and noise/Zipf >= 0."""
+    if task.B < 0 or task.B >= task.N or (task.B > 0 and task.N % task.B != 0):
+        raise ConfigError("task.B", f"must be 0 or a divisor of N={task.N} with 0 < B < N, got {task.B}")
+    for name in ("p_B", "p_C"):
+        value = getattr(task, name)
+        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"task.{name}", f"must be a number in [0, 1], got {value!r}")
+    if task.p_B > 0 and task.B == 0:
+        raise ConfigError("task.p_B", "must be 0 when B = 0 (no bursty sequences)")
+    for name in nonnegative:
+        value = getattr(task, name)
+        if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
+            raise ConfigError(f"task.{name}", f"must be a number >= 0, got {value!r}")
 
 
 def _choice(obj: Any, section: str, name: str, allowed: tuple[str, ...]) -> None:

@@ -20,6 +20,7 @@ from mmicl_interp.config import RunConfig
 from mmicl_interp.data.layout import Layout
 from mmicl_interp.data.multimodal import MultimodalTask, load_task
 from mmicl_interp.data.task import Batch, Task
+from mmicl_interp.model.encoder import EncoderClassifier
 from mmicl_interp.model.transformer import ICLTransformer, max_pos_shift
 from mmicl_interp.train.pipeline import build_model, training_task
 
@@ -54,8 +55,11 @@ class Run:
     def layout(self) -> Layout:
         return self.task.layout
 
-    def model(self, step: int | None = None) -> ICLTransformer:
-        """A fresh model holding the weights of checkpoint ``step`` (default: the last)."""
+    def model(self, step: int | None = None) -> ICLTransformer | EncoderClassifier:
+        """A fresh model holding the weights of checkpoint ``step`` (default: the last).
+
+        The hooked decoder, or for an encoder-pretraining run its encoder + classifier.
+        """
         steps = self.steps
         if not steps:
             raise FileNotFoundError(f"no checkpoints in {self.path / ck.CKPT_DIR}")

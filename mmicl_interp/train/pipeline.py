@@ -57,6 +57,23 @@ _DECODER_KEYS = (
 )
 
 
+_ENCODER_KEYS = ("encoder", "encoder_hidden", "d_encoder")
+
+
+def _require_equal(source, config, keys, section: str, what: str) -> None:
+    """Refuse a config whose ``section`` values differ from the run it loads from.
+
+    ``keys`` are names, or (name in the source, name in this config) pairs.
+    """
+    for key in keys:
+        theirs, ours = (key, key) if isinstance(key, str) else key
+        if getattr(source, theirs) != getattr(config, ours):
+            raise ConfigError(
+                f"{section}.{ours}",
+                f"must equal {theirs}={getattr(source, theirs)!r} of {what}, got {getattr(config, ours)!r}",
+            )
+
+
 def part_of(parameter_name: str) -> str:
     """Which freezable part a parameter belongs to (embed, blocks, ln_final, readout, projector, encoder)."""
     for part, prefixes in PART_PREFIXES.items():
@@ -139,20 +156,9 @@ def _encoder_run(config: RunConfig) -> tuple[torch.Tensor, dict[str, torch.Tenso
         raise ConfigError(field, str(err)) from None
     if run.config.kind != "encoder":
         raise ConfigError(field, f'{path} is a {run.config.kind} run, not an encoder run (kind = "encoder")')
-    for key in ("K2", "D2"):
-        if getattr(run.config.task, key) != getattr(config.task, key):
-            raise ConfigError(
-                f"task.{key}",
-                f"must equal the encoder run's {key}={getattr(run.config.task, key)} ({path}), "
-                f"got {getattr(config.task, key)}",
-            )
-    for key in ("encoder", "encoder_hidden", "d_encoder"):
-        if getattr(run.config.model, key) != getattr(config.model, key):
-            raise ConfigError(
-                f"model.{key}",
-                f"must equal the encoder run's {key}={getattr(run.config.model, key)!r} ({path}), "
-                f"got {getattr(config.model, key)!r}",
-            )
+    what = f"the encoder run {path}"
+    _require_equal(run.config.task, config.task, [("K2", "K2"), ("D2", "D2")], "task", what)
+    _require_equal(run.config.model, config.model, _ENCODER_KEYS, "model", what)
     if not run.steps:
         raise ConfigError(field, f"{path} has no checkpoints")
     step = run.steps[-1]
@@ -172,20 +178,9 @@ def _stage1(config: RunConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, to
     if stage1.config.kind != "unimodal":
         raise ConfigError(field, f"{path} is a {stage1.config.kind} run; stage 1 must be unimodal")
     s1, tc = stage1.config.task, config.task
-    for s1_name, name in (("K", "K1"), ("L", "L1"), ("D", "D1")):
-        if getattr(s1, s1_name) != getattr(tc, name):
-            raise ConfigError(
-                f"task.{name}",
-                f"must equal the stage-1 run's {s1_name}={getattr(s1, s1_name)} ({path}), "
-                f"got {getattr(tc, name)}",
-            )
-    for key in _DECODER_KEYS:
-        if getattr(stage1.config.model, key) != getattr(config.model, key):
-            raise ConfigError(
-                f"model.{key}",
-                f"must equal the stage-1 run's {key}={getattr(stage1.config.model, key)!r} ({path}), "
-                f"got {getattr(config.model, key)!r}",
-            )
+    what = f"the stage-1 run {path}"
+    _require_equal(s1, tc, [("K", "K1"), ("L", "L1"), ("D", "D1")], "task", what)
+    _require_equal(stage1.config.model, config.model, _DECODER_KEYS, "model", what)
     if not stage1.steps:
         raise ConfigError(field, f"{path} has no checkpoints")
     step = stage1.steps[-1]
