@@ -5,6 +5,7 @@
 ``mmicl ablate RUN [--step S] [--heads L1H0,...] [--method zero|mean|resample]``
 ``mmicl patch RUN [--step S] [--kind heads|resid|path|attribution] [--corruption label|item|item_m1|item_m2]``
 ``mmicl report RUN [--out FILE.html]``
+``mmicl sweep GRID [--out DIR] [--executor local] [--workers N] [--quiet]``
 
 CONFIG is a TOML path or the name of a shipped config in ``analyses/configs`` (e.g.
 ``default``). Bad input (an invalid value, an unknown key, a TOML syntax error, a missing
@@ -109,6 +110,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from mmicl_interp.sweep import load_grid, make_executor, run_sweep
+
+    grid = load_grid(args.grid)
+    out = Path(args.out) if args.out else Path("checkpoints") / grid.name
+    executor = make_executor(args.executor, args.workers)
+    result = run_sweep(grid, out, executor=executor, progress=not args.quiet)
+    skipped = len(result.results) - result.n_trained
+    print(
+        f"{len(result.results)} runs ({result.n_trained} trained, {skipped} already complete): "
+        f"{len(result.table)} rows -> {out / 'sweep.parquet'}"
+    )
+    return 0
+
+
 def _split_field(err: ValueError, default: str) -> tuple[str, str]:
     """Turn 'field: message' errors of the analysis layer into (field, message)."""
     text = str(err)
@@ -176,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-seqs", type=int, default=200, help="icl sequences for ablation and patching")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("sweep", help="train every point of a TOML grid; collect one tidy table")
+    p.add_argument("grid", help="grid TOML file (base, [set], [grid])")
+    p.add_argument("--out", help="sweep folder (default: checkpoints/<grid name>)")
+    p.add_argument("--executor", default="local", help="where points run: local (default: local)")
+    p.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sweep)
     return parser
 
 

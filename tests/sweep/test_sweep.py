@@ -1,0 +1,195 @@
+"""Sweeps: grid parsing and expansion, bad grids, the local executor, skipping, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mmicl_interp import checkpoints as ck
+from mmicl_interp.cli import main
+from mmicl_interp.config import ConfigError
+from mmicl_interp.sweep import Grid, LocalExecutor, load_grid, make_executor, run_sweep
+from mmicl_interp.sweep.executors import threads_per_worker
+
+TINY = """\
+name = "tiny"
+[task]
+K = 64
+L = 8
+D = 8
+N = 4
+B = 2
+eval_size = 64
+[model]
+n_max = 4
+[train]
+steps = 6
+batch_size = 16
+eval_every = 3
+ckpt_schedule = "linear"
+ckpt_every = 3
+"""
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    path = tmp_path / "configs" / "tiny.toml"
+    path.parent.mkdir()
+    path.write_text(TINY)
+    return path
+
+
+def _grid_file(folder: Path, body: str) -> Path:
+    path = folder / "grid.toml"
+    path.write_text('base = "configs/tiny.toml"\n' + body)
+    return path
+
+
+def test_points_cross_in_file_order_with_readable_names(base):
+    grid = load_grid(
+        _grid_file(
+            base.parent.parent,
+            '[set]\n"train.steps" = 3\n[grid]\n"task.K" = [64, 128]\n'
+            '"model.positions" = ["onehot", "rope"]\ntrain.seed = [0, 1]\n',
+        )
+    )
+    assert grid.name == "grid" and grid.base == str(base)
+    points = grid.points()
+    assert [p.name for p in points] == [
+        f"K={k}_positions={pos}_seed={s}" for k in (64, 128) for pos in ("onehot", "rope") for s in (0, 1)
+    ]
+    last = points[-1]
+    assert last.values == {"task.K": 128, "model.positions": "rope", "train.seed": 1}
+    assert (last.config.task.K, last.config.model.positions, last.config.train.seed) == (128, "rope", 1)
+    assert last.config.train.steps == 3 and last.config.task.L == 8 and last.config.name == last.name
+
+
+def test_clashing_key_ends_get_longer_labels_and_names_are_filesystem_safe(base):
+    grid = Grid.from_dict(
+        {
+            "base": str(base),
+            "grid": {"task.seed": [0], "train.seed": [1], "train.lr": [0.001], "model.positions": ["a/b"]},
+        }
+    )
+    assert grid.labels() == {
+        "task.seed": "task.seed",
+        "train.seed": "train.seed",
+        "train.lr": "lr",
+        "model.positions": "positions",
+    }
+    with pytest.raises(ConfigError) as err:  # "a/b" is no position type, but the name was safe
+        grid.points()
+    assert err.value.field == "grid.model.positions"
+    grid.axes["model.positions"] = ["rope"]
+    assert [p.name for p in grid.points()] == ["task.seed=0_train.seed=1_lr=0.001_positions=rope"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('[grid]\n"task.Kx" = [64]\n', "grid.task.Kx"),
+        ('[grid]\n"foo.bar" = [1]\n', "grid.foo.bar"),
+        ('[grid]\n"task.K" = []\n', "grid.task.K"),
+        ('[grid]\n"task.K" = 64\n', "grid.task.K"),
+        ('[grid]\n"task.K" = [63, 64]\n', "grid.task.K"),
+        ('[grid]\n"task.K" = [64, 64]\n', "grid.task.K"),
+        ('[set]\n"train.stepz" = 3\n[grid]\n"task.K" = [64]\n', "set.train.stepz"),
+        ('[set]\n"task.K" = 64\n[grid]\n"task.K" = [64]\n', "set.task.K"),
+        ('grids = 1\n[grid]\n"task.K" = [64]\n', "grids"),
+        ("[grid]\n", "grid"),
+        ('[grid]\n"task.L" = [8, 3]\n', "task.K"),  # L=3 breaks another field: K=64 % 3
+    ],
+)
+def test_bad_grids_name_the_field(base, body, field):
+    with pytest.raises(ConfigError) as err:
+        load_grid(_grid_file(base.parent.parent, body)).points()
+    assert err.value.field == field, str(err.value)
+    if field == "task.K":
+        assert "(at grid point L=3)" in err.value.message
+
+
+def test_missing_or_unknown_base_names_base(tmp_path):
+    (tmp_path / "a.toml").write_text('[grid]\n"task.K" = [64]\n')
+    with pytest.raises(ConfigError, match="^base: missing"):
+        load_grid(tmp_path / "a.toml")
+    (tmp_path / "b.toml").write_text('base = "nope.toml"\n[grid]\n"task.K" = [64]\n')
+    with pytest.raises(ConfigError) as err:
+        load_grid(tmp_path / "b.toml").points()
+    assert err.value.field == "base"
+    with pytest.raises(ConfigError, match="^grid: no such file"):
+        load_grid(tmp_path / "c.toml")
+
+
+def test_executor_choices_and_threads():
+    assert threads_per_worker(2, cores=2) == 1 and threads_per_worker(1, cores=16) == 16
+    assert threads_per_worker(32, cores=16) == 1
+    assert LocalExecutor(3).workers == 3
+    with pytest.raises(ConfigError, match="^--executor"):
+        make_executor("ray", 2)
+    with pytest.raises(ConfigError, match="^--workers"):
+        LocalExecutor(0)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """The tiny 2-point grid swept once with 2 workers: (grid file, sweep folder, result)."""
+    root = tmp_path_factory.mktemp("swept")
+    (root / "configs").mkdir()
+    (root / "configs" / "tiny.toml").write_text(TINY)
+    grid_path = _grid_file(root, 'name = "pos"\n[grid]\n"model.positions" = ["onehot", "rope"]\n')
+    out = root / "two"
+    return grid_path, out, run_sweep(load_grid(grid_path), out, executor=LocalExecutor(2), progress=False)
+
+
+def test_local_sweep_is_deterministic_and_a_rerun_skips_every_run(swept):
+    grid_path, out2, two = swept
+    grid = load_grid(grid_path)
+    assert [r.name for r in two.results] == ["positions=onehot", "positions=rope"]
+    assert two.n_trained == 2 and not any(r.already_complete for r in two.results)
+
+    table = two.table
+    assert list(table.columns) == ["run", "step", "suite", "metric", "value", "model.positions"]
+    assert len(table) == 2 * 3 * 5 * 2 - 2 * 2  # 2 runs x steps 0,3,6 x 5 suites x 2 metrics; no train at 0
+    assert table["run"].tolist() == sorted(table["run"].tolist())
+    first = table[table["run"] == "positions=onehot"]
+    assert first[["step", "suite", "metric"]].apply(tuple, axis=1).is_monotonic_increasing
+    assert set(table["metric"]) == {"accuracy", "loss"} and (table["model.positions"] == "onehot").sum() == 28
+    pd.testing.assert_frame_equal(pd.read_parquet(out2 / "sweep.parquet"), table, check_dtype=False)
+
+    one = run_sweep(grid, grid_path.parent / "one", executor=LocalExecutor(1), progress=False)
+    pd.testing.assert_frame_equal(one.table, table)
+
+    walls = {r.name: ck.read_manifest(out2 / r.name)["wall_time_s"] for r in two.results}
+    again = run_sweep(grid, out2, executor=LocalExecutor(2), progress=False)
+    assert again.n_trained == 0 and all(r.already_complete for r in again.results)
+    assert {r.name: ck.read_manifest(out2 / r.name)["wall_time_s"] for r in again.results} == walls
+    pd.testing.assert_frame_equal(again.table, table)
+
+
+def test_cli_resumes_unfinished_runs_writes_the_table_and_rejects_bad_grids(swept, capsys):
+    grid_path, out2, two = swept
+    root = grid_path.parent
+    out = root / "cli"
+    shutil.copytree(out2, out)
+    (out / "sweep.parquet").unlink()
+    rope = out / "positions=rope"  # unfinished, killed before its first checkpoint state was kept
+    ck.write_manifest(rope, {**ck.read_manifest(rope), "status": "running"})
+    (rope / "train_state.safetensors").unlink()
+    assert main(["sweep", str(grid_path), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert "2 runs (1 trained, 1 already complete)" in capsys.readouterr().out
+    assert json.loads((rope / "manifest.json").read_text())["status"] == "complete"
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep.parquet"), two.table, check_dtype=False)
+
+    bad = root / "bad.toml"
+    bad.write_text(grid_path.read_text().replace('"model.positions"', '"model.position"'))
+    assert main(["sweep", str(bad), "--out", str(root / "sw2"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mmicl: error: grid.model.position: unknown key"), err
+    assert not (root / "sw2").exists()
+    assert main(["sweep", str(root / "missing.toml")]) == 2
+    assert main(["sweep", str(grid_path), "--executor", "ray"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2
