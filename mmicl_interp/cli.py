@@ -5,7 +5,7 @@
 ``mmicl ablate RUN [--step S] [--heads L1H0,...] [--method zero|mean|resample]``
 ``mmicl patch RUN [--step S] [--kind heads|resid|path|attribution] [--corruption label|item|item_m1|item_m2]``
 ``mmicl report RUN [--out FILE.html]``
-``mmicl sweep GRID [--out DIR] [--executor local] [--workers N] [--quiet]``
+``mmicl sweep GRID [--out DIR] [--executor local|ray] [--address auto] [--workers N] [--quiet]``
 
 CONFIG is a TOML path or the name of a shipped config in ``analyses/configs`` (e.g.
 ``default``). Bad input (an invalid value, an unknown key, a TOML syntax error, a missing
@@ -115,7 +115,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     grid = load_grid(args.grid)
     out = Path(args.out) if args.out else Path("checkpoints") / grid.name
-    executor = make_executor(args.executor, args.workers)
+    executor = make_executor(args.executor, args.workers, args.address)
     result = run_sweep(grid, out, executor=executor, progress=not args.quiet)
     skipped = len(result.results) - result.n_trained
     print(
@@ -196,8 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="train every point of a TOML grid; collect one tidy table")
     p.add_argument("grid", help="grid TOML file (base, [set], [grid])")
     p.add_argument("--out", help="sweep folder (default: checkpoints/<grid name>)")
-    p.add_argument("--executor", default="local", help="where points run: local (default: local)")
-    p.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core)")
+    p.add_argument("--executor", default="local", help="where points run: local | ray (default: local)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel runs (local) or CPUs of a local Ray (default: all)",
+    )
+    p.add_argument("--address", default=None, help="Ray cluster address, e.g. auto (--executor ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
     return parser

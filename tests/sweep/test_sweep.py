@@ -129,7 +129,7 @@ def test_executor_choices_and_threads():
     assert threads_per_worker(32, cores=16) == 1
     assert LocalExecutor(3).workers == 3
     with pytest.raises(ConfigError, match="^--executor"):
-        make_executor("ray", 2)
+        make_executor("slurm", 2)
     with pytest.raises(ConfigError, match="^--workers"):
         LocalExecutor(0)
 
@@ -191,5 +191,18 @@ def test_cli_resumes_unfinished_runs_writes_the_table_and_rejects_bad_grids(swep
     assert len(err) == 1 and err[0].startswith("mmicl: error: grid.model.position: unknown key"), err
     assert not (root / "sw2").exists()
     assert main(["sweep", str(root / "missing.toml")]) == 2
-    assert main(["sweep", str(grid_path), "--executor", "ray"]) == 2
+    assert main(["sweep", str(grid_path), "--executor", "slurm"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+def test_ray_executor_started_locally_gives_the_same_table_as_the_local_executor(swept):
+    ray = pytest.importorskip("ray", reason="the optional extra: pip install '.[ray]'")
+    grid_path, _, local = swept
+    try:
+        result = run_sweep(
+            load_grid(grid_path), grid_path.parent / "ray", executor=make_executor("ray", 2), progress=False
+        )
+    finally:
+        ray.shutdown()
+    assert result.n_trained == 2
+    pd.testing.assert_frame_equal(result.table, local.table)
