@@ -22,16 +22,18 @@ from jaxtyping import Float, Int
 
 
 def onehot_block(
-    n_ctx: int, width: int, shift: Int[torch.Tensor, " batch"]
+    n_ctx: int, width: int, shift: Int[torch.Tensor, " batch"], check: bool = True
 ) -> Float[torch.Tensor, "batch pos width"]:
-    """The one-hot position block: row t of sequence b is ``e_{t + shift[b]}``."""
+    """The one-hot position block: row t of sequence b is ``e_{t + shift[b]}``.
+
+    ``check=False`` skips the data-dependent range check (for ``torch.func.vmap``).
+    """
     if n_ctx > width:
         raise ValueError(f"sequence length {n_ctx} exceeds the one-hot block width {width}")
-    if shift.numel() and int(shift.max()) > width - n_ctx:
+    if check and shift.numel() and int(shift.max()) > width - n_ctx:
         raise ValueError(f"pos_shift must be <= {width - n_ctx}, got {int(shift.max())}")
     index = torch.arange(n_ctx, device=shift.device)[None, :] + shift[:, None]
-    block = torch.zeros(shift.shape[0], n_ctx, width, device=shift.device)
-    return block.scatter_(2, index[..., None], 1.0)
+    return (index[..., None] == torch.arange(width, device=shift.device)).float()
 
 
 def rope_tables(

@@ -133,6 +133,8 @@ class ICLTransformer(HookedRootModule):
         self.ln_final = Norm(mc.norm, d_model)
         self.W_U = nn.Parameter(torch.empty(d_model, n_labels))
         self.b_U = nn.Parameter(torch.zeros(n_labels))
+        self.check_inputs = True
+        """Validate input shapes and shifts (off under ``torch.func.vmap``, see train/stacked.py)."""
         self.init_weights(mc.seed)
         self.setup()
 
@@ -194,7 +196,7 @@ class ICLTransformer(HookedRootModule):
         if positions == "onehot":
             if pos_shift is None:
                 pos_shift = torch.zeros(n_batch, dtype=torch.long, device=inputs.device)
-            block = self.hook_pos_embed(onehot_block(n_ctx, self.pos_width, pos_shift))
+            block = self.hook_pos_embed(onehot_block(n_ctx, self.pos_width, pos_shift, self.check_inputs))
             resid = torch.cat([resid, block], dim=-1)
         elif positions == "learned":
             resid = resid + self.hook_pos_embed(self.W_pos[:n_ctx].expand(n_batch, -1, -1))
