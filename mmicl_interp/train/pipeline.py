@@ -145,45 +145,44 @@ def build_task_and_model(
     return task, model, provenance
 
 
-def _encoder_run(config: RunConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+def _source_run(field: str, path_text: str, kind: str):
+    """The run a pipeline field names, checked to be of ``kind`` and to have checkpoints."""
     from mmicl_interp.runs import load_run
 
-    field = "pipeline.encoder_from"
-    path = Path(config.pipeline.encoder_from)
+    path = Path(path_text)
     try:
         run = load_run(path)
     except FileNotFoundError as err:
         raise ConfigError(field, str(err)) from None
-    if run.config.kind != "encoder":
-        raise ConfigError(field, f'{path} is a {run.config.kind} run, not an encoder run (kind = "encoder")')
-    what = f"the encoder run {path}"
-    _require_equal(run.config.task, config.task, [("K2", "K2"), ("D2", "D2")], "task", what)
-    _require_equal(run.config.model, config.model, _ENCODER_KEYS, "model", what)
+    if run.config.kind != kind:
+        raise ConfigError(field, f'{path} is a {run.config.kind} run; it must be kind = "{kind}"')
     if not run.steps:
         raise ConfigError(field, f"{path} has no checkpoints")
+    return run
+
+
+def _encoder_run(config: RunConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+    run = _source_run("pipeline.encoder_from", config.pipeline.encoder_from, "encoder")
+    what = f"the encoder run {run.path}"
+    _require_equal(run.config.task, config.task, [("K2", "K2"), ("D2", "D2")], "task", what)
+    _require_equal(run.config.model, config.model, _ENCODER_KEYS, "model", what)
     step = run.steps[-1]
-    state = {k: v for k, v in ck.read_weights(ck.ckpt_path(path, step)).items() if k.startswith("encoder.")}
-    return run.task.m2_means, state, {"encoder_from": str(path.resolve()), "encoder_step": step}
+    weights = ck.read_weights(ck.ckpt_path(run.path, step))
+    state = {k: v for k, v in weights.items() if k.startswith("encoder.")}
+    return run.task.m2_means, state, {"encoder_from": str(run.path.resolve()), "encoder_step": step}
 
 
 def _stage1(config: RunConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
-    from mmicl_interp.runs import load_run
-
-    field = "pipeline.init_from"
-    path = Path(config.pipeline.init_from)
-    try:
-        stage1 = load_run(path)
-    except FileNotFoundError as err:
-        raise ConfigError(field, str(err)) from None
-    if stage1.config.kind != "unimodal":
-        raise ConfigError(field, f"{path} is a {stage1.config.kind} run; stage 1 must be unimodal")
-    s1, tc = stage1.config.task, config.task
-    what = f"the stage-1 run {path}"
-    _require_equal(s1, tc, [("K", "K1"), ("L", "L1"), ("D", "D1")], "task", what)
-    _require_equal(stage1.config.model, config.model, _DECODER_KEYS, "model", what)
-    if not stage1.steps:
-        raise ConfigError(field, f"{path} has no checkpoints")
-    step = stage1.steps[-1]
-    state = ck.read_weights(ck.ckpt_path(path, step))
-    task = stage1.task
-    return task.class_means, task.label_vectors, state, {"init_from": str(path.resolve()), "init_step": step}
+    run = _source_run("pipeline.init_from", config.pipeline.init_from, "unimodal")
+    what = f"the stage-1 run {run.path}"
+    _require_equal(run.config.task, config.task, [("K", "K1"), ("L", "L1"), ("D", "D1")], "task", what)
+    _require_equal(run.config.model, config.model, _DECODER_KEYS, "model", what)
+    step = run.steps[-1]
+    state = ck.read_weights(ck.ckpt_path(run.path, step))
+    task = run.task
+    return (
+        task.class_means,
+        task.label_vectors,
+        state,
+        {"init_from": str(run.path.resolve()), "init_step": step},
+    )
