@@ -36,6 +36,27 @@ def tiny_run_config(**sections) -> RunConfig:
     return RunConfig(task=task, model=model, train=train, name="tiny").validate()
 
 
+TINY_TOML = """\
+name = "tiny"
+[task]
+K = 64
+L = 8
+D = 8
+N = 4
+B = 2
+eval_size = 64
+[model]
+n_max = 4
+[train]
+steps = 6
+batch_size = 16
+eval_every = 3
+ckpt_schedule = "linear"
+ckpt_every = 3
+"""
+"""The tiny config as a TOML file's text (for sweep grids and scripts that read files)."""
+
+
 @pytest.fixture
 def tiny_task() -> Task:
     return Task.create(tiny_task_config())

@@ -5,26 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import TINY_TOML as TINY
 
-TINY = """
-name = "tiny"
-[task]
-K = 64
-L = 8
-D = 8
-N = 4
-B = 2
-eval_size = 64
-[model]
-n_max = 4
-[train]
-steps = 6
-batch_size = 16
-eval_every = 3
-ckpt_schedule = "linear"
-ckpt_every = 3
-"""
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str):

@@ -14,25 +14,7 @@ from mmicl_interp.cli import main
 from mmicl_interp.config import ConfigError
 from mmicl_interp.sweep import Grid, LocalExecutor, load_grid, make_executor, run_sweep
 from mmicl_interp.sweep.executors import threads_per_worker
-
-TINY = """\
-name = "tiny"
-[task]
-K = 64
-L = 8
-D = 8
-N = 4
-B = 2
-eval_size = 64
-[model]
-n_max = 4
-[train]
-steps = 6
-batch_size = 16
-eval_every = 3
-ckpt_schedule = "linear"
-ckpt_every = 3
-"""
+from tests.conftest import TINY_TOML as TINY
 
 
 @pytest.fixture
