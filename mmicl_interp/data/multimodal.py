@@ -64,7 +64,7 @@ from safetensors.torch import load_file, save_file
 
 from mmicl_interp.config import MultimodalTaskConfig, TaskConfig
 from mmicl_interp.data.layout import Layout
-from mmicl_interp.data.task import Batch, Task, _smallest_burst, _uniform, zipf_probs
+from mmicl_interp.data.task import Batch, Task, _smallest_burst, _uniform, sequence_kinds, zipf_probs
 from mmicl_interp.io import CorruptFileError, atomic_write
 
 CONTROLS: tuple[str | None, ...] = (None, "m1_only", "m2_only")
@@ -206,14 +206,11 @@ class MultimodalTask:
         N, D1, D2, L2 = cfg.N, cfg.D1, cfg.D2, cfg.L2
         g = generator
 
-        u = torch.rand(n, generator=g)
-        novel = (u < p_C) if B > 0 else torch.zeros(n, dtype=torch.bool)
-        bursty = ~novel & (torch.rand(n, generator=g) < p_B) if B > 0 else novel.clone()
-
+        novel, groups = sequence_kinds(n, g, p_B, p_C, B)
         if cfg.joint_labels:
-            classes1, classes2, mu1, mu2 = self._sample_joint(n, novel, bursty, B, g)
+            classes1, classes2, mu1, mu2 = self._sample_joint(n, groups, B, g)
         else:
-            classes1, classes2, mu1, mu2 = self._sample_paired(n, novel, bursty, B, g)
+            classes1, classes2, mu1, mu2 = self._sample_paired(n, groups, B, g)
 
         items1 = noisy_items(mu1, cfg.eps1, g)
         items2 = noisy_items(mu2, cfg.eps2, g)
@@ -266,7 +263,7 @@ class MultimodalTask:
         return (classes1 % G1) * G2 + classes2 % G2
 
     def _sample_paired(
-        self, n: int, novel: torch.Tensor, bursty: torch.Tensor, B: int, g: torch.Generator
+        self, n: int, groups: list[tuple[str, torch.Tensor]], B: int, g: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Classes and means ``[n, N + 1, ...]`` of the paired task: M1 = partner of the M2 class."""
         N, D1, D2 = self.config.N, self.config.D1, self.config.D2
@@ -275,11 +272,8 @@ class MultimodalTask:
         classes1 = torch.empty(n, N + 1, dtype=torch.long)
         mu1 = torch.empty(n, N + 1, D1)
         mu2 = torch.empty(n, N + 1, D2)
-        for mask, kind in ((novel, "novel"), (bursty & ~novel, "bursty"), (~bursty & ~novel, "iid")):
-            idx = mask.nonzero().squeeze(1)
+        for kind, idx in groups:
             m = idx.numel()
-            if m == 0:
-                continue
             if kind == "iid":
                 c2 = self._draw_classes(m * (N + 1), g).view(m, N + 1)
             else:
@@ -302,7 +296,7 @@ class MultimodalTask:
         return classes1, classes2, mu1, mu2
 
     def _sample_joint(
-        self, n: int, novel: torch.Tensor, bursty: torch.Tensor, B: int, g: torch.Generator
+        self, n: int, groups: list[tuple[str, torch.Tensor]], B: int, g: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Classes and means ``[n, N + 1, ...]`` of the joint-label task: independent M1, M2 classes."""
         N, D1, D2 = self.config.N, self.config.D1, self.config.D2
@@ -310,11 +304,8 @@ class MultimodalTask:
         classes2 = torch.empty(n, N + 1, dtype=torch.long)
         mu1 = torch.empty(n, N + 1, D1)
         mu2 = torch.empty(n, N + 1, D2)
-        for mask, kind in ((novel, "novel"), (bursty & ~novel, "bursty"), (~bursty & ~novel, "iid")):
-            idx = mask.nonzero().squeeze(1)
+        for kind, idx in groups:
             m = idx.numel()
-            if m == 0:
-                continue
             if kind == "iid":
                 c1 = self._draw_classes1(m * (N + 1), g).view(m, N + 1)
                 c2 = self._draw_classes(m * (N + 1), g).view(m, N + 1)

@@ -73,6 +73,23 @@ class Batch:
         return self.context_labels == self.targets[:, None]
 
 
+def sequence_kinds(
+    n: int, g: torch.Generator, p_B: float, p_C: float, B: int
+) -> tuple[Bool[torch.Tensor, " n"], list[tuple[str, Int[torch.Tensor, " m"]]]]:
+    """Which of n sequences are novel (prob. p_C), bursty (p_B) or i.i.d.; every sampler draws
+    this first, in this RNG order. Returns the novel mask and the non-empty groups as
+    ``(kind, indices)`` in the order novel, bursty, iid."""
+    u = torch.rand(n, generator=g)
+    novel = (u < p_C) if B > 0 else torch.zeros(n, dtype=torch.bool)
+    bursty = ~novel & (torch.rand(n, generator=g) < p_B) if B > 0 else novel.clone()
+    groups = []
+    for mask, kind in ((novel, "novel"), (bursty & ~novel, "bursty"), (~bursty & ~novel, "iid")):
+        idx = mask.nonzero().squeeze(1)
+        if idx.numel():
+            groups.append((kind, idx))
+    return novel, groups
+
+
 def zipf_probs(n_classes: int, alpha: float) -> Float[torch.Tensor, " k"]:
     """Zipf law ``P(k) ~ k^-alpha`` over k = 1..n_classes (alpha 0 is uniform)."""
     ranks = torch.arange(1, n_classes + 1, dtype=torch.float64)
@@ -157,25 +174,15 @@ class Task:
         N, D, L = cfg.N, cfg.D, cfg.L
         g = generator
 
-        u = torch.rand(n, generator=g)
-        novel = (u < p_C) if B > 0 else torch.zeros(n, dtype=torch.bool)
-        bursty = ~novel & (torch.rand(n, generator=g) < p_B) if B > 0 else novel.clone()
+        novel, groups = sequence_kinds(n, g, p_B, p_C, B)
 
         ctx_means = torch.empty(n, N, D)
         q_means = torch.empty(n, D)
         ctx_classes = torch.empty(n, N, dtype=torch.long)
         q_classes = torch.empty(n, dtype=torch.long)
 
-        groups = (
-            (novel, "novel"),
-            (bursty & ~novel, "bursty"),
-            (~bursty & ~novel, "iid"),
-        )
-        for mask, kind in groups:
-            idx = mask.nonzero().squeeze(1)
+        for kind, idx in groups:
             m = idx.numel()
-            if m == 0:
-                continue
             if kind == "iid":
                 classes = self._draw_classes(m * (N + 1), self.class_probs, g, cfg.alpha == 0)
                 classes = classes.view(m, N + 1)
