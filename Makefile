@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test bench claims lint clean
 
 venv: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,ray]"
+	$(BIN)/python -m pip install -q -e ".[dev,ray,png]"
 	touch $(STAMP)
 
 # Train the default config (ICL emerges in well under a minute of training on 2 cores; a
@@ -33,6 +33,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+# Reproduce the paper's claims: every sweep (complete runs are reused), tables and figures
+# into analyses/results/. About 90 min on an idle 2-core machine; see analyses/README.md.
+claims: $(STAMP)
+	$(BIN)/python analyses/claim1_data_complexity.py
+	$(BIN)/python analyses/claim2_positions.py
+	$(BIN)/python analyses/claim3_scaling.py
+	$(BIN)/python analyses/multimodal_asymmetry.py
+	$(BIN)/python analyses/claim5_mechanism.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check mmicl_interp tests benchmarks analyses

@@ -1,105 +1,96 @@
 """Claim 1 (SCIENCE.md section 6): ICL needs data complexity; small K gives IWL.
 
-Sweeps K (``analyses/grids/claim1_K.toml``: the default config, K from 2^5 to 2^13, two
-seeds of the training data stream, ``train.seed``) with
-``mmicl sweep``, then writes final icl / iwl accuracy vs K (mean and spread over seeds) and
-the smallest K at which icl crosses 0.5 to ``analyses/results/claim1_K.md`` and a plotly
-figure to ``analyses/results/claim1_K.html``.
+Four sweeps of the default config, two seeds of the training data stream each
+(``train.seed``): the number of classes K from 2^5 to 2^13 (``grids/claim1_K.toml``);
+burstiness B (``grids/claim1_B.toml``) and within-class noise eps (``grids/claim1_eps.toml``)
+at K = 256, near the K transition; and Zipf alpha in {0, 1} at K = 256 and 1024
+(``grids/claim1_alpha.toml``). Writes final icl / iwl / icl_flip accuracy per point (mean
+[min, max] over seeds) and the smallest K where icl reaches 0.5 to
+``analyses/results/claim1_data_complexity.md``, and one figure (HTML; PNG with kaleido).
 
-    .venv/bin/python analyses/claim1_data_complexity.py [--grid FILE] [--out DIR] [--workers N]
+    .venv/bin/python analyses/claim1_data_complexity.py [--grid FILE ...] [--out DIR] [--workers N]
 """
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
-import pandas as pd
-import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-from mmicl_interp.sweep import load_grid, make_executor, run_sweep
+from mmicl_interp.sweep.summary import (
+    claim_parser,
+    final_values,
+    format_threshold,
+    markdown_table,
+    run_grids,
+    save_figure,
+    short,
+    spread_trace,
+    swept_keys,
+    threshold,
+    wide,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def summarise(table: pd.DataFrame, key: str = "task.K") -> pd.DataFrame:
-    """Final accuracy per (K, suite): mean, min and max over the seeds of each K."""
-    acc = table[table["metric"] == "accuracy"]
-    last = acc[acc["step"] == acc.groupby("run")["step"].transform("max")]
-    last = last[last["suite"].isin(["icl", "iwl", "icl_flip", "test"])]
-    grouped = last.groupby([key, "suite"])["value"]
-    out = grouped.agg(["mean", "min", "max", "count"]).reset_index()
-    return out.sort_values([key, "suite"], ignore_index=True)
-
-
-def crossing(summary: pd.DataFrame, key: str = "task.K", suite: str = "icl", level: float = 0.5) -> str:
-    """The smallest swept value whose mean accuracy on ``suite`` reaches ``level``."""
-    rows = summary[(summary["suite"] == suite) & (summary["mean"] >= level)]
-    return str(int(rows[key].min())) if len(rows) else "none"
+GRIDS = [ROOT / "analyses" / "grids" / f"claim1_{part}.toml" for part in ("K", "B", "eps", "alpha")]
+SUITES = ("icl", "iwl", "icl_flip")
+COLOURS = {"icl": "#1f77b4", "iwl": "#d62728"}
+DASHES = ("solid", "dash", "dot", "dashdot")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--grid", default=str(ROOT / "analyses" / "grids" / "claim1_K.toml"))
-    parser.add_argument("--out", default=str(ROOT / "analyses" / "results"))
-    parser.add_argument("--runs", default=None, help="sweep folder (default: checkpoints/<grid name>)")
-    parser.add_argument("--workers", type=int, default=None)
-    args = parser.parse_args(argv)
-    grid = load_grid(args.grid)
-    t0 = time.perf_counter()
-    result = run_sweep(grid, args.runs, executor=make_executor("local", args.workers), progress=True)
-    wall = time.perf_counter() - t0
-    summary = summarise(result.table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    wide = summary.pivot_table(index="task.K", columns="suite", values=["mean", "min", "max"])
+    args = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results").parse_args(argv)
+    done = run_grids(args.grid, args.runs, args.workers)
     lines = [
-        "# Claim 1: data complexity (K)",
+        "# Claim 1: data complexity (K, B, eps, Zipf alpha)",
         "",
-        f"Final accuracy after {grid.points()[0].config.train.steps} steps, mean [min, max] over "
-        f"{int(summary['count'].max())} seeds; chance 1/32 = 0.031. Command: "
-        f"`.venv/bin/python analyses/claim1_data_complexity.py`; wall time {wall / 60:.1f} min "
-        f"({result.n_trained} runs trained, {len(result.results) - result.n_trained} reused).",
-        "",
-        "| K | icl | iwl | icl_flip |",
-        "|---|---|---|---|",
+        f"Final accuracy after {done.steps()} steps, mean [min, max] over the seeds of each point; "
+        "chance 1/L = 0.031. Command: `.venv/bin/python analyses/claim1_data_complexity.py`; wall "
+        f"time {done.timing()}.",
     ]
-    for k in wide.index:
-        cells = [
-            f"{wide.loc[k, ('mean', s)]:.3f} [{wide.loc[k, ('min', s)]:.3f}, {wide.loc[k, ('max', s)]:.3f}]"
-            for s in ("icl", "iwl", "icl_flip")
-        ]
-        lines.append(f"| {int(k)} | " + " | ".join(cells) + " |")
-    lines += ["", f"Smallest K with mean icl >= 0.5: {crossing(summary)}.", ""]
-    (out / "claim1_K.md").write_text("\n".join(lines))
-    fig = go.Figure()
-    for suite, colour in (("icl", "#1f77b4"), ("iwl", "#d62728")):
-        part = summary[summary["suite"] == suite]
-        fig.add_trace(
-            go.Scatter(
-                x=part["task.K"],
-                y=part["mean"],
-                name=suite,
-                mode="lines+markers",
-                line=dict(color=colour),
-                error_y=dict(
-                    type="data",
-                    symmetric=False,
-                    array=part["max"] - part["mean"],
-                    arrayminus=part["mean"] - part["min"],
-                ),
-            )
+    fig = make_subplots(rows=1, cols=len(done.grids), subplot_titles=[g.name for g in done.grids])
+    for col, (grid, result) in enumerate(zip(done.grids, done.results, strict=True), start=1):
+        keys = swept_keys(result.table)
+        summary = final_values(result.table, keys, suites=SUITES)
+        table = wide(summary, keys)
+        fixed = ", ".join(f"{short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
+        lines += ["", f"## {', '.join(short(k) for k in keys)}" + (f" (at {fixed})" if fixed else ""), ""]
+        lines += markdown_table(
+            [short(k) for k in keys] + list(SUITES),
+            [[r[k] for k in keys] + [r.get(s, "-") for s in SUITES] for _, r in table.iterrows()],
         )
+        if keys == ["task.K"]:
+            k = threshold(summary, "task.K")[None]
+            lines += ["", f"Smallest K with mean icl >= 0.5: {format_threshold(k, summary['task.K'].max())}."]
+        x, groups = keys[0], keys[1:]
+        for gi, (group, part) in enumerate(summary.groupby(groups, sort=True) if groups else [((), summary)]):
+            group = group if isinstance(group, tuple) else (group,)
+            label = ", ".join(f"{short(k)}={v}" for k, v in zip(groups, group, strict=True))
+            for suite, colour in COLOURS.items():
+                rows = part[part["suite"] == suite]
+                fig.add_trace(
+                    spread_trace(
+                        rows,
+                        x,
+                        f"{suite} {label}".strip(),
+                        legendgroup=f"{suite} {label}",
+                        showlegend=col == 1 or bool(groups),
+                        line=dict(color=colour, dash=DASHES[gi % len(DASHES)]),
+                    ),
+                    row=1,
+                    col=col,
+                )
+        fig.update_xaxes(title_text=short(x), type="log" if x == "task.K" else "linear", row=1, col=col)
     fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
+    fig.update_yaxes(title_text="final accuracy", range=[0, 1.05], row=1, col=1)
     fig.update_layout(
-        title="Claim 1: icl and iwl vs class diversity K",
-        xaxis_title="K",
-        xaxis_type="log",
-        yaxis_title="final accuracy",
+        title="Claim 1: icl and iwl vs data complexity (error bars: min/max over seeds)",
         template="plotly_white",
+        width=1400,
+        height=450,
     )
-    fig.write_html(out / "claim1_K.html", include_plotlyjs=True)
+    save_figure(fig, args.out, "claim1_data_complexity", png=not args.no_png)
+    (Path(args.out) / "claim1_data_complexity.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

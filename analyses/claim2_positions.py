@@ -1,109 +1,191 @@
 """Claim 2 (SCIENCE.md section 6): RoPE raises the data-complexity threshold for ICL and
-delays its onset, compared with one-hot absolute positions; checked under the correct RoPE
-and under the published (non-rotation) RoPE.
+delays the onset of the ICL circuit, compared with absolute positions; previous-token and
+induction patterns are weaker. Checked under the correct RoPE and the published one.
 
-Sweeps position type x K (``analyses/grids/claim2_positions.toml``) with ``mmicl sweep``,
-then writes final icl / iwl (mean [min, max] over data seeds), the icl onset step (first
-crossing of half the final rise, interpolated; mean over seeds that rise) and the smallest K
-with mean icl >= 0.5 per position type to ``analyses/results/claim2_positions.md``.
+Sweeps position type (one-hot APE, learned APE, correct RoPE, published RoPE) x K x 2 data
+seeds (``grids/claim2_positions.toml``, 2000 steps, a checkpoint every 100 steps). Then, per
+run, scores every checkpoint on the icl suite (:func:`~mmicl_interp.analyses.tables.
+circuit_scores`) and finds the onsets of icl accuracy, of the best induction head's
+strength and of the best previous-token head (:func:`~mmicl_interp.analyses.correlation.
+phases`: first crossing of half the final rise), and the end-of-training scores of both
+heads. Writes the threshold K per position type, the final accuracies and the onsets per
+(position type, K), and a verdict line to ``analyses/results/claim2_positions.md``, and a
+figure (HTML; PNG with kaleido).
 
     .venv/bin/python analyses/claim2_positions.py [--grid FILE] [--out DIR] [--workers N]
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from pathlib import Path
 
 import pandas as pd
+from plotly.subplots import make_subplots
 
-from mmicl_interp.analyses.correlation import onset_step
-from mmicl_interp.sweep import load_grid, make_executor, run_sweep
+from mmicl_interp.analyses.correlation import head_table, model_curve, phases
+from mmicl_interp.analyses.tables import circuit_scores
+from mmicl_interp.runs import load_run
+from mmicl_interp.sweep import Grid, SweepResult
+from mmicl_interp.sweep.summary import (
+    claim_parser,
+    final_values,
+    format_threshold,
+    markdown_table,
+    run_grids,
+    save_figure,
+    spread_trace,
+    threshold,
+    wide,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
+GRIDS = [ROOT / "analyses" / "grids" / "claim2_positions.toml"]
 POS, K = "model.positions", "task.K"
+COLOURS = {"onehot": "#1f77b4", "learned": "#2ca02c", "rope": "#d62728", "rope_paper": "#ff7f0e"}
+N_SEQS = 500
+"""icl sequences scored per checkpoint for the head measures."""
 
 
-def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (position type, K): final icl and iwl (mean, min, max) and the mean icl onset step."""
-    acc = table[table["metric"] == "accuracy"]
-    rows = []
-    for (pos, k), part in acc.groupby([POS, K], sort=True):
-        finals = {}
-        onsets = []
-        for _, run in part.groupby("run"):
-            last = run[run["step"] == run["step"].max()].set_index("suite")["value"]
-            for suite in ("icl", "iwl"):
-                finals.setdefault(suite, []).append(float(last[suite]))
-            icl = run[run["suite"] == "icl"].sort_values("step")
-            onset = onset_step(icl["step"].to_numpy(), icl["value"].to_numpy())
-            if not math.isnan(onset) and icl["value"].iloc[-1] >= 0.5:
-                onsets.append(onset)
-        row = {POS: pos, K: int(k), "onset": sum(onsets) / len(onsets) if onsets else math.nan}
-        for suite, values in finals.items():
-            row.update(
-                {
-                    f"{suite}_mean": sum(values) / len(values),
-                    f"{suite}_min": min(values),
-                    f"{suite}_max": max(values),
-                }
-            )
-        rows.append(row)
-    return pd.DataFrame(rows)
+def run_circuits(grid: Grid, result: SweepResult, n_seqs: int = N_SEQS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run's checkpoint scores on the icl suite, and per run one row of onsets and final scores."""
+    tables, rows = [], []
+    for point, pr in zip(grid.points(), result.results, strict=True):
+        scores = circuit_scores(load_run(pr.run_dir), suites=["icl"], n_seqs=n_seqs, progress=False)
+        tables.append(scores.assign(**{k: v for k, v in point.values.items()}))
+        phase = phases(scores).iloc[0].to_dict()
+        last = int(scores["step"].max())
+        final = scores[scores["step"] == last]
+        phase.update(point.values)
+        phase["final_icl"] = float(model_curve(scores).iloc[-1])
+        for measure, column in (("ih", "final_ih"), ("prev_token_label", "final_prev_token_label")):
+            phase[column] = float(final[final["metric"] == measure]["value"].max())
+        rows.append(phase)
+    return pd.concat(tables, ignore_index=True), pd.DataFrame(rows)
 
 
-def thresholds(summary: pd.DataFrame, level: float = 0.5) -> dict[str, str]:
-    """Smallest K with mean icl >= ``level``, per position type ('none' if never)."""
-    out = {}
-    for pos, part in summary.groupby(POS, sort=False):
-        hit = part[part["icl_mean"] >= level]
-        out[pos] = str(int(hit[K].min())) if len(hit) else f"none up to {int(part[K].max())}"
-    return out
+def mean_over_learners(runs: pd.DataFrame, column: str) -> pd.Series:
+    """Mean of ``column`` per (positions, K) over the runs whose final icl reached 0.5."""
+    learners = runs[runs["final_icl"] >= 0.5]
+    return learners.groupby([POS, K])[column].mean()
+
+
+def verdict(thresholds: dict, onsets: pd.Series, largest: float) -> list[str]:
+    """One sentence per RoPE variant: does it raise the threshold / delay the onset vs one-hot APE?"""
+    lines = []
+    base_t = thresholds.get("onehot", math.nan)
+    for pos, label in (("rope", "correct RoPE"), ("rope_paper", "the published RoPE")):
+        if pos not in thresholds or "onehot" not in thresholds:
+            continue
+        t = thresholds[pos]
+        raised = (math.isnan(t) and not math.isnan(base_t)) or (t > base_t)
+        common = [k for (p, k) in onsets.index if p == pos and ("onehot", k) in onsets.index]
+        delays = [onsets[(pos, k)] - onsets[("onehot", k)] for k in common]
+        delayed = bool(delays) and all(d > 0 for d in delays)
+        delay_text = (
+            ", ".join(f"K={k}: {d:+.0f} steps" for k, d in zip(common, delays, strict=True))
+            if delays
+            else "no K where both learned"
+        )
+        lines.append(
+            f"- Under {label}: threshold K {format_threshold(t, largest)} vs one-hot "
+            f"{format_threshold(base_t, largest)} ({'raised' if raised else 'not raised'}); icl onset "
+            f"vs one-hot: {delay_text} ({'delayed' if delayed else 'not delayed at every K'}). "
+            f"Claim 2 {'holds' if raised and delayed else 'holds in part' if raised or delayed else 'fails'}."
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--grid", default=str(ROOT / "analyses" / "grids" / "claim2_positions.toml"))
-    parser.add_argument("--out", default=str(ROOT / "analyses" / "results"))
-    parser.add_argument("--runs", default=None, help="sweep folder (default: checkpoints/<grid name>)")
-    parser.add_argument("--workers", type=int, default=None)
-    args = parser.parse_args(argv)
-    grid = load_grid(args.grid)
-    t0 = time.perf_counter()
-    result = run_sweep(grid, args.runs, executor=make_executor("local", args.workers), progress=True)
-    wall = time.perf_counter() - t0
-    summary = summarise(result.table)
-    steps = grid.points()[0].config.train.steps
+    args = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results").parse_args(argv)
+    done = run_grids(args.grid[:1], args.runs, args.workers)
+    result = done.results[0]
+    summary = final_values(result.table, [POS, K], suites=("icl", "iwl"))
+    found = threshold(summary, K, by=[POS])
+    largest = summary[K].max()
+    scores, runs = run_circuits(done.grids[0], result)
+    positions = list(dict.fromkeys(result.table[POS]))
     lines = [
-        "# Claim 2: position encoding vs the data-complexity threshold and ICL onset",
+        "# Claim 2: position encoding vs the data-complexity threshold and the ICL circuit's onset",
         "",
-        f"Final accuracy after {steps} steps, mean [min, max] over data seeds; icl onset = first "
-        "crossing of half the final rise of icl accuracy (interpolated between eval steps; mean over "
-        "seeds whose final icl >= 0.5). Command: `.venv/bin/python analyses/claim2_positions.py`; wall "
-        f"time {wall / 60:.1f} min ({result.n_trained} runs trained, "
-        f"{len(result.results) - result.n_trained} reused).",
+        f"{done.steps()} steps per run; final accuracy is mean [min, max] over data seeds. Onsets: first "
+        "crossing of half the final rise (interpolated between checkpoints every 100 steps), mean over "
+        "the seeds whose final icl >= 0.5; the induction (ih) and previous-token (PH-label) curves are "
+        f"each run's best head (highest final value), scored on {N_SEQS} icl sequences per checkpoint. "
+        f"Command: `.venv/bin/python analyses/claim2_positions.py`; wall time {done.timing()}.",
         "",
-        "| positions | K | icl | iwl | icl onset step |",
-        "|---|---|---|---|---|",
-    ]
-    for _, r in summary.iterrows():
-        onset = "-" if math.isnan(r["onset"]) else f"{r['onset']:.0f}"
-        lines.append(
-            f"| {r[POS]} | {r[K]} | {r['icl_mean']:.3f} [{r['icl_min']:.3f}, {r['icl_max']:.3f}] | "
-            f"{r['iwl_mean']:.3f} [{r['iwl_min']:.3f}, {r['iwl_max']:.3f}] | {onset} |"
-        )
-    lines += [
-        "",
-        "Smallest K with mean icl >= 0.5: "
-        + "; ".join(f"{pos} {k}" for pos, k in thresholds(summary).items())
-        + ".",
+        "## Threshold K (smallest K with mean final icl >= 0.5)",
         "",
     ]
+    lines += markdown_table(
+        ["positions", "threshold K"], [[p, format_threshold(found[p], largest)] for p in positions]
+    )
+    table = wide(summary, [POS, K]).set_index([POS, K])
+    onset = {c: mean_over_learners(runs, c) for c in ("icl_onset", "induction_onset", "prev_token_onset")}
+    finals = {c: runs.groupby([POS, K])[c].mean() for c in ("final_ih", "final_prev_token_label")}
+    body = []
+    for pos in positions:
+        for k in sorted(summary[K].unique()):
+            cells = [f"{onset[c].get((pos, k), math.nan):.0f}" for c in onset]
+            cells = ["-" if c == "nan" else c for c in cells]
+            body.append(
+                [pos, k, table.loc[(pos, k), "icl"], table.loc[(pos, k), "iwl"], *cells]
+                + [f"{finals[c][(pos, k)]:.3f}" for c in finals]
+            )
+    lines += ["", "## Final accuracy, onsets and end-of-training head scores", ""]
+    lines += markdown_table(
+        ["positions", "K", "icl", "iwl", "icl onset", "ih onset", "PH onset", "final ih", "final PH-label"],
+        body,
+    )
+    lines += ["", "## Verdict", "", *verdict(found, onset["icl_onset"], largest)]
+
+    k_max = int(largest)
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=[
+            "final icl vs K",
+            f"icl accuracy over training (K={k_max})",
+            f"best-head induction strength (K={k_max})",
+        ],
+    )
+    for pos in positions:
+        colour = dict(color=COLOURS.get(pos, "#7f7f7f"))
+        rows = summary[(summary[POS] == pos) & (summary["suite"] == "icl")]
+        fig.add_trace(spread_trace(rows, K, pos, line=colour, legendgroup=pos), row=1, col=1)
+        for col, metric in ((2, "accuracy"), (3, "ih")):
+            part = scores[(scores[POS] == pos) & (scores[K] == k_max)]
+            for i, (_, run) in enumerate(part.groupby("run")):
+                if metric == "accuracy":
+                    curve = model_curve(run)
+                else:
+                    heads = head_table(run, "ih")
+                    curve = heads[heads.iloc[-1].idxmax()]
+                fig.add_scatter(
+                    x=curve.index,
+                    y=curve.values,
+                    name=pos,
+                    legendgroup=pos,
+                    showlegend=False,
+                    mode="lines",
+                    line=colour,
+                    opacity=1.0 if i == 0 else 0.5,
+                    row=1,
+                    col=col,
+                )
+    fig.update_xaxes(type="log", title_text="K", row=1, col=1)
+    fig.update_xaxes(title_text="step", row=1, col=2)
+    fig.update_xaxes(title_text="step", row=1, col=3)
+    fig.update_layout(
+        title="Claim 2: one-hot / learned APE vs correct / published RoPE (one line per seed)",
+        template="plotly_white",
+        width=1500,
+        height=450,
+    )
+    save_figure(fig, args.out, "claim2_positions", png=not args.no_png)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "claim2_positions.md").write_text("\n".join(lines))
+    runs.to_csv(out / "claim2_positions_runs.csv", index=False, float_format="%.4f")
+    (out / "claim2_positions.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 
 from mmicl_interp.checkpoints import read_metrics
 from mmicl_interp.config import load_config
+from mmicl_interp.sweep.summary import save_figure
 from mmicl_interp.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--out", default=str(ROOT / "analyses" / "results"))
     parser.add_argument("--runs", default=str(ROOT / "checkpoints"))
+    parser.add_argument("--no-png", action="store_true", help="skip the PNG copy of the figure")
     args = parser.parse_args(argv)
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,8 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         xaxis_type="log",
         template="plotly_white",
     )
-    fig.write_html(out / "multimodal_asymmetry.html", include_plotlyjs=True)
-    print(f"wrote {out / 'multimodal_asymmetry.md'} and .html ({wall / 60:.1f} min)")
+    written = save_figure(fig, out, "multimodal_asymmetry", png=not args.no_png)
+    print(
+        f"wrote {out / 'multimodal_asymmetry.md'}, "
+        + ", ".join(p.name for p in written)
+        + f" ({wall / 60:.1f} min)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Miniatures of the analyses/ claim scripts, so they cannot rot."""
+"""Miniatures of the analyses/ claim scripts (tiny config, 2 K values, 6 steps), so they cannot rot."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -17,103 +18,98 @@ def _load(name: str):
     return module
 
 
-def test_claim1_summary_and_crossing_on_a_hand_made_table():
-    claim1 = _load("claim1_data_complexity")
-    rows = []
-    for k, icl in ((32, [0.1, 0.2]), (512, [0.6, 0.8])):
-        for seed, value in enumerate(icl):
-            for step, v in ((0, 0.03), (10, value)):
-                rows.append(
-                    {
-                        "run": f"K={k}_seed={seed}",
-                        "step": step,
-                        "suite": "icl",
-                        "metric": "accuracy",
-                        "value": v,
-                        "task.K": k,
-                    }
-                )
-    summary = claim1.summarise(pd.DataFrame(rows))
-    icl = summary[summary["suite"] == "icl"].set_index("task.K")
-    assert icl.loc[512, "mean"] == 0.7 and icl.loc[512, "min"] == 0.6 and icl.loc[32, "max"] == 0.2
-    assert claim1.crossing(summary) == "512"
-
-
-def test_claim1_script_runs_a_miniature_sweep_and_writes_its_table(tmp_path):
+def _grid(tmp_path: Path, name: str, axes: str) -> str:
+    """A grid file over the tiny config; ``axes`` is the body of its [grid] table."""
     (tmp_path / "tiny.toml").write_text(TINY)
-    grid = tmp_path / "grid.toml"
-    grid.write_text('base = "tiny.toml"\nname = "mini"\n[grid]\n"task.K" = [64, 128]\n"train.seed" = [0]\n')
-    claim1 = _load("claim1_data_complexity")
-    claim1.main(
-        [
-            "--grid",
-            str(grid),
-            "--out",
-            str(tmp_path / "results"),
-            "--runs",
-            str(tmp_path / "runs"),
-            "--workers",
-            "1",
-        ]
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'base = "tiny.toml"\nname = "{name}"\n[grid]\n{axes}')
+    return str(path)
+
+
+def _run(script: str, tmp_path: Path, grids: list[str]) -> str:
+    """Run a claim script's main on ``grids`` into tmp_path; return its Markdown."""
+    module = _load(script)
+    out = tmp_path / "results"
+    module.main(
+        ["--grid", *grids, "--out", str(out), "--runs", str(tmp_path / "runs"), "--workers", "1", "--no-png"]
     )
-    text = (tmp_path / "results" / "claim1_K.md").read_text()
-    assert "| 64 |" in text and "| 128 |" in text and "Smallest K with mean icl >= 0.5" in text
-    assert (tmp_path / "results" / "claim1_K.html").is_file()
+    assert (out / f"{script}.html").is_file()
+    return (out / f"{script}.md").read_text()
+
+
+def test_claim1_script_reports_each_sweep_and_the_K_crossing(tmp_path):
+    grids = [
+        _grid(tmp_path, "mini_K", '"task.K" = [64, 128]\n"train.seed" = [0, 1]\n'),
+        _grid(tmp_path, "mini_B", '"task.B" = [1, 2]\n"train.seed" = [0]\n'),
+    ]
+    text = _run("claim1_data_complexity", tmp_path, grids)
+    assert "## K\n" in text and "| 64 | " in text and "| 128 | " in text
+    assert "Smallest K with mean icl >= 0.5:" in text
+    assert "## B (at " not in text and "## B\n" in text and "| 1 | " in text and "| 2 | " in text
+    assert "(6 runs: 6 trained, 0 reused)" in text  # 4 + 2 points
+
+
+def test_claim2_script_reports_thresholds_onsets_and_a_verdict_per_position_type(tmp_path):
+    grid = _grid(
+        tmp_path,
+        "mini2",
+        '"model.positions" = ["onehot", "rope"]\n"task.K" = [64, 128]\n"train.seed" = [0]\n',
+    )
+    text = _run("claim2_positions", tmp_path, [grid])
+    assert "| onehot | 64 | " in text and "| rope | 128 | " in text
+    assert "| positions | threshold K |" in text and "## Verdict" in text and "Under correct RoPE" in text
+    runs = pd.read_csv(tmp_path / "results" / "claim2_positions_runs.csv")
+    assert len(runs) == 4 and {"icl_onset", "induction_onset", "final_ih", "final_prev_token_label"} <= set(
+        runs
+    )
+
+
+def test_claim2_verdict_compares_each_rope_with_onehot():
+    claim2 = _load("claim2_positions")
+    onsets = pd.Series({("onehot", 512): 300.0, ("rope", 512): 900.0, ("rope_paper", 512): 250.0})
+    lines = claim2.verdict({"onehot": 512.0, "rope": 2048.0, "rope_paper": math.nan}, onsets, 8192)
+    assert "correct RoPE: threshold K 2048 vs one-hot 512 (raised)" in lines[0]
+    assert "K=512: +600 steps (delayed)" in lines[0] and lines[0].endswith("Claim 2 holds.")
+    assert "threshold K > 8192" in lines[1] and "not delayed" in lines[1] and "holds in part" in lines[1]
+
+
+def test_claim3_script_reports_a_threshold_per_model_size(tmp_path):
+    grids = [
+        _grid(tmp_path, "mini_heads", '"model.n_heads" = [1, 2]\n"task.K" = [64, 128]\n"train.seed" = [0]\n'),
+        _grid(
+            tmp_path, "mini_layers", '"model.n_layers" = [2, 3]\n"task.K" = [64, 128]\n"train.seed" = [0]\n'
+        ),
+    ]
+    text = _run("claim3_scaling", tmp_path, grids)
+    assert "| n_heads | threshold K |" in text and "| n_layers | threshold K |" in text
+    assert "| 2 | 128 | " in text and "| 3 | 64 | " in text
+
+
+def test_claim5_script_scores_and_ablates_the_best_induction_head_of_every_run(tmp_path):
+    grid = _grid(tmp_path, "mini5", '"task.K" = [64, 128]\n"train.seed" = [0, 1]\n')
+    text = _run("claim5_mechanism", tmp_path, [grid])
+    assert "| pearson |" in text and "| spearman |" in text and "| sweep mini5 | 4 |" in text
+    runs = pd.read_csv(tmp_path / "results" / "claim5_mechanism_runs.csv")
+    assert len(runs) == 4 and runs["best_head"].str.fullmatch(r"L[01]H0").all()
+    assert ((runs["icl"] - runs["icl_ablated"] - runs["icl_drop"]).abs() < 1e-6).all()
 
 
 def test_multimodal_asymmetry_script_runs_a_miniature_sweep(tmp_path):
     asym = _load("multimodal_asymmetry")
     asym.main(
-        ["--k2", "32", "64", "--steps", "4", "--out", str(tmp_path / "results"), "--runs", str(tmp_path)]
+        [
+            "--k2",
+            "32",
+            "64",
+            "--steps",
+            "4",
+            "--out",
+            str(tmp_path / "results"),
+            "--runs",
+            str(tmp_path),
+            "--no-png",
+        ]
     )
     text = (tmp_path / "results" / "multimodal_asymmetry.md").read_text()
     assert text.count("| stage 2 ") == 2 and text.count("| early fusion ") == 2
     assert "Smallest K2 where multimodal icl reaches 0.5" in text
-
-
-def test_claim2_script_runs_a_miniature_sweep_and_reports_each_position_type(tmp_path):
-    (tmp_path / "tiny.toml").write_text(TINY)
-    grid = tmp_path / "grid.toml"
-    grid.write_text(
-        'base = "tiny.toml"\nname = "mini2"\n[grid]\n"model.positions" = ["onehot", "rope"]\n'
-        '"task.K" = [64]\n"train.seed" = [0]\n'
-    )
-    claim2 = _load("claim2_positions")
-    claim2.main(
-        [
-            "--grid",
-            str(grid),
-            "--out",
-            str(tmp_path / "results"),
-            "--runs",
-            str(tmp_path / "runs"),
-            "--workers",
-            "1",
-        ]
-    )
-    text = (tmp_path / "results" / "claim2_positions.md").read_text()
-    assert "| onehot | 64 |" in text and "| rope | 64 |" in text
-    assert "Smallest K with mean icl >= 0.5: onehot" in text
-
-
-def test_claim2_thresholds_and_onsets_on_a_hand_made_table():
-    claim2 = _load("claim2_positions")
-    rows = []
-    for pos, k, curve in (("onehot", 128, [0.03, 0.9, 1.0]), ("rope", 128, [0.03, 0.05, 0.1])):
-        for step, v in zip((0, 100, 200), curve, strict=True):
-            for suite, value in (("icl", v), ("iwl", 0.05)):
-                rows.append(
-                    {
-                        "run": f"{pos}",
-                        "step": step,
-                        "suite": suite,
-                        "metric": "accuracy",
-                        "value": value,
-                        "model.positions": pos,
-                        "task.K": k,
-                    }
-                )
-    summary = claim2.summarise(pd.DataFrame(rows)).set_index("model.positions")
-    assert 0 < summary.loc["onehot", "onset"] < 100  # half the rise (0.515) is crossed before step 100
-    assert summary.loc["rope", "onset"] != summary.loc["rope", "onset"]  # NaN: never reached 0.5
-    assert claim2.thresholds(summary.reset_index()) == {"onehot": "128", "rope": "none up to 128"}

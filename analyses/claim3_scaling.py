@@ -1,0 +1,99 @@
+"""Claim 3 (SCIENCE.md section 6): more heads (and less so more layers) shift learning toward
+IWL; bigger models need stronger statistical cues (a larger K) for ICL.
+
+Two K sweeps of the default config, two seeds each: the number of heads in {1, 2, 4, 8} at 2
+layers (``grids/claim3_heads.toml``; every head keeps the default width d_head = 57, so more
+heads is a wider model) and the number of layers in {2, 3, 4} with one head
+(``grids/claim3_layers.toml``). Writes the threshold K (smallest K whose mean final icl
+accuracy reaches 0.5) per model size and the final icl / iwl per (size, K) to
+``analyses/results/claim3_scaling.md``, and one figure (HTML; PNG with kaleido).
+
+    .venv/bin/python analyses/claim3_scaling.py [--grid FILE ...] [--out DIR] [--workers N]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+from mmicl_interp.sweep.summary import (
+    claim_parser,
+    final_values,
+    format_threshold,
+    markdown_table,
+    run_grids,
+    save_figure,
+    short,
+    spread_trace,
+    swept_keys,
+    threshold,
+    wide,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = [ROOT / "analyses" / "grids" / f"claim3_{part}.toml" for part in ("heads", "layers")]
+K = "task.K"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results").parse_args(argv)
+    done = run_grids(args.grid, args.runs, args.workers)
+    lines = [
+        "# Claim 3: model scaling vs the data-complexity threshold",
+        "",
+        f"Final accuracy after {done.steps()} steps, mean [min, max] over the seeds of each point. "
+        "Threshold K = smallest K whose mean final icl reaches 0.5 ('> K' when none of the swept K "
+        f"did). Command: `.venv/bin/python analyses/claim3_scaling.py`; wall time {done.timing()}.",
+    ]
+    fig = make_subplots(
+        rows=1,
+        cols=2 * len(done.grids),
+        subplot_titles=[f"{g.name}: {suite}" for g in done.grids for suite in ("icl", "iwl")],
+    )
+    for gi, result in enumerate(done.results):
+        keys = swept_keys(result.table)
+        size = next(k for k in keys if k != K)
+        summary = final_values(result.table, [size, K])
+        found = threshold(summary, K, by=[size])
+        largest = summary[K].max()
+        lines += ["", f"## {short(size)}", ""]
+        lines += markdown_table(
+            [short(size), "threshold K"], [[v, format_threshold(t, largest)] for v, t in found.items()]
+        )
+        lines += [""]
+        table = wide(summary, [size, K])
+        lines += markdown_table(
+            [short(size), "K", "icl", "iwl"],
+            [[r[size], r[K], r["icl"], r["iwl"]] for _, r in table.iterrows()],
+        )
+        values = sorted(summary[size].unique())
+        colours = sample_colorscale("Viridis", [i / max(len(values) - 1, 1) for i in range(len(values))])
+        for value, colour in zip(values, colours, strict=True):
+            for si, suite in enumerate(("icl", "iwl")):
+                rows = summary[(summary[size] == value) & (summary["suite"] == suite)]
+                fig.add_trace(
+                    spread_trace(
+                        rows, K, f"{short(size)}={value}", line=dict(color=colour), showlegend=si == 0
+                    ),
+                    row=1,
+                    col=2 * gi + si + 1,
+                )
+    fig.update_xaxes(type="log", title_text="K")
+    fig.update_yaxes(range=[0, 1.05])
+    fig.update_yaxes(title_text="final accuracy", row=1, col=1)
+    fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
+    fig.update_layout(
+        title="Claim 3: final icl and iwl vs K by heads and by layers (error bars: min/max over seeds)",
+        template="plotly_white",
+        width=1500,
+        height=450,
+    )
+    save_figure(fig, args.out, "claim3_scaling", png=not args.no_png)
+    (Path(args.out) / "claim3_scaling.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Summaries of sweep tables, shared by the ``analyses/`` claim scripts.
+
+A sweep table (:func:`~mmicl_interp.sweep.runner.sweep_table`) has one row per run x eval
+step x suite x metric, with one column per swept key. The claims read the *final* values:
+
+- :func:`final_values`: the last eval step of each run, then mean / min / max / count over
+  the runs that share the other swept values (the seeds), per suite;
+- :func:`threshold`: the smallest value of a key (e.g. ``task.K``) whose mean reaches a
+  level (e.g. icl accuracy >= 0.5), per value of the other keys;
+- :func:`markdown_table` / :func:`spread`: the Markdown the scripts commit;
+- :func:`run_grids` and :func:`claim_parser`: the command-line shape every script shares
+  (``--grid``, ``--out``, ``--runs``, ``--workers``, ``--no-png``);
+- :func:`save_figure`: HTML always, PNG when kaleido and a Chromium can run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from mmicl_interp.sweep.executors import make_executor
+from mmicl_interp.sweep.grid import Grid, load_grid
+from mmicl_interp.sweep.runner import BASE_COLUMNS, SweepResult, run_sweep
+
+SEED_KEY = "train.seed"
+"""The swept key that makes repeats of one point; summaries average over it."""
+
+
+def swept_keys(table: pd.DataFrame, exclude: Sequence[str] = (SEED_KEY,)) -> list[str]:
+    """The swept-value columns of a sweep table (every column but run/step/suite/metric/value)."""
+    return [c for c in table.columns if c not in BASE_COLUMNS and c not in exclude]
+
+
+def final_rows(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Each run's rows at its last eval step, for one metric."""
+    rows = table[table["metric"] == metric]
+    return rows[rows["step"] == rows.groupby("run")["step"].transform("max")]
+
+
+def final_values(
+    table: pd.DataFrame,
+    keys: Sequence[str] | None = None,
+    *,
+    metric: str = "accuracy",
+    suites: Sequence[str] = ("icl", "iwl", "icl_flip"),
+) -> pd.DataFrame:
+    """Final ``metric`` per (keys..., suite): mean, min, max and count over the repeats (seeds).
+
+    ``keys`` defaults to every swept column except ``train.seed``. Rows are sorted by keys.
+    """
+    keys = swept_keys(table) if keys is None else list(keys)
+    missing = [k for k in keys if k not in table.columns]
+    if missing:
+        raise ValueError(f"keys {missing} are not columns of the sweep table; swept: {swept_keys(table)}")
+    last = final_rows(table, metric)
+    last = last[last["suite"].isin(list(suites))]
+    out = last.groupby([*keys, "suite"], sort=True)["value"].agg(["mean", "min", "max", "count"])
+    return out.reset_index()
+
+
+def threshold(
+    summary: pd.DataFrame,
+    key: str = "task.K",
+    *,
+    by: Sequence[str] = (),
+    suite: str = "icl",
+    level: float = 0.5,
+) -> dict[Any, float]:
+    """Smallest ``key`` whose mean ``suite`` value reaches ``level``, per value of ``by``.
+
+    Returns ``{by-value (or None when by is empty): threshold}``, NaN where no swept value
+    reaches the level. ``summary`` is a :func:`final_values` table.
+    """
+    rows = summary[summary["suite"] == suite]
+    if not by:
+        hit = rows[rows["mean"] >= level]
+        return {None: float(hit[key].min()) if len(hit) else math.nan}
+    out: dict[Any, float] = {}
+    for value, part in rows.groupby(list(by) if len(by) > 1 else by[0], sort=True):
+        hit = part[part["mean"] >= level]
+        out[value] = float(hit[key].min()) if len(hit) else math.nan
+    return out
+
+
+def format_threshold(value: float, largest: float) -> str:
+    """A threshold for a table: the value, or ``> largest`` when none was reached."""
+    return f"> {largest:g}" if math.isnan(value) else f"{value:g}"
+
+
+def spread(row: pd.Series | dict, digits: int = 3) -> str:
+    """``mean [min, max]`` of a :func:`final_values` row (just the mean for one repeat)."""
+    mean, lo, hi = row["mean"], row["min"], row["max"]
+    if row.get("count", 2) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def wide(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per swept combination, one ``spread`` text column per suite."""
+    cells = summary.assign(text=summary.apply(spread, axis=1))
+    return cells.pivot_table(index=list(keys), columns="suite", values="text", aggfunc="first").reset_index()
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """A GitHub Markdown table as lines."""
+    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def short(key: str) -> str:
+    """The field name of a dotted key (``task.K`` -> ``K``)."""
+    return key.rsplit(".", 1)[-1]
+
+
+@dataclass
+class GridsResult:
+    """Sweeps run by :func:`run_grids`, in the order given, with their total wall time."""
+
+    grids: list[Grid]
+    results: list[SweepResult]
+    wall_s: float
+
+    @property
+    def n_runs(self) -> int:
+        return sum(len(r.results) for r in self.results)
+
+    @property
+    def n_trained(self) -> int:
+        return sum(r.n_trained for r in self.results)
+
+    def timing(self) -> str:
+        """``"12.3 min (40 runs: 38 trained, 2 reused)"``."""
+        reused = self.n_runs - self.n_trained
+        return f"{self.wall_s / 60:.1f} min ({self.n_runs} runs: {self.n_trained} trained, {reused} reused)"
+
+    def steps(self) -> int:
+        """Training steps of the first grid's first point (the budget the claim used)."""
+        return self.grids[0].points()[0].config.train.steps
+
+
+def run_grids(
+    grids: Sequence[str | Path],
+    runs: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> GridsResult:
+    """Run each grid with the local executor into ``runs/<grid name>`` (default: checkpoints/)."""
+    loaded = [load_grid(g) for g in grids]
+    t0 = time.perf_counter()
+    results = []
+    for grid in loaded:
+        out = None if runs is None else Path(runs) / grid.name
+        results.append(run_sweep(grid, out, executor=make_executor("local", workers), progress=progress))
+    return GridsResult(loaded, results, time.perf_counter() - t0)
+
+
+def claim_parser(doc: str, grids: Sequence[str | Path], out: str | Path) -> argparse.ArgumentParser:
+    """The argument parser the claim scripts share; ``doc``'s first paragraph is its help."""
+    parser = argparse.ArgumentParser(description=doc.strip().split("\n\n")[0])
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        default=[str(g) for g in grids],
+        help="grid TOML files (default: %(default)s)",
+    )
+    parser.add_argument("--out", default=str(out), help="results folder (default: %(default)s)")
+    parser.add_argument("--runs", default=None, help="folder of the sweeps (default: checkpoints/)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: all cores)")
+    parser.add_argument("--no-png", action="store_true", help="skip the PNG copies of the figures")
+    return parser
+
+
+def spread_trace(rows: pd.DataFrame, x: str, name: str, **scatter: Any) -> go.Scatter:
+    """A lines+markers trace of a :func:`final_values` slice: the mean, min/max as error bars."""
+    return go.Scatter(
+        x=rows[x],
+        y=rows["mean"],
+        name=name,
+        mode="lines+markers",
+        error_y=dict(
+            type="data",
+            symmetric=False,
+            array=rows["max"] - rows["mean"],
+            arrayminus=rows["mean"] - rows["min"],
+        ),
+        **scatter,
+    )
+
+
+def save_figure(fig: go.Figure, out: str | Path, stem: str, png: bool = True) -> list[Path]:
+    """Write ``out/stem.html`` (plotly.js inlined, works offline) and ``out/stem.png`` when possible.
+
+    The PNG needs kaleido (the ``png`` extra) and a Chromium; when either is missing the
+    reason is printed and only the HTML is written.
+    """
+    from mmicl_interp.plots.figures import export_png, png_export_available
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{stem}.html"]
+    fig.write_html(written[0], include_plotlyjs=True)
+    if png:
+        if not png_export_available():
+            print(f"no PNG for {stem}: kaleido is not installed (pip install '.[png]')")
+        else:
+            try:
+                written.append(export_png(fig, out / f"{stem}.png"))
+            except Exception as err:  # kaleido raises several types when no Chromium starts
+                print(f"no PNG for {stem}: {type(err).__name__}: {err}")
+    return written
+
+
+__all__ = [
+    "SEED_KEY",
+    "GridsResult",
+    "claim_parser",
+    "final_rows",
+    "final_values",
+    "format_threshold",
+    "markdown_table",
+    "run_grids",
+    "save_figure",
+    "short",
+    "spread",
+    "spread_trace",
+    "swept_keys",
+    "threshold",
+    "wide",
+]

@@ -1,0 +1,111 @@
+"""The sweep-table summaries the claim scripts share (hand-made tables, no training)."""
+
+import math
+import shutil
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from mmicl_interp.plots import figures
+from mmicl_interp.sweep import summary as sm
+
+
+def _table(points: dict[tuple[int, int], dict[str, list[float]]]) -> pd.DataFrame:
+    """A sweep table over (K, seed): each suite's accuracy curve at steps 0, 10, 20, ..."""
+    rows = []
+    for (k, seed), curves in points.items():
+        for suite, curve in curves.items():
+            for i, value in enumerate(curve):
+                for metric, v in (("accuracy", value), ("loss", 1.0 - value)):
+                    rows.append(
+                        dict(run=f"K={k}_seed={seed}", step=10 * i, suite=suite, metric=metric, value=v)
+                        | {"task.K": k, "train.seed": seed}
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_final_values_take_each_runs_last_step_and_spread_over_seeds():
+    table = _table(
+        {
+            (32, 0): {"icl": [0.0, 0.9, 0.1], "iwl": [0.0, 1.0, 1.0]},
+            (32, 1): {"icl": [0.0, 0.0, 0.3], "iwl": [0.0, 1.0, 0.8]},
+            (512, 0): {"icl": [0.0, 0.7], "iwl": [0.0, 0.1]},  # a shorter run: its last step is 10
+        }
+    )
+    out = sm.final_values(table).set_index(["task.K", "suite"])
+    assert sm.swept_keys(table) == ["task.K"]
+    assert out.loc[(32, "icl"), "mean"] == pytest.approx(0.2)
+    assert (out.loc[(32, "icl"), "min"], out.loc[(32, "icl"), "max"]) == (0.1, 0.3)
+    assert out.loc[(32, "iwl"), "count"] == 2 and out.loc[(512, "icl"), "mean"] == 0.7
+    assert set(out.index.get_level_values("suite")) == {"icl", "iwl"}
+
+
+def test_final_values_name_an_unknown_key():
+    with pytest.raises(ValueError, match=r"model.n_heads.*task.K"):
+        sm.final_values(_table({(32, 0): {"icl": [0.0, 1.0]}}), ["model.n_heads"])
+
+
+def test_threshold_is_the_smallest_K_reaching_the_level_per_group_and_nan_when_none():
+    summary = pd.DataFrame(
+        {
+            "heads": [1, 1, 1, 8, 8, 8],
+            "task.K": [128, 512, 2048] * 2,
+            "suite": ["icl"] * 6,
+            "mean": [0.1, 0.6, 0.4, 0.1, 0.2, 0.3],
+        }
+    )
+    assert sm.threshold(summary, by=["heads"]) == {1: 512.0, 8: pytest.approx(math.nan, nan_ok=True)}
+    assert sm.threshold(summary)[None] == 512.0
+    assert sm.threshold(summary, level=0.05)[None] == 128.0
+    assert sm.format_threshold(math.nan, 2048) == "> 2048" and sm.format_threshold(512.0, 2048) == "512"
+
+
+def test_spread_wide_and_markdown_table_format_the_summary():
+    summary = pd.DataFrame(
+        {
+            "task.K": [32, 32],
+            "suite": ["icl", "iwl"],
+            "mean": [0.2, 0.9],
+            "min": [0.1, 0.8],
+            "max": [0.3, 1.0],
+            "count": [2, 2],
+        }
+    )
+    assert sm.spread(summary.iloc[0]) == "0.200 [0.100, 0.300]"
+    assert sm.spread({"mean": 0.5, "min": 0.5, "max": 0.5, "count": 1}) == "0.500"
+    row = sm.wide(summary, ["task.K"]).iloc[0]
+    assert row["task.K"] == 32 and row["iwl"] == "0.900 [0.800, 1.000]"
+    assert sm.markdown_table(["K", "icl"], [[32, "0.2"]]) == ["| K | icl |", "|---|---|", "| 32 | 0.2 |"]
+    assert sm.short("model.n_heads") == "n_heads"
+
+
+def test_save_figure_writes_html_and_reports_a_missing_png_exporter(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(figures, "png_export_available", lambda: False)
+    written = sm.save_figure(go.Figure(go.Scatter(x=[1, 2], y=[0, 1])), tmp_path / "r", "fig")
+    assert (
+        written == [tmp_path / "r" / "fig.html"] and written[0].stat().st_size > 100_000
+    )  # plotly.js inlined
+    assert not (tmp_path / "r" / "fig.png").exists()
+    assert "kaleido is not installed" in capsys.readouterr().out
+
+
+def test_save_figure_survives_a_png_exporter_that_fails(tmp_path, monkeypatch, capsys):
+    def broken(fig, path, **kw):
+        raise RuntimeError("no chromium")
+
+    monkeypatch.setattr(figures, "png_export_available", lambda: True)
+    monkeypatch.setattr(figures, "export_png", broken)
+    written = sm.save_figure(go.Figure(), tmp_path, "fig")
+    assert written == [tmp_path / "fig.html"]
+    assert "no PNG for fig: RuntimeError: no chromium" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(
+    not figures.png_export_available() or not (shutil.which("chromium") or shutil.which("chromium-browser")),
+    reason="PNG export needs kaleido (the png extra) and a Chromium",
+)
+def test_save_figure_writes_a_real_png_when_kaleido_and_chromium_are_there(tmp_path):
+    written = sm.save_figure(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])), tmp_path, "fig")
+    assert [p.name for p in written] == ["fig.html", "fig.png"]
+    assert written[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[1].stat().st_size > 1000
