@@ -3,7 +3,7 @@
 Four sweeps of the default config, two seeds of the training data stream each
 (``train.seed``): the number of classes K from 2^5 to 2^13 (``grids/claim1_K.toml``);
 burstiness B (``grids/claim1_B.toml``) and within-class noise eps (``grids/claim1_eps.toml``)
-at K = 256, near the K transition; and Zipf alpha in {0, 1} at K = 256 and 1024
+at K = 128, just below the K transition; and Zipf alpha in {0, 1} at K = 256, 512 and 1024
 (``grids/claim1_alpha.toml``). Writes final icl / iwl / icl_flip accuracy per point (mean
 [min, max] over seeds) and the smallest K where icl reaches 0.5 to
 ``analyses/results/claim1_data_complexity.md``, and one figure (HTML; PNG with kaleido).
@@ -23,12 +23,12 @@ from mmicl_interp.sweep.summary import (
     format_threshold,
     markdown_table,
     run_grids,
-    save_figure,
     short,
     spread_trace,
     swept_keys,
     threshold,
     wide,
+    write_results,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,15 +83,14 @@ def main(argv: list[str] | None = None) -> None:
         fig.update_xaxes(title_text=short(x), type="log" if x == "task.K" else "linear", row=1, col=col)
     fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
     fig.update_yaxes(title_text="final accuracy", range=[0, 1.05], row=1, col=1)
-    fig.update_layout(
+    write_results(
+        args.out,
+        "claim1_data_complexity",
+        lines,
+        fig,
         title="Claim 1: icl and iwl vs data complexity (error bars: min/max over seeds)",
-        template="plotly_white",
-        width=1400,
-        height=450,
+        png=not args.no_png,
     )
-    save_figure(fig, args.out, "claim1_data_complexity", png=not args.no_png)
-    (Path(args.out) / "claim1_data_complexity.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

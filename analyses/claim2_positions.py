@@ -33,10 +33,10 @@ from mmicl_interp.sweep.summary import (
     format_threshold,
     markdown_table,
     run_grids,
-    save_figure,
     spread_trace,
     threshold,
     wide,
+    write_results,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,17 +176,16 @@ def main(argv: list[str] | None = None) -> None:
     fig.update_xaxes(type="log", title_text="K", row=1, col=1)
     fig.update_xaxes(title_text="step", row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=3)
-    fig.update_layout(
+    write_results(
+        args.out,
+        "claim2_positions",
+        lines,
+        fig,
         title="Claim 2: one-hot / learned APE vs correct / published RoPE (one line per seed)",
-        template="plotly_white",
         width=1500,
-        height=450,
+        png=not args.no_png,
+        csv={"claim2_positions_runs.csv": runs},
     )
-    save_figure(fig, args.out, "claim2_positions", png=not args.no_png)
-    out = Path(args.out)
-    runs.to_csv(out / "claim2_positions_runs.csv", index=False, float_format="%.4f")
-    (out / "claim2_positions.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ from mmicl_interp.sweep.summary import (
     format_threshold,
     markdown_table,
     run_grids,
-    save_figure,
     short,
     spread_trace,
     swept_keys,
     threshold,
     wide,
+    write_results,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,15 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     fig.update_yaxes(range=[0, 1.05])
     fig.update_yaxes(title_text="final accuracy", row=1, col=1)
     fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
-    fig.update_layout(
+    write_results(
+        args.out,
+        "claim3_scaling",
+        lines,
+        fig,
         title="Claim 3: final icl and iwl vs K by heads and by layers (error bars: min/max over seeds)",
-        template="plotly_white",
         width=1500,
-        height=450,
+        png=not args.no_png,
     )
-    save_figure(fig, args.out, "claim3_scaling", png=not args.no_png)
-    (Path(args.out) / "claim3_scaling.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from mmicl_interp.analyses.ablation import ablate_heads
 from mmicl_interp.analyses.attention import attention_measures
 from mmicl_interp.analyses.correlation import correlation
 from mmicl_interp.runs import Run, load_run
-from mmicl_interp.sweep.summary import claim_parser, markdown_table, run_grids, save_figure
+from mmicl_interp.sweep.summary import claim_parser, markdown_table, run_grids, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID_DIR = ROOT / "analyses" / "grids"
@@ -135,45 +135,37 @@ def main(argv: list[str] | None = None) -> None:
         cols=2,
         subplot_titles=["final icl vs best induction strength", "ablating the best induction head"],
     )
+    panels = ((1, "best_ih", "icl"), (2, "iwl_drop", "icl_drop"))
     for sweep, part in runs.groupby("sweep", sort=False):
         text = part["run"] + " (" + part["best_head"] + ")"
-        fig.add_scatter(
-            x=part["best_ih"],
-            y=part["icl"],
-            mode="markers",
-            name=sweep,
-            legendgroup=sweep,
-            text=text,
-            row=1,
-            col=1,
-        )
-        fig.add_scatter(
-            x=part["iwl_drop"],
-            y=part["icl_drop"],
-            mode="markers",
-            name=sweep,
-            legendgroup=sweep,
-            showlegend=False,
-            text=text,
-            row=1,
-            col=2,
-        )
+        for col, x, y in panels:
+            fig.add_scatter(
+                x=part[x],
+                y=part[y],
+                mode="markers",
+                name=sweep,
+                legendgroup=sweep,
+                showlegend=col == 1,
+                text=text,
+                row=1,
+                col=col,
+            )
     fig.update_xaxes(title_text="best-head induction strength (ih)", row=1, col=1)
     fig.update_yaxes(title_text="final icl accuracy", row=1, col=1)
     fig.update_xaxes(title_text="iwl accuracy drop", row=1, col=2)
     fig.update_yaxes(title_text="icl accuracy drop", row=1, col=2)
     p = stats["pearson"]
-    fig.update_layout(
+    write_results(
+        args.out,
+        "claim5_mechanism",
+        lines,
+        fig,
         title=f"Claim 5 across {len(runs)} runs: Pearson r = {p.value:.2f} [{p.lo:.2f}, {p.hi:.2f}]",
-        template="plotly_white",
         width=1300,
         height=500,
+        png=not args.no_png,
+        csv={"claim5_mechanism_runs.csv": runs},
     )
-    out = Path(args.out)
-    save_figure(fig, out, "claim5_mechanism", png=not args.no_png)
-    runs.to_csv(out / "claim5_mechanism_runs.csv", index=False, float_format="%.4f")
-    (out / "claim5_mechanism.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

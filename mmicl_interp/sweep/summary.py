@@ -10,7 +10,8 @@ step x suite x metric, with one column per swept key. The claims read the *final
 - :func:`markdown_table` / :func:`spread`: the Markdown the scripts commit;
 - :func:`run_grids` and :func:`claim_parser`: the command-line shape every script shares
   (``--grid``, ``--out``, ``--runs``, ``--workers``, ``--no-png``);
-- :func:`save_figure`: HTML always, PNG when kaleido and a Chromium can run.
+- :func:`save_figure`: HTML always, PNG when kaleido and a Chromium can run;
+  :func:`write_results` saves a script's figure, Markdown and CSV tables together.
 """
 
 from __future__ import annotations
@@ -219,6 +220,29 @@ def save_figure(fig: go.Figure, out: str | Path, stem: str, png: bool = True) ->
     return written
 
 
+def write_results(
+    out: str | Path,
+    stem: str,
+    lines: Sequence[str],
+    fig: go.Figure,
+    *,
+    title: str,
+    width: int = 1400,
+    height: int = 450,
+    png: bool = True,
+    csv: dict[str, pd.DataFrame] | None = None,
+) -> None:
+    """Finish a claim script: lay out and save its figure, write ``out/stem.md`` (and any
+    ``csv`` tables, name -> frame), and print the Markdown."""
+    out = Path(out)
+    fig.update_layout(title=title, template="plotly_white", width=width, height=height)
+    save_figure(fig, out, stem, png=png)
+    for name, frame in (csv or {}).items():
+        frame.to_csv(out / name, index=False, float_format="%.4f")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 __all__ = [
     "SEED_KEY",
     "GridsResult",
@@ -235,4 +259,5 @@ __all__ = [
     "swept_keys",
     "threshold",
     "wide",
+    "write_results",
 ]
