@@ -60,8 +60,14 @@ def main(argv: list[str] | None = None) -> None:
             [[r[k] for k in keys] + [r.get(s, "-") for s in SUITES] for _, r in table.iterrows()],
         )
         if keys == ["task.K"]:
+            largest = summary["task.K"].max()
             k = threshold(summary, "task.K")[None]
-            lines += ["", f"Smallest K with mean icl >= 0.5: {format_threshold(k, summary['task.K'].max())}."]
+            k_log = threshold(summary, "task.K", interpolate=True)[None]
+            lines += [
+                "",
+                f"Smallest K with mean icl >= 0.5: {format_threshold(k, largest)} (log-interpolated "
+                f"crossing: K = {format_threshold(k_log, largest)}).",
+            ]
         x, groups = keys[0], keys[1:]
         for gi, (group, part) in enumerate(summary.groupby(groups, sort=True) if groups else [((), summary)]):
             group = group if isinstance(group, tuple) else (group,)

@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     result = done.results[0]
     summary = final_values(result.table, [POS, K], suites=("icl", "iwl"))
     found = threshold(summary, K, by=[POS])
+    crossing = threshold(summary, K, by=[POS], interpolate=True)
     largest = summary[K].max()
     scores, runs = run_circuits(done.grids[0], result)
     positions = list(dict.fromkeys(result.table[POS]))
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
     ]
     lines += markdown_table(
-        ["positions", "threshold K"], [[p, format_threshold(found[p], largest)] for p in positions]
+        ["positions", "threshold K", "crossing K (log-interpolated)"],
+        [[p, format_threshold(found[p], largest), format_threshold(crossing[p], largest)] for p in positions],
     )
     table = wide(summary, [POS, K]).set_index([POS, K])
     onset = {c: mean_over_learners(runs, c) for c in ("icl_onset", "induction_onset", "prev_token_onset")}

@@ -74,26 +74,38 @@ def threshold(
     by: Sequence[str] = (),
     suite: str = "icl",
     level: float = 0.5,
+    interpolate: bool = False,
 ) -> dict[Any, float]:
     """Smallest ``key`` whose mean ``suite`` value reaches ``level``, per value of ``by``.
 
     Returns ``{by-value (or None when by is empty): threshold}``, NaN where no swept value
-    reaches the level. ``summary`` is a :func:`final_values` table.
+    reaches the level. With ``interpolate``, the crossing is placed between that value
+    ``k1`` and the swept value before it ``k0`` (mean ``v0 < level <= v1``) on a log scale:
+    ``k0 * (k1 / k0) ** ((level - v0) / (v1 - v0))``; the smallest swept value when it
+    already reaches the level. ``summary`` is a :func:`final_values` table.
     """
     rows = summary[summary["suite"] == suite]
-    if not by:
-        hit = rows[rows["mean"] >= level]
-        return {None: float(hit[key].min()) if len(hit) else math.nan}
+    parts = rows.groupby(list(by) if len(by) > 1 else by[0], sort=True) if by else [(None, rows)]
     out: dict[Any, float] = {}
-    for value, part in rows.groupby(list(by) if len(by) > 1 else by[0], sort=True):
-        hit = part[part["mean"] >= level]
-        out[value] = float(hit[key].min()) if len(hit) else math.nan
+    for value, part in parts:
+        curve = part.groupby(key)["mean"].mean().sort_index()
+        hit = [i for i, v in enumerate(curve.to_numpy()) if v >= level]
+        if not hit:
+            out[value] = math.nan
+            continue
+        i = hit[0]
+        k1, v1 = float(curve.index[i]), float(curve.iloc[i])
+        if not interpolate or i == 0:
+            out[value] = k1
+            continue
+        k0, v0 = float(curve.index[i - 1]), float(curve.iloc[i - 1])
+        out[value] = k0 * (k1 / k0) ** ((level - v0) / (v1 - v0))
     return out
 
 
 def format_threshold(value: float, largest: float) -> str:
-    """A threshold for a table: the value, or ``> largest`` when none was reached."""
-    return f"> {largest:g}" if math.isnan(value) else f"{value:g}"
+    """A threshold for a table: the value (3 significant digits), or ``> largest`` when none was reached."""
+    return f"> {largest:g}" if math.isnan(value) else f"{value:.3g}"
 
 
 def spread(row: pd.Series | dict, digits: int = 3) -> str:

@@ -56,9 +56,18 @@ def test_threshold_is_the_smallest_K_reaching_the_level_per_group_and_nan_when_n
         }
     )
     assert sm.threshold(summary, by=["heads"]) == {1: 512.0, 8: pytest.approx(math.nan, nan_ok=True)}
-    assert sm.threshold(summary)[None] == 512.0
-    assert sm.threshold(summary, level=0.05)[None] == 128.0
+    one = summary[summary["heads"] == 1]
+    assert sm.threshold(one)[None] == 512.0 and sm.threshold(one, level=0.05)[None] == 128.0
+    assert sm.threshold(summary)[None] != sm.threshold(summary)[None]  # no group split: K means 0.4 at 512
     assert sm.format_threshold(math.nan, 2048) == "> 2048" and sm.format_threshold(512.0, 2048) == "512"
+
+
+def test_interpolated_threshold_lies_between_the_grid_values_on_a_log_scale():
+    summary = pd.DataFrame({"task.K": [128, 512, 2048], "suite": ["icl"] * 3, "mean": [0.1, 0.9, 1.0]})
+    # 0.5 is halfway from 0.1 to 0.9: halfway between 128 and 512 in log2 K, i.e. 256
+    assert sm.threshold(summary, interpolate=True)[None] == pytest.approx(256.0)
+    assert sm.threshold(summary, level=0.05, interpolate=True)[None] == 128.0  # the first value reaches it
+    assert math.isnan(sm.threshold(summary, level=1.5, interpolate=True)[None])
 
 
 def test_spread_wide_and_markdown_table_format_the_summary():
