@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
         fig.update_xaxes(title_text=short(x), type="log" if x == "task.K" else "linear", row=1, col=col)
     fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
-    fig.update_yaxes(title_text="final accuracy", range=[0, 1.05], row=1, col=1)
+    fig.update_yaxes(range=[0, 1.05])
+    fig.update_yaxes(title_text="final accuracy", row=1, col=1)
     write_results(
         args.out,
         "claim1_data_complexity",

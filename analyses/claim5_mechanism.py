@@ -15,9 +15,11 @@ runs), the icl drop vs iwl drop of the ablation, per sweep and for the runs that
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
@@ -79,11 +81,13 @@ def mean_spread(values: pd.Series) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results").parse_args(argv)
     done = run_grids(args.grid, args.runs, args.workers)
+    t0 = time.perf_counter()
     rows = []
     todo = [(g.name, pr.run_dir) for g, r in zip(done.grids, done.results, strict=True) for pr in r.results]
     for sweep, run_dir in tqdm(todo, desc="best induction head per run", unit="run"):
         rows.append({"sweep": sweep, **run_row(load_run(run_dir))})
     runs = pd.DataFrame(rows)
+    analysis_s = time.perf_counter() - t0
     stats = {m: correlation(runs["best_ih"], runs["icl"], method=m, seed=0) for m in ("pearson", "spearman")}
     icl_runs = runs[runs["icl"] >= LEARNED]
     iwl_runs = runs[(runs["iwl"] >= LEARNED) & (runs["icl"] < LEARNED)]
@@ -93,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(runs)} runs from {len(done.grids)} sweeps ({', '.join(g.name for g in done.grids)}), each at "
         f"its last checkpoint, {N_SEQS} sequences per suite. Best induction head = highest ih on the icl "
         "suite over all heads; its ablation replaces its output by its mean over the suite's sequences. "
-        f"Command: `.venv/bin/python analyses/claim5_mechanism.py`; wall time {done.timing()} for the "
-        "sweeps (all reused when the claim 1-3 scripts ran first), plus the per-run analysis.",
+        f"Command: `.venv/bin/python analyses/claim5_mechanism.py`; sweeps: {done.timing()}; "
+        f"per-run analysis: {analysis_s:.0f} s.",
         "",
         "## Final icl accuracy vs best induction strength",
         "",
@@ -136,8 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         subplot_titles=["final icl vs best induction strength", "ablating the best induction head"],
     )
     panels = ((1, "best_ih", "icl"), (2, "iwl_drop", "icl_drop"))
-    for sweep, part in runs.groupby("sweep", sort=False):
+    for i, (sweep, part) in enumerate(runs.groupby("sweep", sort=False)):
         text = part["run"] + " (" + part["best_head"] + ")"
+        colour = qualitative.D3[i % len(qualitative.D3)]
         for col, x, y in panels:
             fig.add_scatter(
                 x=part[x],
@@ -145,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                 mode="markers",
                 name=sweep,
                 legendgroup=sweep,
+                marker=dict(color=colour),
                 showlegend=col == 1,
                 text=text,
                 row=1,

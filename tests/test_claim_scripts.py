@@ -46,7 +46,7 @@ def test_claim1_script_reports_each_sweep_and_the_K_crossing(tmp_path):
     assert "## K\n" in text and "| 64 | " in text and "| 128 | " in text
     assert "Smallest K with mean icl >= 0.5:" in text
     assert "## B (at " not in text and "## B\n" in text and "| 1 | " in text and "| 2 | " in text
-    assert "(6 runs: 6 trained, 0 reused)" in text  # 4 + 2 points
+    assert "(6 runs: 6 trained, 0 reused;" in text  # 4 + 2 points
 
 
 def test_claim2_script_reports_thresholds_onsets_and_a_verdict_per_position_type(tmp_path):

@@ -29,6 +29,9 @@ is NaN are dropped first):
   with ``interpolate=False`` it is ``s_i``, the first checkpoint at or after the crossing.
   No rise (``rise <= min_rise``), or fewer than 3 points, gives NaN. A falling curve has no
   onset. The curve is not smoothed: one noisy early checkpoint can cross first.
+- **Crossing step** of an absolute ``level`` (:func:`crossing_step`): the same first-crossing
+  rule with ``level`` in place of the run's own half-rise threshold, so runs that rise to
+  different heights compare (e.g. steps until icl accuracy reaches 0.5); NaN if never.
 - **Best head** for a measure: the head with the highest value at the run's last
   checkpoint (where the measure was scored).
 - **Lead / lag**: the lead of A over B is ``onset_B - onset_A`` in steps; positive means A
@@ -182,6 +185,46 @@ def correlation(
 
 
 # --------------------------------------------------------------------------- onsets
+def _sorted_finite(steps, values) -> tuple[np.ndarray, np.ndarray]:
+    s, v = _as_1d("steps", steps), _as_1d("values", values)
+    if s.shape != v.shape:
+        raise ValueError(f"steps and values must have the same length, got {len(s)} and {len(v)}")
+    keep = np.isfinite(s) & np.isfinite(v)
+    s, v = s[keep], v[keep]
+    order = np.argsort(s, kind="stable")
+    return s[order], v[order]
+
+
+def _crossing(s: np.ndarray, v: np.ndarray, level: float, interpolate: bool) -> float:
+    """First step where sorted ``v`` reaches ``level`` (NaN if never); interpolated from the point before."""
+    above = v >= level
+    if not above.any():
+        return math.nan
+    i = int(np.argmax(above))
+    if i == 0 or not interpolate:
+        return float(s[i])
+    t = (level - v[i - 1]) / (v[i] - v[i - 1])
+    return float(s[i - 1] + t * (s[i] - s[i - 1]))
+
+
+def crossing_step(
+    steps: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
+    level: float,
+    *,
+    interpolate: bool = True,
+) -> float:
+    """The step where a curve first reaches an absolute ``level`` (e.g. icl accuracy 0.5).
+
+    Unlike :func:`onset_step` (half of each run's own rise), the same level for every run,
+    so curves that rise to different heights compare. Linearly interpolated from the
+    checkpoint before by default; the first checkpoint when it already starts at the level;
+    NaN when the curve never reaches it.
+    """
+    s, v = _sorted_finite(steps, values)
+    return _crossing(s, v, level, interpolate)
+
+
 def onset_step(
     steps: Sequence[float] | np.ndarray,
     values: Sequence[float] | np.ndarray,
@@ -198,24 +241,14 @@ def onset_step(
     """
     if not 0 < frac <= 1:
         raise ValueError(f"frac must lie in (0, 1], got {frac!r}")
-    s, v = _as_1d("steps", steps), _as_1d("values", values)
-    if s.shape != v.shape:
-        raise ValueError(f"steps and values must have the same length, got {len(s)} and {len(v)}")
-    keep = np.isfinite(s) & np.isfinite(v)
-    s, v = s[keep], v[keep]
-    order = np.argsort(s, kind="stable")
-    s, v = s[order], v[order]
+    s, v = _sorted_finite(steps, values)
     if len(s) < MIN_POINTS:
         return math.nan
     rise = v[-1] - v[0]
     if not rise > min_rise:
         return math.nan
-    threshold = v[0] + frac * rise
-    i = int(np.argmax(v >= threshold))  # exists: v[-1] >= threshold; i >= 1 since v[0] < threshold
-    if not interpolate:
-        return float(s[i])
-    t = (threshold - v[i - 1]) / (v[i] - v[i - 1])
-    return float(s[i - 1] + t * (s[i] - s[i - 1]))
+    # v[-1] reaches the threshold and v[0] does not, so the crossing lies after the first point
+    return _crossing(s, v, v[0] + frac * rise, interpolate)
 
 
 # --------------------------------------------------------------------------- tidy tables
@@ -414,6 +447,7 @@ __all__ = [
     "bootstrap_indices",
     "check_scores",
     "correlation",
+    "crossing_step",
     "head_table",
     "ih_icl_correlation",
     "model_curve",

@@ -104,8 +104,11 @@ def threshold(
 
 
 def format_threshold(value: float, largest: float) -> str:
-    """A threshold for a table: the value (3 significant digits), or ``> largest`` when none was reached."""
-    return f"> {largest:g}" if math.isnan(value) else f"{value:.3g}"
+    """A threshold for a table: the value (whole above 100, else 3 significant digits), or
+    ``> largest`` when none was reached."""
+    if math.isnan(value):
+        return f"> {largest:g}"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def spread(row: pd.Series | dict, digits: int = 3) -> str:
@@ -151,9 +154,12 @@ class GridsResult:
         return sum(r.n_trained for r in self.results)
 
     def timing(self) -> str:
-        """``"12.3 min (40 runs: 38 trained, 2 reused)"``."""
+        """``"12.3 min in this invocation (40 runs: 38 trained, 2 reused)"``."""
         reused = self.n_runs - self.n_trained
-        return f"{self.wall_s / 60:.1f} min ({self.n_runs} runs: {self.n_trained} trained, {reused} reused)"
+        return (
+            f"{self.wall_s / 60:.1f} min in this invocation ({self.n_runs} runs: {self.n_trained} trained, "
+            f"{reused} reused; training times are in analyses/README.md)"
+        )
 
     def steps(self) -> int:
         """Training steps of the first grid's first point (the budget the claim used)."""

@@ -12,6 +12,7 @@ from mmicl_interp.analyses.correlation import (
     best_head,
     bootstrap_indices,
     correlation,
+    crossing_step,
     head_table,
     ih_icl_correlation,
     model_curve,
@@ -276,3 +277,17 @@ def test_phases_degenerate_and_missing_measures():
         heads={(1, 0): {"ih": ramp(0.0, 0.6, 500, 700), "prev_token_label": ramp(0, 1, 0, 200)}}
     )
     assert phases(late).iloc[0]["lead_induction_over_icl"] == pytest.approx(-200.0)
+
+
+def test_crossing_step_uses_an_absolute_level_so_runs_of_different_heights_compare():
+    steps = [0, 100, 200, 300]
+    low, high = [0.0, 0.3, 0.45, 0.6], [0.0, 0.3, 0.9, 1.0]
+    # half of its own rise: the low run looks earlier; the same level 0.5: it is later
+    assert onset_step(steps, low) == pytest.approx(100.0) and onset_step(steps, high) == pytest.approx(
+        133.33, 1e-3
+    )
+    assert crossing_step(steps, low, 0.5) == pytest.approx(233.33, 1e-3)
+    assert crossing_step(steps, high, 0.5) == pytest.approx(133.33, 1e-3)
+    assert crossing_step(steps, high, 0.5, interpolate=False) == 200
+    assert crossing_step(steps, low, 0.8) != crossing_step(steps, low, 0.8)  # NaN: never reached
+    assert crossing_step(steps, [0.6, 0.7, 0.8, 0.9], 0.5) == 0.0  # already there at the start
