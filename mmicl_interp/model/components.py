@@ -99,13 +99,20 @@ class Attention(nn.Module):
         self.hook_z, self.hook_result = HookPoint(), HookPoint()
 
     def forward(
-        self, x: Float[torch.Tensor, "batch pos d_model"]
-    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        self, x: Float[torch.Tensor, "batch pos d_model"], query_only: bool = False
+    ) -> Float[torch.Tensor, "batch out_pos d_model"]:
+        """The attention output at every position, or with ``query_only`` at the last one only
+        (``out_pos`` = 1: keys and values still come from every position; the read-out path)."""
         n_batch, p, d_model = x.shape
         h, e = self.n_heads, self.d_head
-        # one matmul for q, k, v: [d_model, 3 * head * d_head]
+        # one matmul for q, k, v: [d_model, 3 * head * d_head], columns ordered (q|k|v, head, d_head)
         w_qkv = torch.cat([self.W_Q, self.W_K, self.W_V], 0).permute(1, 0, 2).reshape(d_model, 3 * h * e)
-        q, k, v = (x @ w_qkv).view(n_batch, p, 3, h, e).unbind(2)
+        if query_only:
+            q = (x[:, -1:] @ w_qkv[:, : h * e]).view(n_batch, 1, h, e)
+            k, v = (x @ w_qkv[:, h * e :]).view(n_batch, p, 2, h, e).unbind(2)
+        else:
+            q, k, v = (x @ w_qkv).view(n_batch, p, 3, h, e).unbind(2)
+        q_pos = slice(p - 1, p) if query_only else slice(0, p)
         # hooks see TransformerLens's [batch, pos, head, d_head]; matmuls use [batch, head, pos, d_head]
         if self.attn_bias:  # without trainable biases they are zero: skip the adds
             q, k, v = q + self.b_Q, k + self.b_K, v + self.b_V
@@ -115,18 +122,20 @@ class Attention(nn.Module):
         if self.positions in ("rope", "rope_paper"):
             cos, sin = self.rope_cos[:p], self.rope_sin[:p]
             paper = self.positions == "rope_paper"
-            q = self.hook_rot_q(apply_rope(q, cos, sin, paper).transpose(1, 2)).transpose(1, 2)
+            q = apply_rope(q, cos[q_pos], sin[q_pos], paper)
+            q = self.hook_rot_q(q.transpose(1, 2)).transpose(1, 2)
             k = self.hook_rot_k(apply_rope(k, cos, sin, paper).transpose(1, 2)).transpose(1, 2)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(e)
         if self.positions == "alibi":
-            scores = scores + self.alibi[:, :p, :p]
-        scores = scores.masked_fill(self.mask[:p, :p], float("-inf"))
+            scores = scores + self.alibi[:, q_pos, :p]
+        if not query_only:  # the last query sees every key
+            scores = scores.masked_fill(self.mask[:p, :p], float("-inf"))
         pattern = self.hook_pattern(F.softmax(self.hook_attn_scores(scores), dim=-1))
         z = self.hook_z((pattern @ v).transpose(1, 2))  # [batch, pos, head, d_head]
         if self.use_attn_result:
             out = self.hook_result(torch.einsum("bphe,hed->bphd", z, self.W_O)).sum(2)
         else:
-            out = z.reshape(n_batch, p, h * e) @ self.W_O.reshape(h * e, -1)
+            out = z.reshape(n_batch, z.shape[1], h * e) @ self.W_O.reshape(h * e, -1)
         return out + self.b_O if self.attn_bias else out
 
 
@@ -179,10 +188,12 @@ class Block(nn.Module):
         self.hook_resid_post = HookPoint()
 
     def forward(
-        self, resid: Float[torch.Tensor, "batch pos d_model"]
-    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        self, resid: Float[torch.Tensor, "batch pos d_model"], query_only: bool = False
+    ) -> Float[torch.Tensor, "batch out_pos d_model"]:
+        """The block's output at every position, or with ``query_only`` at the last one only."""
         resid = self.hook_resid_pre(resid)
-        resid = resid + self.hook_attn_out(self.attn(self.ln1(resid)))
+        attn_out = self.hook_attn_out(self.attn(self.ln1(resid), query_only))
+        resid = (resid[:, -1:] if query_only else resid) + attn_out
         if self.has_mlp:
             resid = self.hook_resid_mid(resid)
             resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))

@@ -38,6 +38,7 @@ def train_seeds(
     models = [ICLTransformer.from_task(replace(config.model, seed=s), config.task) for s in seeds]
     template = models[0]
     template.check_inputs = False  # no data-dependent checks under vmap
+    template.readout_only = True  # as in train(): the last block at the query position only
     params, buffers = stack_module_state(models)
     buffers = {k: v[0] for k, v in buffers.items()}  # identical across seeds (masks, rope tables)
     opt_params = list(params.values())

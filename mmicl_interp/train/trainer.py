@@ -24,7 +24,7 @@ from mmicl_interp import __version__
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.config import ConfigError, RunConfig
 from mmicl_interp.data.multimodal import load_task
-from mmicl_interp.model.transformer import parameter_count
+from mmicl_interp.model.transformer import ICLTransformer, parameter_count
 from mmicl_interp.train.evaluate import evaluate_suites
 from mmicl_interp.train.pipeline import build_model, build_task_and_model, freeze_parts, training_task
 from mmicl_interp.train.schedule import checkpoint_steps, eval_steps
@@ -140,6 +140,8 @@ def train(
         provenance: dict = {}
     else:  # a fresh run, or one killed before its first checkpoint: start over
         task, model, provenance = build_task_and_model(config)
+    if isinstance(model, ICLTransformer):
+        model.readout_only = True  # the same logits for less work; the model is not returned
     frozen = freeze_parts(model, config.pipeline.freeze)
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(tc.seed)

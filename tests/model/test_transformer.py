@@ -40,6 +40,44 @@ def test_every_variant_runs_and_run_with_cache_matches_forward(positions, norm, 
         assert "blocks.0.mlp.hook_post" in cache
 
 
+@pytest.mark.parametrize(
+    "positions,norm,mlp,n_heads,attn_result",
+    [
+        *[(p, "rms", "none", 2, False) for p in POSITION_TYPES],
+        *[("onehot", n, m, 1, False) for n, m in itertools.product(NORM_TYPES, MLP_TYPES)],
+        ("rope", "ln", "swiglu", 2, True),
+    ],
+)
+def test_readout_only_path_gives_the_same_logits_and_gradients_as_the_full_forward(
+    positions, norm, mlp, n_heads, attn_result
+):
+    config = ModelConfig(positions=positions, norm=norm, mlp=mlp, n_max=4, n_heads=n_heads, attn_bias=True)
+    model = ICLTransformer.from_task(config, TASK)
+    model.set_use_attn_result(attn_result)
+    for p in model.parameters():  # non-zero biases so every term is exercised
+        p.data.add_(0.05 * torch.randn_like(p))
+    x, shift = _inputs(model)
+    results = []
+    for readout_only in (False, True):
+        model.readout_only = readout_only
+        model.zero_grad()
+        logits = model(x, shift)
+        logits.square().sum().backward()
+        results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-5, rtol=1e-5)
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_readout_only_leaves_earlier_blocks_whole_and_cuts_the_last_to_the_query(tiny_model):
+    tiny_model.readout_only = True
+    x, shift = _inputs(tiny_model)
+    _, cache = tiny_model.run_with_cache(x, shift)
+    assert cache["blocks.0.attn.hook_pattern"].shape == (5, 2, 9, 9)
+    assert cache["blocks.1.attn.hook_pattern"].shape == (5, 2, 1, 9)
+    assert cache["blocks.1.hook_resid_post"].shape[1] == 1
+
+
 def test_attention_patterns_are_causal_and_rows_sum_to_one(tiny_model):
     x, shift = _inputs(tiny_model)
     _, cache = tiny_model.run_with_cache(x, shift, names_filter=lambda n: n.endswith("hook_pattern"))
