@@ -1,7 +1,7 @@
 """Several seeds of one config trained at once, with stacked weights.
 
-Small models leave a CPU mostly idle on per-op overhead, so S seeds of the same config
-train in one process by stacking their parameters (``torch.func.stack_module_state``)
+Small models leave much of a machine idle between small ops (a GPU most of all), so S
+seeds of the same config train in one process by stacking their parameters (``torch.func.stack_module_state``)
 and running the model over the stack with ``torch.func.vmap`` of ``functional_call``:
 one batched matmul per layer instead of S small ones. The loss is the sum of the S
 per-seed mean cross-entropies, so each seed's gradient is exactly its own; Adam, AdamW and
