@@ -99,6 +99,8 @@ def threshold(
             out[value] = k1
             continue
         k0, v0 = float(curve.index[i - 1]), float(curve.iloc[i - 1])
+        if k0 <= 0:
+            raise ValueError(f"interpolate=True works on a log scale: {key} must be > 0, got {k0:g}")
         out[value] = k0 * (k1 / k0) ** ((level - v0) / (v1 - v0))
     return out
 

@@ -68,6 +68,9 @@ def test_interpolated_threshold_lies_between_the_grid_values_on_a_log_scale():
     assert sm.threshold(summary, interpolate=True)[None] == pytest.approx(256.0)
     assert sm.threshold(summary, level=0.05, interpolate=True)[None] == 128.0  # the first value reaches it
     assert math.isnan(sm.threshold(summary, level=1.5, interpolate=True)[None])
+    eps = pd.DataFrame({"task.eps": [0.0, 0.4], "suite": ["icl"] * 2, "mean": [0.1, 0.9]})
+    with pytest.raises(ValueError, match=r"log scale: task.eps must be > 0"):
+        sm.threshold(eps, "task.eps", interpolate=True)
 
 
 def test_spread_wide_and_markdown_table_format_the_summary():
