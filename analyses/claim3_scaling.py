@@ -4,8 +4,10 @@ IWL; bigger models need stronger statistical cues (a larger K) for ICL.
 Two K sweeps of the default config, two seeds each: the number of heads in {1, 2, 4, 8} at 2
 layers (``grids/claim3_heads.toml``; every head keeps the default width d_head = 57, so more
 heads is a wider model) and the number of layers in {2, 3, 4} with one head
-(``grids/claim3_layers.toml``). Writes the threshold K (smallest K whose mean final icl
-accuracy reaches 0.5) per model size and the final icl / iwl per (size, K) to
+(``grids/claim3_layers.toml``); and, as a follow-up, 1 vs 8 heads at K = 2048 for 3000
+steps (``grids/claim3_heads_long.toml``: is a plateau at 1000 steps a threshold or a delay?).
+Writes the threshold K (smallest K whose mean final icl accuracy reaches 0.5) per model
+size, the final icl / iwl per (size, K) and the follow-up's steps to icl 0.5 to
 ``analyses/results/claim3_scaling.md``, and one figure (HTML; PNG with kaleido).
 
     .venv/bin/python analyses/claim3_scaling.py [--grid FILE ...] [--out DIR] [--workers N]
@@ -13,11 +15,14 @@ accuracy reaches 0.5) per model size and the final icl / iwl per (size, K) to
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import pandas as pd
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from mmicl_interp.analyses.correlation import crossing_step
 from mmicl_interp.sweep.summary import (
     claim_parser,
     final_values,
@@ -33,8 +38,21 @@ from mmicl_interp.sweep.summary import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-GRIDS = [ROOT / "analyses" / "grids" / f"claim3_{part}.toml" for part in ("heads", "layers")]
+GRIDS = [ROOT / "analyses" / "grids" / f"claim3_{part}.toml" for part in ("heads", "layers", "heads_long")]
 K = "task.K"
+
+
+def follow_up(table: pd.DataFrame, size: str, steps: int) -> list[str]:
+    """A fixed-K grid (no K axis): final icl / iwl and the step icl first reaches 0.5, per size."""
+    summary = wide(final_values(table, [size], suites=("icl", "iwl")), [size]).set_index(size)
+    icl = table[(table["suite"] == "icl") & (table["metric"] == "accuracy")]
+    reach = {}
+    for value, part in icl.groupby(size):
+        hits = [crossing_step(run["step"], run["value"], 0.5) for _, run in part.groupby("run")]
+        reach[value] = ", ".join("never" if math.isnan(h) else f"{h:.0f}" for h in hits)
+    rows = [[v, summary.loc[v, "icl"], summary.loc[v, "iwl"], reach[v]] for v in summary.index]
+    header = [short(size), f"icl after {steps} steps", "iwl", "step icl reaches 0.5 (per seed)"]
+    return markdown_table(header, rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,19 +67,27 @@ def main(argv: list[str] | None = None) -> None:
         "interpolated on log K. Command: `.venv/bin/python analyses/claim3_scaling.py`; "
         f"wall time {done.timing()}.",
     ]
+    k_grids = [(g, r) for g, r in zip(done.grids, done.results, strict=True) if K in swept_keys(r.table)]
     fig = make_subplots(
         rows=1,
-        cols=2 * len(done.grids),
-        subplot_titles=[f"{g.name}: {suite}" for g in done.grids for suite in ("icl", "iwl")],
+        cols=2 * len(k_grids),
+        subplot_titles=[f"{g.name}: {suite}" for g, _ in k_grids for suite in ("icl", "iwl")],
     )
-    for gi, result in enumerate(done.results):
-        keys = swept_keys(result.table)
-        size = next(k for k in keys if k != K)
+    for grid, result in zip(done.grids, done.results, strict=True):
+        size = next(k for k in swept_keys(result.table) if k != K)
+        if (grid, result) not in k_grids:
+            fixed = ", ".join(f"{short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
+            steps = grid.points()[0].config.train.steps
+            where = f" at {fixed}" if fixed else ""
+            lines += ["", f"## {short(size)}, {steps} steps{where} ({grid.name})", ""]
+            lines += follow_up(result.table, size, steps)
+            continue
+        gi = k_grids.index((grid, result))
         summary = final_values(result.table, [size, K])
         found = threshold(summary, K, by=[size])
         crossing = threshold(summary, K, by=[size], interpolate=True)
         largest = summary[K].max()
-        lines += ["", f"## {short(size)}", ""]
+        lines += ["", f"## {short(size)} ({grid.name})", ""]
         lines += markdown_table(
             [short(size), "threshold K", "crossing K (log-interpolated)"],
             [

@@ -79,8 +79,12 @@ def test_claim3_script_reports_a_threshold_per_model_size(tmp_path):
         _grid(
             tmp_path, "mini_layers", '"model.n_layers" = [2, 3]\n"task.K" = [64, 128]\n"train.seed" = [0]\n'
         ),
+        # a fixed-K follow-up
+        _grid(tmp_path, "mini_long", '"model.n_heads" = [1, 2]\n"train.seed" = [0, 1]\n'),
     ]
     text = _run("claim3_scaling", tmp_path, grids)
+    assert "## n_heads, 6 steps (mini_long)" in text and "| n_heads | icl after 6 steps |" in text
+    assert text.count("step icl reaches 0.5") == 1
     assert "| n_heads | threshold K |" in text and "| n_layers | threshold K |" in text
     assert "| 2 | 128 | " in text and "| 3 | 64 | " in text
 
