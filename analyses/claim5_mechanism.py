@@ -41,6 +41,7 @@ GRIDS = [
         "claim2_positions",
         "claim3_heads",
         "claim3_layers",
+        "claim3_heads_long",
     )
 ]
 N_SEQS = 500
