@@ -52,7 +52,7 @@ def run_circuits(grid: Grid, result: SweepResult, n_seqs: int = N_SEQS) -> tuple
     tables, rows = [], []
     for point, pr in zip(grid.points(), result.results, strict=True):
         scores = circuit_scores(load_run(pr.run_dir), suites=["icl"], n_seqs=n_seqs, progress=False)
-        tables.append(scores.assign(**{k: v for k, v in point.values.items()}))
+        tables.append(scores.assign(**point.values))
         phase = phases(scores).iloc[0].to_dict()
         last = int(scores["step"].max())
         final = scores[scores["step"] == last]
@@ -101,8 +101,11 @@ def verdict(thresholds: dict, onsets: pd.Series, largest: float) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results").parse_args(argv)
-    done = run_grids(args.grid[:1], args.runs, args.workers)
+    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results")
+    args = parser.parse_args(argv)
+    if len(args.grid) != 1:
+        parser.error(f"--grid: this script reads one grid (position type x K), got {len(args.grid)}")
+    done = run_grids(args.grid, args.runs, args.workers)
     result = done.results[0]
     summary = final_values(result.table, [POS, K], suites=("icl", "iwl"))
     found = threshold(summary, K, by=[POS])
