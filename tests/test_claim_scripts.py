@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.conftest import TINY_TOML as TINY
 
@@ -117,3 +118,11 @@ def test_multimodal_asymmetry_script_runs_a_miniature_sweep(tmp_path):
     text = (tmp_path / "results" / "multimodal_asymmetry.md").read_text()
     assert text.count("| stage 2 ") == 2 and text.count("| early fusion ") == 2
     assert "Smallest K2 where multimodal icl reaches 0.5" in text
+
+
+def test_claim2_script_refuses_more_than_one_grid_by_name(capsys):
+    claim2 = _load("claim2_positions")
+    with pytest.raises(SystemExit) as exit_info:
+        claim2.main(["--grid", "a.toml", "b.toml"])
+    assert exit_info.value.code == 2
+    assert "--grid: this script reads one grid (position type x K), got 2" in capsys.readouterr().err
