@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 
 from mmicl_interp.config import ConfigError, load_config
-from mmicl_interp.io import CorruptFileError
+from mmicl_interp.io import CorruptFileError, Interrupted
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -220,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmicl: error: {err}", file=sys.stderr)
     except FileNotFoundError as err:
         print(f"mmicl: error: {err}", file=sys.stderr)
+    except Interrupted as err:
+        print(f"mmicl: interrupted: {err.message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("mmicl: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_BAD_INPUT
 
 

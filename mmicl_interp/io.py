@@ -75,3 +75,53 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CorruptFileError(path, err) from None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a command; the message says what was kept and how to resume.
+
+    The CLI prints it as one line and exits with status 130 (128 + SIGINT).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def check_writable(path: str | Path, field: str = "--out") -> Path:
+    """Fail before any work when ``path`` cannot be written (returns it as a Path).
+
+    Raises ``ConfigError(field, ...)`` when a parent is a file, the folder cannot be
+    created or written, or ``path`` itself is a directory. Creates missing parent folders.
+    """
+    from mmicl_interp.config import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(field, f"{path} is a directory; give a file path")
+    parent = path.parent
+    for ancestor in [parent, *parent.parents]:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise ConfigError(field, f"cannot write {path}: {ancestor} is a file, not a folder")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(field, f"cannot create folder {parent}: {err.strerror}") from None
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(field, f"cannot write {path}: permission denied")
+    return path
+
+
+def check_writable_dir(path: str | Path, field: str = "--out") -> Path:
+    """Like :func:`check_writable` for an output folder (created when missing)."""
+    from mmicl_interp.config import ConfigError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(field, f"{path} is a file; give a folder")
+    check_writable(path / ".probe", field)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(field, f"cannot write into {path}: permission denied")
+    return path
