@@ -126,6 +126,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into one usage line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def _split_field(err: ValueError, default: str) -> tuple[str, str]:
     """Turn 'field: message' errors of the analysis layer into (field, message)."""
     text = str(err)
