@@ -2,11 +2,41 @@
 
 Packages by concern: ``data`` (tasks, layouts), ``model`` (the hooked decoder), ``train``
 (training, eval, schedules), ``checkpoints`` (the run directory), ``runs`` (loading runs).
+
+The names below are imported on first use (module ``__getattr__``), so ``import
+mmicl_interp`` (and the ``mmicl`` command's start) does not pay for torch and pandas.
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from mmicl_interp.config import ConfigError, RunConfig, load_config  # noqa: E402
-from mmicl_interp.runs import Run, load_run  # noqa: E402
+_LAZY = {
+    "ConfigError": "mmicl_interp.config",
+    "RunConfig": "mmicl_interp.config",
+    "load_config": "mmicl_interp.config",
+    "Run": "mmicl_interp.runs",
+    "load_run": "mmicl_interp.runs",
+}
+
+if TYPE_CHECKING:
+    from mmicl_interp.config import ConfigError, RunConfig, load_config
+    from mmicl_interp.runs import Run, load_run
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = ["ConfigError", "Run", "RunConfig", "__version__", "load_config", "load_run"]

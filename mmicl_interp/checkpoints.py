@@ -12,18 +12,34 @@
 Every write is atomic (temp file, fsync, rename). Weights are safetensors: loading a run
 never unpickles anything. A truncated or corrupt file raises :class:`CorruptFileError`
 naming its path.
+
+Checksums. Every safetensors file of a run (checkpoints, task, train state) carries its own
+checksum in its header metadata, key ``"sha256"``: the hex SHA-256 of the data section (all
+bytes after the 8-byte length and the JSON header, i.e. every tensor's raw bytes as stored)
+followed by the other metadata as canonical JSON (``json.dumps(meta_without_sha256,
+sort_keys=True, separators=(",", ":"))``, UTF-8), so a flipped bit in a tensor or in the
+stored config/step is caught; the tensor index itself (names, dtypes, shapes, offsets) is
+checked by safetensors and the loaders. :func:`read_safetensors` verifies it on every load
+and raises :class:`CorruptFileError` (one line: the file, the checkpoint's step, the remedy)
+on a mismatch. SHA-256 was the fastest of hashlib's hashes here (1.8 GB/s, vs 0.9 for
+blake2b). Measured on the default config (best of 300): ``Run.model(step)`` 2.32 -> 2.42 ms
+(+4%; its 113 kB file hashes in 0.06 ms); the 1 MB task file 0.28 -> 0.94 ms, read once per
+run (``Run.task`` is cached). Files written before checksums existed have no
+``"sha256"`` key: they load unverified (:func:`verify_file` returns False for them), and
+:func:`add_checksum` adds one without touching their tensor bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
 from mmicl_interp.io import CorruptFileError, atomic_write, read_json, write_json
@@ -34,6 +50,11 @@ TRAIN_STATE = "train_state.safetensors"
 METRICS = "metrics.jsonl"
 CKPT_DIR = "ckpt"
 _CKPT_RE = re.compile(r"^step_(\d{7})\.safetensors$")
+CHECKSUM_KEY = "sha256"
+RETRAIN = (
+    "retrain: `mmicl train CONFIG --out NEW_DIR` with this run's config (manifest.json) "
+    "reproduces it bit for bit"
+)
 
 
 def ckpt_path(run_dir: str | Path, step: int) -> Path:
@@ -51,26 +72,164 @@ def list_checkpoints(run_dir: str | Path) -> list[int]:
 
 
 def save_weights(model: nn.Module, path: str | Path, step: int) -> None:
-    """Write a model's parameters (float32 safetensors) atomically."""
+    """Write a model's parameters (float32 safetensors, with checksum) atomically."""
     tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
     meta = {"step": str(step), "format": "mmicl-weights-1"}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    write_safetensors(path, tensors, meta)
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+# ---------------------------------------------------------------------- checksummed safetensors
+def checksum(data: bytes | memoryview, metadata: dict[str, str]) -> str:
+    """The ``"sha256"`` of a file: SHA-256 of its data section, then its other metadata as
+    canonical JSON (see the module docstring)."""
+    digest = hashlib.sha256(data)
+    digest.update(_canonical(metadata))
+    return digest.hexdigest()
+
+
+def _canonical(metadata: dict[str, str]) -> bytes:
+    rest = {k: v for k, v in metadata.items() if k != CHECKSUM_KEY}
+    return json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _encode_header(header: dict[str, Any]) -> bytes:
+    """8-byte little-endian length + JSON header padded with spaces to a multiple of 8 (as
+    safetensors writes it, so the data section stays aligned)."""
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text
+
+
+def _split(blob: bytes | memoryview) -> tuple[dict[str, Any], int]:
+    """A safetensors file's header and the offset where its data section starts."""
+    if len(blob) < 8:
+        raise ValueError("shorter than a safetensors header")
+    n = int.from_bytes(blob[:8], "little")
+    if n > len(blob) - 8:
+        raise ValueError(f"header length {n} runs past the end of the file")
+    header = json.loads(bytes(blob[8 : 8 + n]))
+    if not isinstance(header, dict) or not isinstance(header.get("__metadata__") or {}, dict):
+        raise ValueError("header is not a JSON object")
+    return header, 8 + n
+
+
+def _write_with_checksum(path: str | Path, header: dict[str, Any], data: memoryview) -> None:
+    meta = {k: v for k, v in (header.get("__metadata__") or {}).items() if k != CHECKSUM_KEY}
+    header = {**header, "__metadata__": {**meta, CHECKSUM_KEY: checksum(data, meta)}}
+    head = _encode_header(header)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(head)
+            f.write(data)
+
+    atomic_write(path, write)
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write ``tensors`` as safetensors atomically, with ``metadata`` and its ``"sha256"``."""
+    blob = memoryview(save(tensors, metadata=metadata))
+    header, start = _split(blob)
+    _write_with_checksum(path, header, blob[start:])
+
+
+def _describe(path: Path, meta: dict[str, str]) -> str:
+    """What the file is, for an error message: a checkpoint names its step."""
+    if match := _CKPT_RE.match(path.name):
+        return f"checkpoint of step {int(match.group(1))}"
+    if path.name == TRAIN_STATE:
+        return "train state" + (f" of step {meta['step']}" if "step" in meta else "")
+    if path.name == TASK:
+        return "task file"
+    return "file"
+
+
+def _remedy(path: Path) -> str:
+    if _CKPT_RE.match(path.name):
+        return f"delete it, or {RETRAIN}"
+    if path.name == TRAIN_STATE:
+        return "delete it (it only serves --resume; without it --resume retrains from step 0, bit for bit)"
+    return RETRAIN
+
+
+def _verify(path: Path) -> tuple[dict[str, str], bool]:
+    """Check a file's checksum; return its metadata and whether it had a checksum."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 <= n <= path.stat().st_size - 8:
+            raise ValueError("header length runs past the end of the file")
+        header, _ = _split(head + f.read(n))
+        meta = header.get("__metadata__") or {}
+        expected = meta.get(CHECKSUM_KEY)
+        if expected is None:
+            return meta, False
+        digest = hashlib.sha256()
+        chunk = bytearray(1 << 18)
+        view = memoryview(chunk)
+        while size := f.readinto(chunk):
+            digest.update(view[:size])
+    digest.update(_canonical(meta))
+    actual = digest.hexdigest()
+    if actual != expected:
+        raise CorruptFileError(
+            path,
+            f"{_describe(path, meta)} fails its sha256 check: its bytes changed after it was written; "
+            f"{_remedy(path)}",
+        )
+    return meta, True
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str], bool]:
+    """Tensors, metadata and whether the checksum was verified (False: a file from before
+    checksums). A missing file raises FileNotFoundError; a truncated, unreadable or
+    checksum-failing one CorruptFileError naming it."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
-        tensors = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        tensors = load_file(str(path))  # first: a truncated file reports as truncated
+        meta, verified = _verify(path)
     except (SafetensorError, OSError, ValueError) as err:
         raise CorruptFileError(path, err) from None
+    return tensors, {k: v for k, v in meta.items() if k != CHECKSUM_KEY}, verified
+
+
+def verify_file(path: str | Path) -> bool:
+    """True if the file's checksum matches, False if it has none (written before checksums);
+    raises CorruptFileError on a mismatch."""
+    path = Path(path)
+    try:
+        return _verify(path)[1]
+    except (OSError, ValueError) as err:
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}") from None
+        raise CorruptFileError(path, err) from None
+
+
+def add_checksum(path: str | Path) -> bool:
+    """Give a file written before checksums its ``"sha256"``, keeping every tensor byte and the
+    other metadata; returns False (and writes nothing) if it already has a valid one.
+
+    It records the bytes as they are now: check the file first (e.g. its accuracies against
+    metrics.jsonl) if it may already be damaged."""
+    path = Path(path)
+    if verify_file(path):
+        return False
+    read_safetensors(path)  # refuse a structurally broken file
+    blob = memoryview(path.read_bytes())
+    header, start = _split(blob)
+    _write_with_checksum(path, header, blob[start:])
+    return True
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    tensors, meta, _ = read_safetensors(path)
     return tensors, meta
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file (CorruptFileError naming it when unreadable)."""
+    """The tensors of a weights file (CorruptFileError naming it when unreadable or altered)."""
     return _read_safetensors(Path(path))[0]
 
 
@@ -104,7 +263,7 @@ def save_train_state(
         "scalars": json.dumps(scalars),
         "format": "mmicl-train-state-1",
     }
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    write_safetensors(path, tensors, meta)
 
 
 def load_train_state(path: str | Path, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:

@@ -2,15 +2,24 @@
 
 ``mmicl train CONFIG [--out DIR] [--set key=value ...] [--resume] [--quiet]``
 ``mmicl analyze RUN [--out FILE] [--force]``
-``mmicl ablate RUN [--step S] [--heads L1H0,...] [--method zero|mean|resample]``
-``mmicl patch RUN [--step S] [--kind heads|resid|path|attribution] [--corruption label|item|item_m1|item_m2]``
-``mmicl report RUN [--out FILE.html]``
-``mmicl sweep GRID [--out DIR] [--executor local|ray] [--address auto] [--workers N] [--quiet]``
+``mmicl ablate RUN [--step S] [--heads L1H0,...] [--method zero|mean|resample] [--n-seqs N] [--seed S]``
+``mmicl patch RUN [--step S] [--kind heads|resid|path|attribution] [--corruption label|item|item_m1|item_m2]
+[--n-seqs N] [--seed S]``
+``mmicl report RUN [--out FILE.html] [--n-seqs N]``
+``mmicl sweep GRID [--out DIR] [--executor local|ray [--address auto]] [--workers N] [--quiet]``
 
 CONFIG is a TOML path or the name of a shipped config in ``analyses/configs`` (e.g.
 ``default``). Bad input (an invalid value, an unknown key, a TOML syntax error, a missing
-file, an output directory that holds another run, a corrupt file) prints one line naming
-the field and what is allowed, and exits with status 2.
+file, an output directory that holds another run, an output path that cannot be written,
+a corrupt file, an encoder run given to ablate/patch/report) prints one line naming the
+field and what is allowed, and exits with status 2, before any work. ``--heads`` is strict:
+``L<layer>H<head>`` joined by commas, no spaces, each head of the model at most once.
+``ablate``/``patch`` reports go to ``RUN/reports/`` under names that carry step, method or
+kind, seed and number of sequences. Ctrl-C prints one line (what was kept, how to resume)
+and exits with status 130.
+
+Only argparse and light modules load at start; each command imports torch and pandas
+when it runs, so ``mmicl --help`` is instant.
 """
 
 from __future__ import annotations
@@ -18,9 +27,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from mmicl_interp.config import ConfigError, load_config
-from mmicl_interp.io import CorruptFileError, Interrupted
+from mmicl_interp.io import CorruptFileError, Interrupted, check_writable, check_writable_dir
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -31,6 +41,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set or [])
     out = Path(args.out) if args.out else Path("checkpoints") / config.name
+    check_writable_dir(out, "--out")
     result = train(config, out, resume=args.resume, progress=not args.quiet, log=print)
     if result.already_complete:
         print(f"{out} already holds this complete run; nothing to train.")
@@ -43,28 +54,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from mmicl_interp.analyses.tables import circuit_scores, read_table, write_table
+    from mmicl_interp.analyses.tables import analyze_run
+    from mmicl_interp.io import check_writable
     from mmicl_interp.runs import load_run
 
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "analysis.parquet"
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError("--out", f"must end in .parquet or .csv, got {out.name!r}")
-    previous = None
-    if out.is_file() and not args.force:
-        previous = read_table(out)
-        previous = previous[previous["run"] == run.name]
-    done = sorted(set(previous["step"])) if previous is not None else []
-    table = circuit_scores(run, n_seqs=args.n_seqs, skip_steps=done, progress=not args.quiet)
-    if previous is not None and len(previous):
-        table = pd.concat([previous, table], ignore_index=True)
-        table = table.sort_values("step", kind="stable", ignore_index=True)
-    write_table(table, out)
-    skipped = f" ({len(done)} already analysed, skipped)" if done else ""
-    print(f"analysed {len(run.steps) - len(done)} checkpoints{skipped}: {len(table)} rows -> {out}")
+    check_writable(out, "--out")  # before any work
+    result = analyze_run(
+        run, out, run_id=args.run_id, force=args.force, n_seqs=args.n_seqs, progress=not args.quiet
+    )
+    for line in result.summary():
+        print(line)
     return 0
+
+
+def _open_decoder_run(args: argparse.Namespace):
+    """Load RUN for ablate/patch/report, refusing an encoder-pretraining run before any work."""
+    from mmicl_interp.report.causal import check_decoder_run
+    from mmicl_interp.runs import load_run
+
+    run = load_run(args.run)
+    check_decoder_run(run, args.command)
+    return run
 
 
 def _report_out(run, table_report, quiet: bool) -> int:
@@ -76,37 +90,39 @@ def _report_out(run, table_report, quiet: bool) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from mmicl_interp.report.causal import ablation_report
-    from mmicl_interp.runs import load_run
+    from mmicl_interp.report import causal
 
-    run = load_run(args.run)
-    try:
-        report = ablation_report(run, args.step, args.heads, args.method, args.n_seqs, args.seed)
-    except ValueError as err:
-        raise ConfigError(*_split_field(err, "--heads")) from None
+    run = _open_decoder_run(args)
+    causal.check_method(args.method)
+    causal.resolve_step(run, args.step)
+    if args.heads is not None:
+        causal.parse_head_list(args.heads, run.config.model.n_layers, run.config.model.n_heads)
+    check_writable_dir(run.path / "reports", "RUN")
+    report = causal.ablation_report(run, args.step, args.heads, args.method, args.n_seqs, args.seed)
     return _report_out(run, report, args.quiet)
 
 
 def _cmd_patch(args: argparse.Namespace) -> int:
-    from mmicl_interp.report.causal import patching_report
-    from mmicl_interp.runs import load_run
+    from mmicl_interp.report import causal
 
-    run = load_run(args.run)
-    try:
-        report = patching_report(run, args.step, args.kind, args.corruption, args.n_seqs, args.seed)
-    except ValueError as err:
-        raise ConfigError(*_split_field(err, "--kind")) from None
+    run = _open_decoder_run(args)
+    causal.check_patch_options(run, args.kind, args.corruption)
+    causal.resolve_step(run, args.step)
+    check_writable_dir(run.path / "reports", "RUN")
+    report = causal.patching_report(run, args.step, args.kind, args.corruption, args.n_seqs, args.seed)
     return _report_out(run, report, args.quiet)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from mmicl_interp.report.run_report import build_run_report
-    from mmicl_interp.runs import load_run
 
-    run = load_run(args.run)
-    if args.out and not args.out.endswith(".html"):
+    run = _open_decoder_run(args)
+    if args.out is not None and not args.out.endswith(".html"):
         raise ConfigError("--out", f"must end in .html, got {args.out!r}")
-    path = build_run_report(run, args.out, n_seqs=args.n_seqs, progress=not args.quiet)
+    out = check_writable(args.out, "--out") if args.out is not None else None
+    if out is None:
+        check_writable(run.path / "report.html", "RUN")
+    path = build_run_report(run, out, n_seqs=args.n_seqs, progress=not args.quiet)
     print(f"wrote {path}  (open it in a browser; it needs no network)")
     return 0
 
@@ -114,9 +130,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from mmicl_interp.sweep import load_grid, make_executor, run_sweep
 
-    grid = load_grid(args.grid)
-    out = Path(args.out) if args.out else Path("checkpoints") / grid.name
     executor = make_executor(args.executor, args.workers, args.address)
+    grid = load_grid(args.grid)
+    grid.points()  # every point's config is valid (cheap), before the output folder is made
+    out = Path(args.out) if args.out else Path("checkpoints") / grid.name
+    check_writable_dir(out, "--out")
     result = run_sweep(grid, out, executor=executor, progress=not args.quiet)
     skipped = len(result.results) - result.n_trained
     print(
@@ -137,17 +155,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _split_field(err: ValueError, default: str) -> tuple[str, str]:
-    """Turn 'field: message' errors of the analysis layer into (field, message)."""
-    text = str(err)
-    head, sep, rest = text.partition(": ")
-    if sep and " " not in head.strip():
-        return (head if head.startswith("--") else f"--{head}"), rest
-    return default, text
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``mmicl CMD: error: --opt: why`` and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmicl", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="mmicl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train a config into a run directory of checkpoints")
     p.add_argument("config", help="TOML file, or a shipped config name (e.g. default, iwl)")
@@ -164,9 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="score every checkpoint of a run into a tidy table")
     p.add_argument("run", help="run directory")
-    p.add_argument("--out", help="table file, .parquet or .csv (default: RUN/analysis.parquet)")
-    p.add_argument("--force", action="store_true", help="recompute checkpoints already in --out")
-    p.add_argument("--n-seqs", type=int, default=None, help="sequences per suite (default: the run's)")
+    p.add_argument(
+        "--out",
+        help="table file, .parquet or .csv (default: RUN/analysis.parquet); it may hold other runs, "
+        "whose rows are kept",
+    )
+    p.add_argument(
+        "--run-id",
+        default=None,
+        help="the run's name in the table (default: the manifest's run_id, else the run folder's name)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="recompute this run's checkpoints already in --out (or replace an unreadable --out)",
+    )
+    p.add_argument(
+        "--n-seqs", type=positive_int, default=None, help="sequences per suite (default: the run's)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_analyze)
 
@@ -174,10 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the last)")
     p.add_argument(
-        "--heads", default=None, help="heads ablated together, e.g. L1H0,L0H0 (default: each alone)"
+        "--heads",
+        default=None,
+        help="heads ablated together, comma-separated without spaces, e.g. L1H0,L0H0 "
+        "(default: each head alone)",
     )
     p.add_argument("--method", default="mean", help="zero | mean | resample (default: mean)")
-    p.add_argument("--n-seqs", type=int, default=None, help="sequences per suite (default: the run's)")
+    p.add_argument(
+        "--n-seqs", type=positive_int, default=None, help="sequences per suite (default: the run's)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the resample permutation")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
     p.set_defaults(func=_cmd_ablate)
@@ -193,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "previous-token head reads at offset 1: item (= item_m1) on unimodal runs, item_m2 on "
         "multimodal ones)",
     )
-    p.add_argument("--n-seqs", type=int, default=200, help="icl sequences (default: 200)")
+    p.add_argument("--n-seqs", type=positive_int, default=200, help="icl sequences (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
     p.set_defaults(func=_cmd_patch)
@@ -201,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the run's one-page HTML report")
     p.add_argument("run", help="run directory")
     p.add_argument("--out", default=None, help="HTML file (default: RUN/report.html)")
-    p.add_argument("--n-seqs", type=int, default=200, help="icl sequences for ablation and patching")
+    p.add_argument(
+        "--n-seqs", type=positive_int, default=200, help="icl sequences for ablation and patching"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_report)
 
@@ -211,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", help="where points run: local | ray (default: local)")
     p.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="parallel runs (local) or CPUs of a local Ray (default: all)",
     )
@@ -222,8 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mmicl`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``mmicl`` console script: the exit status (0, 2 bad input, 130 Ctrl-C)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a one-line usage error (2)
+        return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     try:
         return args.func(args)
     except ConfigError as err:

@@ -3,13 +3,20 @@
 A config file has three sections, ``[task]``, ``[model]`` and ``[train]``, whose keys are
 the names of SCIENCE.md (K, L, D, N, B, p_B, p_C, eps, alpha, no_repeats, ...). Every bad
 value raises :class:`ConfigError` naming the field (``section.key``) and what is allowed,
-so the CLI can print one line and exit with status 2.
+so the CLI can print one line and exit with status 2. Every number must be finite and in
+its range (no ``inf``, no ``nan``).
+
+:func:`check_resources` adds the checks that depend on the machine (memory, disk, CPU count);
+``train()`` calls it before any work, so a config too big for this machine is refused with
+the estimate instead of crashing minutes later.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -81,6 +88,8 @@ class TaskConfig:
         if self.K % self.L != 0:
             raise ConfigError("task.K", f"must be divisible by L={self.L}, got K={self.K}")
         _validate_context(self, ("eps", "alpha"))
+        if self.no_repeats:
+            _check_zipf_labels("alpha", self.alpha, self.K, self.N // self.B if self.B else 0)
         if not isinstance(self.no_repeats, bool):
             raise ConfigError("task.no_repeats", f"must be true or false, got {self.no_repeats!r}")
         n_ctx_classes = self.N // self.B if self.B else self.N
@@ -156,6 +165,12 @@ class MultimodalTaskConfig:
         if self.K_c % self.L2 != 0:
             raise ConfigError("task.K_c", f"must be divisible by L2={self.L2}, got {self.K_c}")
         self._validate_joint()
+        n_slots = self.N // self.B if self.B else 0
+        if self.no_repeats and not self.joint_labels:
+            _check_zipf_labels("alpha2", self.alpha2, self.K2, n_slots)
+        elif self.no_repeats:  # a joint label's probability is P(group 1) * P(group 2)
+            _check_zipf_labels("alpha1", self.alpha1, self.K1, min(n_slots, self.G1), 0.5)
+            _check_zipf_labels("alpha2", self.alpha2, self.K2, min(n_slots, self.G2), 0.5)
 
     def _validate_joint(self) -> None:
         if not isinstance(self.joint_labels, bool):
@@ -240,6 +255,15 @@ class PipelineConfig:
             raise ConfigError("pipeline.early_fusion", "means training from scratch: leave init_from empty")
 
 
+EPS_MAX = 1e6
+"""Largest within-class noise: beyond it an item is noise to 1 part in a million (and eps^2 overflows)."""
+LR_MAX = 1e3
+WEIGHT_DECAY_MAX = 1e3
+INIT_STD_MAX = 1e2
+CKPT_LOG_POINTS_MAX = 1000
+"""More log-spaced points than this makes the schedule slow to compute (seconds per 1000)."""
+_FLOAT32_TINY = 1.2e-38  # smallest normal float32
+
 FREEZABLE: tuple[str, ...] = ("embed", "blocks", "ln_final", "readout", "projector", "encoder")
 RUN_KINDS: tuple[str, ...] = ("unimodal", "multimodal", "encoder")
 ENCODERS: tuple[str, ...] = ("none", "mlp")
@@ -293,10 +317,8 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"model.{name}", f"must be a positive integer or unset, got {value!r}")
-        if self.init_std <= 0:
-            raise ConfigError("model.init_std", f"must be > 0, got {self.init_std}")
-        if self.rope_theta <= 0:
-            raise ConfigError("model.rope_theta", f"must be > 0, got {self.rope_theta}")
+        _number(self, "model", "init_std", 0.0, INIT_STD_MAX, low_open=True)
+        _number(self, "model", "rope_theta", 1.0)
 
 
 @dataclass
@@ -330,12 +352,14 @@ class TrainConfig:
         _int(self, "train", ("ckpt_log_points", "threads", "seed"))
         _choice(self, "train", "optimizer", OPTIMIZERS)
         _choice(self, "train", "ckpt_schedule", SCHEDULE_KINDS)
-        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            raise ConfigError("train.lr", f"must be a number > 0, got {self.lr!r}")
-        for name in ("weight_decay", "momentum"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"train.{name}", f"must be a number >= 0, got {value!r}")
+        if self.ckpt_log_points > CKPT_LOG_POINTS_MAX:
+            raise ConfigError(
+                "train.ckpt_log_points",
+                f"must be an integer in [0, {CKPT_LOG_POINTS_MAX}], got {self.ckpt_log_points}",
+            )
+        _number(self, "train", "lr", 0.0, LR_MAX, low_open=True)
+        _number(self, "train", "weight_decay", 0.0, WEIGHT_DECAY_MAX)
+        _number(self, "train", "momentum", 0.0, 1.0, high_open=True)
         if not isinstance(self.ckpt_steps, list) or not all(
             isinstance(s, int) and 0 <= s <= self.steps for s in self.ckpt_steps
         ):
@@ -376,13 +400,31 @@ class RunConfig:
         if self.kind == "encoder":
             return self  # single vectors: no sequence, no positions
         n_ctx = self.task.n_ctx if self.kind == "multimodal" else 2 * self.task.N + 1
-        if self.model.positions == "onehot" and n_ctx > 2 * self.model.n_max + 1:
+        if n_ctx > 2 * self.model.n_max + 1:
             raise ConfigError(
                 "model.n_max",
-                f"must give 2*n_max+1 >= the sequence length {n_ctx} for onehot positions, "
+                f"must give 2*n_max+1 >= the sequence length {n_ctx} (the model's largest context), "
                 f"got {self.model.n_max}",
             )
+        self._validate_decoder_shape()
         return self
+
+    def _validate_decoder_shape(self) -> None:
+        """The head and width constraints the decoder checks when built, named by field."""
+        mc, dims = self.model, decoder_dims(self)
+        d_model, d_head = dims["d_model"], dims["d_head"]
+        if d_head <= 0:
+            raise ConfigError(
+                "model.n_heads", f"must be <= d_model={d_model} (or set model.d_head), got {mc.n_heads}"
+            )
+        if not mc.use_w_o and (mc.n_heads != 1 or d_head != d_model):
+            raise ConfigError(
+                "model.use_w_o",
+                f"false needs n_heads = 1 and d_head = d_model ({d_model}); "
+                f"got n_heads={mc.n_heads}, d_head={d_head}",
+            )
+        if mc.positions in ("rope", "rope_paper") and d_head % 2:
+            raise ConfigError("model.d_head", f"rope needs an even d_head, got {d_head}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -443,15 +485,71 @@ def _validate_context(task: Any, nonnegative: tuple[str, ...]) -> None:
     if task.B < 0 or task.B >= task.N or (task.B > 0 and task.N % task.B != 0):
         raise ConfigError("task.B", f"must be 0 or a divisor of N={task.N} with 0 < B < N, got {task.B}")
     for name in ("p_B", "p_C"):
-        value = getattr(task, name)
-        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ConfigError(f"task.{name}", f"must be a number in [0, 1], got {value!r}")
+        _number(task, "task", name, 0.0, 1.0)
     if task.p_B > 0 and task.B == 0:
         raise ConfigError("task.p_B", "must be 0 when B = 0 (no bursty sequences)")
     for name in nonnegative:
-        value = getattr(task, name)
-        if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
-            raise ConfigError(f"task.{name}", f"must be a number >= 0, got {value!r}")
+        _number(task, "task", name, 0.0)
+        if name.startswith("eps") and getattr(task, name) > EPS_MAX:
+            raise ConfigError(
+                f"task.{name}",
+                f"must be a finite number >= 0 and <= {EPS_MAX:g} (beyond, items are pure noise and "
+                f"overflow float32), got {getattr(task, name)!r}",
+            )
+
+
+def _number(
+    obj: Any,
+    section: str,
+    name: str,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """A finite real number (not a bool) in the range; the error names the range."""
+    value = getattr(obj, name)
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
+    if ok:
+        return
+    if math.isinf(high):
+        allowed = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    raise ConfigError(f"{section}.{name}", f"must be a finite number {allowed}, got {value!r}")
+
+
+def _check_zipf_labels(name: str, alpha: float, K: int, n_needed: int, share: float = 1.0) -> None:
+    """With ``no_repeats`` a bursty context draws N/B distinct labels from the Zipf law: the
+    ``n_needed``-th most likely one must keep a probability float32 holds, else sampling fails.
+
+    P(label j) >= (j+1)^-alpha / H with H = sum_k k^-alpha <= 1 + min(ln K, 1/(alpha-1)), and
+    for alpha < 1, H <= 1 + (K^(1-alpha) - 1) / (1 - alpha). ``share`` < 1 when two such
+    probabilities multiply (joint labels): each must reach tiny^share.
+    """
+    if n_needed <= 1 or alpha == 0:
+        return
+    if alpha >= 1:
+        h = 1.0 + math.log(K)
+        if alpha > 1:
+            h = min(h, 1.0 + 1.0 / (alpha - 1.0))
+    else:
+        h = 1.0 + (K ** (1.0 - alpha) - 1.0) / (1.0 - alpha)
+    log_tiny = share * math.log(_FLOAT32_TINY)
+    if -alpha * math.log(n_needed) - math.log(h) < log_tiny:
+        limit = (-log_tiny - math.log(h)) / math.log(n_needed)
+        raise ConfigError(
+            f"task.{name}",
+            f"is too large for no_repeats: {n_needed} distinct labels per context (N/B) need "
+            f"{name} <= about {math.floor(limit)} (rarer labels underflow float32), got {alpha:g}",
+        )
 
 
 def _choice(obj: Any, section: str, name: str, allowed: tuple[str, ...]) -> None:
@@ -472,6 +570,238 @@ def _positive_int(obj: Any, section: str, names: tuple[str, ...]) -> None:
         value = getattr(obj, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{section}.{name}", f"must be an integer > 0, got {value!r}")
+
+
+# ---------------------------------------------------------------------- machine resources
+_F32 = 4
+_N_SUITES = {"unimodal": 4, "multimodal": 6, "encoder": 1}
+
+
+def decoder_dims(config: RunConfig) -> dict[str, int]:
+    """The decoder's sizes as :class:`~mmicl_interp.model.transformer.ICLTransformer` builds them:
+    d_input, d_model, d_head, d_mlp, n_ctx (the sequence length) and n_ctx_max (2*n_max+1)."""
+    mc, tc = config.model, config.task
+    d_input = tc.D if isinstance(tc, TaskConfig) else tc.D1
+    n_ctx_max = 2 * mc.n_max + 1
+    d_model = (mc.d_embed or d_input) + (n_ctx_max if mc.positions == "onehot" else 0)
+    return {
+        "d_input": d_input,
+        "d_model": d_model,
+        "d_head": mc.d_head or d_model // mc.n_heads,
+        "d_mlp": mc.d_mlp or (d_model if mc.mlp == "paper_gated" else 4 * d_model),
+        "n_ctx": tc.n_ctx if isinstance(tc, MultimodalTaskConfig) else 2 * tc.N + 1,
+        "n_ctx_max": n_ctx_max,
+    }
+
+
+def parameter_estimate(config: RunConfig) -> dict[str, int]:
+    """Trainable parameters by the field that sizes them (sums to the model's parameter count)."""
+    mc, tc = config.model, config.task
+    if config.kind == "encoder":
+        d_out = mc.d_encoder or tc.D2
+        h = mc.encoder_hidden
+        return {"model.encoder_hidden": tc.D2 * h + h + h * d_out + d_out, "task.K2": d_out * tc.K2 + tc.K2}
+    dims = decoder_dims(config)
+    d, dh, H, n_labels = dims["d_model"], dims["d_head"], mc.n_heads, tc.L
+    attn = (4 if mc.use_w_o else 3) * H * d * dh + (3 * H * dh + d if mc.attn_bias else 0)
+    mlp = 0
+    if mc.mlp != "none":
+        gated = mc.mlp in ("swiglu", "paper_gated")
+        mlp = (3 if gated else 2) * d * dims["d_mlp"] + (2 if gated else 1) * dims["d_mlp"] + d
+    norms = {"rms": 1, "ln": 2, "none": 0}[mc.norm] * d * (2 if mc.mlp != "none" else 1)
+    out = {"model.n_layers": mc.n_layers * (attn + mlp + norms)}
+    out["model.n_max"] = dims["n_ctx_max"] * d if mc.positions == "learned" else 0
+    out["model.d_embed"] = dims["d_input"] * (mc.d_embed or 0)
+    out["task.L"] = d * n_labels + n_labels + {"rms": 1, "ln": 2, "none": 0}[mc.norm] * d
+    if isinstance(tc, MultimodalTaskConfig):
+        d2 = tc.D2
+        if mc.encoder == "mlp":
+            d_enc, h = mc.d_encoder or tc.D2, mc.encoder_hidden
+            out["model.encoder_hidden"] = tc.D2 * h + h + h * d_enc + d_enc
+            d2 = d_enc
+        hp = mc.d_proj or tc.D1
+        out["model.d_proj"] = d2 * hp + hp + hp * tc.D1 + tc.D1
+    return out
+
+
+def memory_estimate(config: RunConfig) -> list[tuple[str, float, str]]:
+    """Rough bytes of the big allocations of training ``config``, as (field, bytes, what).
+
+    Task tensors, parameters with gradients, Adam moments and a checkpoint copy, the fixed eval
+    suites, one training step's activations (kept for backward), buffers (causal masks) and
+    the schedule lists. Generous by design: it only has to tell a run that cannot fit.
+    """
+    tc, mc, tr = config.task, config.model, config.train
+    F = _F32
+    parts: list[tuple[str, float, str]] = []
+    # class means (float32) and the Zipf law (float64 ranks and weights, float32 probabilities)
+    if isinstance(tc, TaskConfig):
+        parts.append(("task.K", tc.K * (tc.D * F + 20.0), f"class means, K={tc.K} x D={tc.D}"))
+    else:
+        parts.append(("task.K1", tc.K1 * (tc.D1 * F + 20.0), f"M1 class means, K1={tc.K1} x D1={tc.D1}"))
+        parts.append(("task.K2", tc.K2 * (tc.D2 * F + 28.0), f"M2 class means, K2={tc.K2} x D2={tc.D2}"))
+    for name, count in parameter_estimate(config).items():
+        # weights, gradients, two Adam moments, one copy while a checkpoint is written
+        parts.append((name, 5.0 * F * count, f"{count} parameters with gradients and optimiser state"))
+    n_suites = _N_SUITES[config.kind]
+    if config.kind == "encoder":
+        d_out, h = mc.d_encoder or tc.D2, mc.encoder_hidden
+        per_item = 3.0 * F * (tc.D2 + h + d_out + tc.K2) + 32
+        parts.append(("train.batch_size", tr.batch_size * per_item, f"a batch of {tr.batch_size} items"))
+        parts.append(("task.eval_size", tc.eval_size * per_item, f"the eval suite of {tc.eval_size} items"))
+    else:
+        dims = decoder_dims(config)
+        T, d, H, dh = dims["n_ctx"], dims["d_model"], mc.n_heads, dims["d_head"]
+        d_in = tc.D if isinstance(tc, TaskConfig) else tc.D1 + tc.D2
+        d_mlp = 0 if mc.mlp == "none" else dims["d_mlp"] * (3 if mc.mlp in ("swiglu", "paper_gated") else 2)
+        # per layer: residuals, norms, q/k/v (+ rotated), z, outputs, MLP; scores and pattern per head
+        layer = T * (6.0 * d + 6.0 * H * dh + 1.5 * d_mlp) + 3.0 * H * T * T
+        sample = 5.0 * T * d_in + 8.0 * tc.N * 2  # inputs with the sampler's temporaries; int labels
+        if isinstance(tc, MultimodalTaskConfig):
+            hp = mc.d_proj or tc.D1
+            enc = mc.encoder_hidden if mc.encoder == "mlp" else 0
+            sample += 3.0 * (tc.N + 1) * (hp + tc.D1 + tc.D2 + enc)  # projector (and encoder) activations
+        per_seq = F * (1.2 * mc.n_layers * layer + 2.0 * T * d + sample)  # 1.2: gradient buffers
+        parts.append(
+            (
+                "train.batch_size",
+                tr.batch_size * per_seq,
+                f"one step's activations, batch_size={tr.batch_size} x length {T} x d_model {d} "
+                f"x {mc.n_layers} layers",
+            )
+        )
+        chunk = min(tc.eval_size, 2048)  # evaluation runs without gradients, 2048 sequences at a time
+        suites = F * tc.eval_size * (n_suites * (T * d_in + 4.0 * tc.N) + 4.0 * T * d_in)
+        parts.append(
+            (
+                "task.eval_size",
+                suites + chunk * F * (2.0 * layer + T * d),
+                f"{n_suites} eval suites of eval_size={tc.eval_size} sequences",
+            )
+        )
+        n_max = dims["n_ctx_max"]
+        buffers = mc.n_layers * (
+            n_max * n_max * (3.0 + (F * H if mc.positions == "alibi" else 0))
+            + (2.0 * F * n_max * dh if mc.positions in ("rope", "rope_paper") else 0)
+            + (F * d * d if not mc.use_w_o else 0)
+        )
+        parts.append(("model.n_max", buffers, f"causal masks of 2*n_max+1={n_max} positions per layer"))
+    n_evals = tr.steps // tr.eval_every + 1
+    n_linear = tr.steps // tr.ckpt_every + 1 if tr.ckpt_schedule in ("linear", "union") else 0
+    parts.append(("train.steps", 150.0 * (n_evals + n_linear), f"the schedule's {n_evals} eval steps"))
+    return parts
+
+
+def n_checkpoints(train: TrainConfig) -> int:
+    """How many checkpoints the schedule writes, at most (without building the list)."""
+    kind, n = train.ckpt_schedule, 2
+    if kind in ("log", "union"):
+        n += min(train.ckpt_log_points, train.steps)
+    if kind in ("linear", "union"):
+        n += train.steps // train.ckpt_every + 1
+    if kind in ("list", "union"):
+        n += len(train.ckpt_steps)
+    return min(n, train.steps + 1)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate, or None when unknown.
+
+    Linux ``MemAvailable`` (else ``os.sysconf``), capped by the cgroup (container) limit less
+    its non-reclaimable usage. No psutil needed.
+    """
+    avail: int | None = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = None
+    cgroup = Path("/sys/fs/cgroup")
+    for limit_file, usage_file, stat_file, stat_key in (
+        ("memory.max", "memory.current", "memory.stat", "inactive_file"),  # cgroup v2
+        (
+            "memory/memory.limit_in_bytes",
+            "memory/memory.usage_in_bytes",
+            "memory/memory.stat",
+            "total_inactive_file",
+        ),  # cgroup v1
+    ):
+        try:
+            limit = int((cgroup / limit_file).read_text().split()[0])  # v2 "max" (no limit): ValueError
+            usage = int((cgroup / usage_file).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        try:  # page cache the kernel can reclaim is not in use
+            lines = (cgroup / stat_file).read_text().splitlines()
+            stats = dict(line.split() for line in lines if line.count(" ") == 1)
+            usage -= int(stats.get(stat_key, 0))
+        except (OSError, ValueError):
+            pass
+        room = max(limit - usage, 0)
+        avail = room if avail is None else min(avail, room)
+        break
+    return avail
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, else ``os.cpu_count()``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e9:.2f} GB"
+
+
+def check_resources(config: RunConfig, out: str | Path | None = None) -> None:
+    """Refuse, before any work, a run this machine cannot do: more threads than CPUs, more
+    memory than available (with the estimate and the field that sizes it), more checkpoint
+    bytes than the disk under ``out`` holds. Raises :class:`ConfigError`."""
+    cpus = usable_cpus()
+    if config.train.threads > cpus:
+        raise ConfigError(
+            "train.threads",
+            f"must be in [0, {cpus}] (0 = torch's default; this machine has {cpus} usable CPUs), "
+            f"got {config.train.threads}",
+        )
+    parts = memory_estimate(config)
+    need = sum(b for _, b, _ in parts)
+    avail = available_memory()
+    if avail is not None and need > avail:
+        field, part, what = max(parts, key=lambda p: p[1])
+        raise ConfigError(
+            field,
+            f"too large for this machine: training needs about {_gb(need)}, {_gb(avail)} available "
+            f"(largest part: {what}, about {_gb(part)}); lower {field}",
+        )
+    if out is None:
+        return
+    per_ckpt = _F32 * sum(parameter_estimate(config).values()) + 4096
+    n_ckpts = n_checkpoints(config.train)
+    disk = n_ckpts * per_ckpt + 3 * per_ckpt + parts[0][1]  # + train state (weights, 2 moments) + task
+    folder = Path(out).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if disk > free:
+        linear = config.train.ckpt_schedule in ("linear", "union")
+        raise ConfigError(
+            "train.ckpt_every" if linear else "train.ckpt_schedule",
+            f"{n_ckpts} checkpoints of {_gb(per_ckpt)} need about {_gb(disk)} on disk, {_gb(free)} free "
+            f"under {folder}; write fewer checkpoints",
+        )
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:

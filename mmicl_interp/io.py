@@ -121,7 +121,15 @@ def check_writable_dir(path: str | Path, field: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(field, f"{path} is a file; give a folder")
-    check_writable(path / ".probe", field)
+    for ancestor in path.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise ConfigError(field, f"cannot write {path}: {ancestor} is a file, not a folder")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(field, f"cannot create folder {path}: {err.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(field, f"cannot write into {path}: permission denied")
     return path

@@ -3,11 +3,14 @@
 ``run = load_run("checkpoints/default")`` gives a :class:`Run`; ``run.model(step)`` loads
 the weights of one checkpoint into a fresh hooked model, ``run.metrics()`` the eval table
 as a pandas DataFrame, ``run.suites()`` the run's eval suites (redrawn from the stored task
-and eval seed).
+and eval seed). ``run.run_id`` (also ``run.name``) names the run in tables and reports: the
+manifest's ``run_id``, else the folder's name (two runs of one config are two runs).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,8 +37,28 @@ class Run:
     config: RunConfig
 
     @property
+    def run_id(self) -> str:
+        """The run's identity in tables and reports: the manifest's ``run_id``, else the folder's name.
+
+        Not the config name: two runs of one config (``--out t1``, ``--out t2``) must not share rows.
+        """
+        return run_id_of(self.path, self.manifest)
+
+    @property
     def name(self) -> str:
-        return self.config.name
+        """The run id (see :attr:`run_id`); the config's name is ``run.config.name``."""
+        return self.run_id
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What tells this run from another one under the same id: its manifest's creation time
+        and config hash (stable when the folder is moved or copied), and its resolved path."""
+        config = json.dumps(self.manifest.get("config"), sort_keys=True, default=str)
+        return {
+            "path": str(self.path.resolve()),
+            "created": str(self.manifest.get("created") or ""),
+            "config_sha": hashlib.sha256(config.encode()).hexdigest()[:16],
+        }
 
     @property
     def complete(self) -> bool:
@@ -82,6 +105,14 @@ class Run:
         """The eval table: one row per (step, suite) with accuracy, loss, chance."""
         rows = ck.read_metrics(self.path)
         return pd.DataFrame(rows, columns=["step", "suite", "accuracy", "loss", "chance"])
+
+
+def run_id_of(path: str | Path, manifest: dict[str, Any]) -> str:
+    """A run folder's id: the manifest's ``run_id`` when set, else the folder's name."""
+    value = manifest.get("run_id")
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return Path(path).resolve().name
 
 
 def load_run(path: str | Path) -> Run:

@@ -23,7 +23,7 @@ def test_ablate_prints_a_table_and_writes_markdown_json_and_html(run_copy, capsy
     assert main(["ablate", str(run_copy), "--heads", "L1H0", "--method", "zero", "--n-seqs", "100"]) == 0
     out = capsys.readouterr().out
     assert "Head ablation" in out and "L1H0" in out
-    stem = run_copy / "reports" / "ablate_step1000_zero_L1H0"
+    stem = run_copy / "reports" / "ablate_step1000_zero_L1H0_seed0_n100"
     data = json.loads(stem.with_suffix(".json").read_text())
     icl = next(r for r in data["rows"] if r["suite"] == "icl" and r["metric"] == "accuracy")
     assert icl["clean"] > 0.9 and icl["ablated"] < 0.5  # the induction head carries icl
@@ -33,7 +33,7 @@ def test_ablate_prints_a_table_and_writes_markdown_json_and_html(run_copy, capsy
 
 def test_patch_path_puts_the_effect_on_the_prev_token_to_induction_key_path(run_copy, capsys):
     assert main(["patch", str(run_copy), "--kind", "path", "--n-seqs", "100", "--quiet"]) == 0
-    data = json.loads((run_copy / "reports" / "patch_step1000_path_item.json").read_text())
+    data = json.loads((run_copy / "reports" / "patch_step1000_path_item_seed0_n100.json").read_text())
     by_input = {
         r["input"]: r["value"] for r in data["rows"] if r["sender"] == "L0H0" and r["receiver"] == "L1H0"
     }
@@ -43,7 +43,7 @@ def test_patch_path_puts_the_effect_on_the_prev_token_to_induction_key_path(run_
 @pytest.mark.parametrize("kind", ["heads", "resid", "attribution"])
 def test_patch_kinds_write_their_reports(run_copy, kind):
     assert main(["patch", str(run_copy), "--kind", kind, "--n-seqs", "64", "--quiet"]) == 0
-    assert (run_copy / "reports" / f"patch_step1000_{kind}_label.html").is_file()
+    assert (run_copy / "reports" / f"patch_step1000_{kind}_label_seed0_n64.html").is_file()
 
 
 @pytest.mark.parametrize(

@@ -142,3 +142,72 @@ def test_cli_trains_and_prints_accuracy_per_suite_by_step(tmp_path, capsys):
     assert main(["train", str(_config(tmp_path)), "--out", str(tmp_path / "r"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "step       0 | test" in out and "icl" in out and "final accuracy" in out
+
+
+# ---------------------------------------------------------------------- stage 2 before stage 1
+def test_stage2_before_stage1_says_which_run_to_train_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "mm_stage2", "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "mmicl: error: pipeline.init_from: no run at checkpoints/mm_stage1; "
+        "train stage 1 first: mmicl train mm_stage1"
+    ]
+
+
+def test_missing_encoder_run_says_to_train_the_encoder_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sets = ["model.encoder=mlp", "pipeline.init_from=''", "pipeline.encoder_from=pre/enc"]
+    args = ["train", "mm_stage2", "--quiet"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "pipeline.encoder_from: no run at pre/enc" in lines[0]
+    assert "mmicl train mm_encoder --out pre/enc" in lines[0]
+
+
+STAGE2 = """
+name = "s2"
+kind = "multimodal"
+[task]
+K1 = 64
+L1 = 8
+D1 = 8
+K2 = 16
+L2 = 8
+D2 = 6
+N = 4
+B = 2
+eval_size = 16
+[model]
+n_max = 7
+[pipeline]
+init_from = "{init}"
+freeze = ["embed", "blocks"]
+[train]
+steps = 2
+batch_size = 4
+eval_every = 1
+"""
+
+
+def test_stage2_refuses_an_unfinished_stage1_run_instead_of_using_its_last_checkpoint(tmp_path, capsys):
+    import json
+
+    stage1 = tmp_path / "s1"
+    cfg1 = _config(tmp_path, GOOD.replace("n_max = 4", "n_max = 7"))
+    assert main(["train", str(cfg1), "--out", str(stage1), "--quiet"]) == 0
+    manifest = json.loads((stage1 / "manifest.json").read_text())
+    manifest["status"] = "running"  # what a killed stage 1 leaves
+    (stage1 / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    cfg2 = tmp_path / "s2.toml"
+    cfg2.write_text(STAGE2.format(init=stage1))
+    assert main(["train", str(cfg2), "--out", str(tmp_path / "s2"), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"pipeline.init_from: {stage1} is an unfinished run" in lines[0]
+    assert f"--out {stage1} --resume" in lines[0]
+    manifest["status"] = "complete"
+    (stage1 / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["train", str(cfg2), "--out", str(tmp_path / "s2"), "--quiet"]) == 0

@@ -60,12 +60,12 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
+from mmicl_interp.checkpoints import read_safetensors, write_safetensors
 from mmicl_interp.config import MultimodalTaskConfig, TaskConfig
 from mmicl_interp.data.layout import Layout
 from mmicl_interp.data.task import Batch, Task, _smallest_burst, _uniform, sequence_kinds, zipf_probs
-from mmicl_interp.io import CorruptFileError, atomic_write
+from mmicl_interp.io import CorruptFileError
 
 CONTROLS: tuple[str | None, ...] = (None, "m1_only", "m2_only")
 """Allowed ``control`` values of :meth:`MultimodalTask.sample`: ``m2_only`` replaces every M1
@@ -151,7 +151,8 @@ class MultimodalTask:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        """Write the task (means, label vectors, pairing, config) atomically as safetensors."""
+        """Write the task (means, label vectors, pairing, config) atomically as safetensors, with
+        checksum."""
         tensors = {
             "m1_means": self.m1_means,
             "m2_means": self.m2_means,
@@ -159,13 +160,14 @@ class MultimodalTask:
             "m2_partner": self.m2_partner,
         }
         meta = {"kind": KIND, "config": json.dumps(asdict(self.config))}
-        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        write_safetensors(path, tensors, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> MultimodalTask:
-        """Read a task saved by :meth:`save`; a corrupt file raises CorruptFileError naming it."""
+        """Read a task saved by :meth:`save`, verifying its checksum; a corrupt file raises
+        CorruptFileError naming it."""
         path = Path(path)
-        tensors, meta = _read(path)
+        tensors, meta, _ = read_safetensors(path)
         if meta.get("kind") != KIND:
             kind = meta.get("kind", "unimodal")
             raise ValueError(f"{path} is a {kind} task file, not a multimodal one; use load_task")
@@ -493,19 +495,6 @@ def noisy_items(
     d = mu.shape[-1]
     noise = torch.randn(mu.shape, generator=g) * (eps / math.sqrt(d))
     return (mu + noise) / math.sqrt(1.0 + eps**2)
-
-
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file; CorruptFileError naming it if unreadable."""
-    try:
-        tensors = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except FileNotFoundError:
-        raise
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CorruptFileError(path, err) from None
-    return tensors, meta
 
 
 def load_task(path: str | Path) -> Task | MultimodalTask:

@@ -25,12 +25,11 @@ from pathlib import Path
 
 import torch
 from jaxtyping import Bool, Float, Int
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from mmicl_interp.checkpoints import read_safetensors, write_safetensors
 from mmicl_interp.config import TaskConfig
 from mmicl_interp.data.layout import Layout
-from mmicl_interp.io import CorruptFileError, atomic_write
+from mmicl_interp.io import CorruptFileError
 
 
 @dataclass
@@ -129,25 +128,21 @@ class Task:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        """Write the task (means, label vectors, config) atomically as safetensors."""
+        """Write the task (means, label vectors, config) atomically as safetensors, with checksum."""
         tensors = {"class_means": self.class_means, "label_vectors": self.label_vectors}
-        meta = {"config": json.dumps(asdict(self.config))}
-        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        write_safetensors(path, tensors, {"config": json.dumps(asdict(self.config))})
 
     @classmethod
     def load(cls, path: str | Path) -> Task:
-        """Read a task saved by :meth:`save`; a corrupt file raises CorruptFileError naming it."""
+        """Read a task saved by :meth:`save`, verifying its checksum; a corrupt file raises
+        CorruptFileError naming it."""
         path = Path(path)
+        tensors, meta, _ = read_safetensors(path)
         try:
-            tensors = load_file(str(path))
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
             config = TaskConfig(**json.loads(meta["config"]))
-        except (SafetensorError, KeyError, ValueError, OSError, TypeError) as err:
+            return cls(config, tensors["class_means"], tensors["label_vectors"])
+        except (KeyError, ValueError, TypeError) as err:
             raise CorruptFileError(path, err) from None
-        return cls(config, tensors["class_means"], tensors["label_vectors"])
 
     # ------------------------------------------------------------------ sampling
     def sample(

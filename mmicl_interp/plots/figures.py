@@ -6,13 +6,17 @@ Notebooks and the HTML report share these functions: each returns a
 
 - :func:`circuit_formation`: accuracy per suite (top) and the best head's circuit measures
   (bottom) against training step, on a shared x axis, with dashed vertical lines at the
-  onsets of :func:`~mmicl_interp.analyses.correlation.phases`.
-- :func:`head_heatmaps`: one measure per head (rows ``L{l}H{h}``) over checkpoints.
+  onsets of :func:`~mmicl_interp.analyses.correlation.phases` (:func:`onset_marks`): only
+  where the curve rises by at least ``min_rise`` (default 0.1, in the measure's units);
+  each onset is named in the legend, so labels never overlap.
+- :func:`head_heatmaps`: one measure per head (rows ``L{l}H{h}``) over checkpoints; several
+  measures share one colour scale (at least [0, 1]: the measures are attention fractions).
 - :func:`ih_vs_icl`: the best head's induction strength against icl accuracy, one point per
   checkpoint coloured by step, with a least-squares line and Pearson r in the title.
 - :func:`ablation_bars`: the change in a metric when heads are ablated.
 - :func:`patching_heatmap`: a patching result (layer x position, head x head) on a diverging
-  scale centred at 0.
+  scale centred at 0; :func:`patching_panels`: several results (e.g. path patching into k /
+  q / v) on one shared symmetric scale, so a panel near 0 looks near 0.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import importlib.util
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +47,13 @@ from mmicl_interp.analyses.correlation import (
 from mmicl_interp.io import atomic_write_bytes
 from mmicl_interp.types import SUITES
 
+MIN_ONSET_RISE = 0.1
+"""Onsets are drawn only where the curve rises by at least this much (in the measure's units)."""
+ONSET_MARKS: tuple[tuple[str, str, str], ...] = (  # phases() column, label, colour
+    ("prev_token_onset", "prev-token onset", "#7f7f7f"),
+    ("induction_onset", "induction onset", "#d62728"),
+    ("icl_onset", "icl accuracy onset", "#1f77b4"),
+)
 XScale = Literal["category", "linear", "log"]
 X_SCALES: tuple[str, ...] = ("category", "linear", "log")
 ABLATION_COLUMNS: tuple[str, ...] = ("suite", "metric", "heads", "method", "clean", "ablated", "delta")
@@ -71,6 +82,96 @@ def _metrics_in(part: pd.DataFrame) -> set[str]:
     return set(map(str, pd.unique(part["metric"].astype(str))))
 
 
+# --------------------------------------------------------------------------- onsets
+def _rise(curve: pd.Series) -> float:
+    """Last minus first finite value of a curve indexed by step (NaN with fewer than 2)."""
+    v = curve.sort_index().astype(float).dropna().to_numpy()
+    return float(v[-1] - v[0]) if len(v) >= 2 else math.nan
+
+
+def onset_marks(
+    scores: pd.DataFrame,
+    *,
+    run: str | None = None,
+    suite: str = "icl",
+    accuracy_suite: str = "icl",
+    prev_token_measure: str = "prev_token_label",
+    induction_measure: str = "ih",
+    frac: float = 0.5,
+    min_rise: float = MIN_ONSET_RISE,
+) -> pd.DataFrame:
+    """The onsets of :func:`~mmicl_interp.analyses.correlation.phases`, each kept only where its
+    curve rises by at least ``min_rise`` (last minus first checkpoint, in the measure's units).
+
+    One row per onset (previous-token, induction, icl accuracy) with columns ``onset`` (the
+    phases column), ``label``, ``curve`` (e.g. ``ih L1H0``), ``rise``, ``step`` (NaN when not
+    shown), ``shown`` and ``text``: ``"induction onset (ih L1H0): 235.9"`` or
+    ``"induction onset (ih L1H0): no onset (rise 0.018 < 0.1)"``. So a curve that never forms
+    (e.g. a RoPE run whose ``ih`` stays near 0) gets no marker, and the reason is stated.
+    """
+    if not min_rise >= 0:
+        raise ValueError(f"min_rise must be >= 0, got {min_rise!r}")
+    part = select_run(scores, run)
+    ph = phases(
+        part,
+        prev_token_measure=prev_token_measure,
+        induction_measure=induction_measure,
+        suite=suite,
+        accuracy_suite=accuracy_suite,
+        frac=frac,
+        min_rise=min_rise,
+    ).iloc[0]
+    per_head = part[part["head"].notna() & (part["suite"].astype(str) == suite)]
+    have = set(map(str, per_head["metric"].astype(str)))
+    curves: dict[str, tuple[str, pd.Series | None]] = {}
+    for key, measure in (("prev_token_onset", prev_token_measure), ("induction_onset", induction_measure)):
+        if measure in have:
+            layer, head = best_head(part, measure, suite=suite)
+            curve = head_table(part, measure, suite=suite)[(layer, head)]
+            curves[key] = (f"{measure} {head_name(layer, head)}", curve)
+        else:
+            curves[key] = (measure, None)
+    acc = part[
+        (part["metric"].astype(str) == "accuracy")
+        & (part["suite"].astype(str) == accuracy_suite)
+        & part["head"].isna()
+    ]
+    curves["icl_onset"] = (
+        f"{accuracy_suite} accuracy",
+        model_curve(part, "accuracy", suite=accuracy_suite) if len(acc) else None,
+    )
+    rows = []
+    for key, label, _color in ONSET_MARKS:
+        name, curve = curves[key]
+        rise = _rise(curve) if curve is not None else math.nan
+        step = float(ph[key]) if pd.notna(ph[key]) else math.nan
+        shown = curve is not None and rise >= min_rise and not math.isnan(step)
+        if key == "icl_onset":
+            label, named = f"{accuracy_suite} accuracy onset", f"{accuracy_suite} accuracy onset"
+        else:
+            named = f"{label} ({name})"
+        if curve is None:
+            text = f"{label}: no curve ({name} not scored)"
+        elif shown:
+            text = f"{named}: {step:.4g}"
+        elif math.isnan(rise) or rise < min_rise:
+            text = f"{named}: no onset (rise {rise:.3g} < {min_rise:g})"
+        else:
+            text = f"{named}: no onset found"
+        rows.append(
+            dict(
+                onset=key,
+                label=label,
+                curve=name,
+                rise=rise,
+                step=step if shown else math.nan,
+                shown=shown,
+                text=text,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- circuit formation
 def circuit_formation(
     scores: pd.DataFrame,
@@ -82,15 +183,18 @@ def circuit_formation(
     log_x: bool = False,
     onsets: bool = True,
     frac: float = 0.5,
+    min_rise: float = MIN_ONSET_RISE,
     title: str | None = None,
 ) -> go.Figure:
     """Accuracy per suite and the best head's circuit measures against training step.
 
     Top panel: accuracy of each suite present (or of ``suites``). Bottom panel: for each
     measure present, the curve of its best head (highest final value), named e.g.
-    ``ih (L1H0)``. With ``onsets``, dashed vertical lines mark the onsets (half the final
-    rise) of previous-token formation, induction formation and icl accuracy. ``log_x`` puts
-    step on a log axis (step 0 is then left out).
+    ``ih (L1H0)``. With ``onsets``, dashed vertical lines through both panels mark the onsets
+    (:func:`onset_marks`) of previous-token formation, induction formation and icl accuracy,
+    only where the curve rises by at least ``min_rise``; each is named with its step in the
+    legend ("no onset (rise 0.018 < 0.1)" otherwise), so no label overlaps another.
+    ``log_x`` puts step on a log axis (step 0 is then left out).
     """
     part = select_run(scores, run)
     present = _metrics_in(part)
@@ -158,33 +262,44 @@ def circuit_formation(
         )
 
     if onsets:
-        ph = phases(part, suite=measure_suite, frac=frac).iloc[0]
-        marks = [
-            ("prev_token_onset", "prev-token onset", "#7f7f7f"),
-            ("induction_onset", "induction onset", "#d62728"),
-            ("icl_onset", "icl accuracy onset", "#1f77b4"),
-        ]
-        shown = 0
-        for col, label, color in marks:
-            x = ph[col]
-            if pd.isna(x) or (log_x and x <= 0):
-                continue
-            line = dict(line_dash="dash", line_color=color, line_width=1.5)
-            fig.add_vline(x=float(x), row="all", col=1, exclude_empty_subplots=False, **line)
-            fig.add_annotation(  # annotations (unlike shapes) take log10(x) on a log axis
-                x=math.log10(x) if log_x else float(x),
-                y=1,
-                xref="x",
-                yref="y domain",
-                text=f"{label}: {x:.4g}",
-                showarrow=False,
-                xanchor="left",
-                yanchor="top",
-                yshift=-14 * shown,
-                font=dict(size=10, color=color),
-                bgcolor="rgba(255,255,255,0.7)",
-            )
-            shown += 1
+        marks = onset_marks(part, suite=measure_suite, frac=frac, min_rise=min_rise)
+        group = dict(
+            legendgroup="onsets",
+            legendgrouptitle_text=f"onsets (shown where the curve rises by >= {min_rise:g})",
+        )
+        for i, ((_key, _label, color), mark) in enumerate(zip(ONSET_MARKS, marks.itertuples(), strict=True)):
+            group["legendrank"] = 2000 + i  # after the curves, in ONSET_MARKS order
+            if mark.shown and not (log_x and mark.step <= 0):
+                # one line through both panels (x is shared; shapes stay in data units on a log axis)
+                fig.add_shape(
+                    type="line",
+                    xref="x",
+                    yref="paper",
+                    x0=mark.step,
+                    x1=mark.step,
+                    y0=0,
+                    y1=1,
+                    line=dict(dash="dash", color=color, width=1.5),
+                    name=mark.text,
+                    showlegend=True,
+                    **group,
+                )
+            else:  # a legend entry saying why there is no line
+                fig.add_trace(
+                    go.Scatter(
+                        x=[None],
+                        y=[None],
+                        mode="lines",
+                        name=mark.text + (" (step 0: off the log axis)" if mark.shown else ""),
+                        line=dict(dash="dot", color=color, width=1),
+                        hoverinfo="skip",
+                        showlegend=True,
+                        **group,
+                    ),
+                    row=1,
+                    col=1,
+                )
+            group.pop("legendgrouptitle_text", None)
 
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_xaxes(title_text="training step", row=2, col=1)
@@ -209,13 +324,17 @@ def head_heatmaps(
     run: str | None = None,
     x_scale: XScale = "category",
     colorscale: str = "Viridis",
+    zrange: tuple[float, float] | None = (0.0, 1.0),
     title: str | None = None,
 ) -> go.Figure:
     """Per-head heatmap(s) of a measure over checkpoints: y = ``L{l}H{h}``, x = step.
 
     ``metric`` may be one measure or a list (one panel each). ``x_scale`` is ``"category"``
     (one equal-width column per checkpoint: suits log-spaced schedules), ``"linear"`` or
-    ``"log"``.
+    ``"log"``. Every panel uses one colour scale (a shared ``coloraxis``) spanning ``zrange``
+    widened to cover the data: the measures are attention fractions, so on the default
+    [0, 1] a head at 0.02 looks weak next to one at 0.9 rather than equally bright.
+    ``zrange=None`` spans the data's own range (shared across panels).
     """
     if x_scale not in X_SCALES:
         raise ValueError(f"x_scale must be one of {', '.join(X_SCALES)}; got {x_scale!r}")
@@ -224,6 +343,15 @@ def head_heatmaps(
     if not metrics:
         raise ValueError("metric must name at least one per-head measure")
     tables = [head_table(part, m, suite=suite) for m in metrics]  # raises on unknown metric
+    if zrange is not None and not (len(zrange) == 2 and zrange[0] < zrange[1]):
+        raise ValueError(f"zrange must be (low, high) with low < high, or None; got {zrange!r}")
+    values = np.concatenate([t.to_numpy(dtype=float).ravel() for t in tables])
+    values = values[np.isfinite(values)]
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    if zrange is not None:
+        lo, hi = min(lo, float(zrange[0])), max(hi, float(zrange[1]))
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
     n = len(metrics)
     fig = make_subplots(
         rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.25 / n if n > 1 else 0.0, subplot_titles=metrics
@@ -232,14 +360,12 @@ def head_heatmaps(
         steps = table.index.to_numpy()
         x = [str(s) for s in steps] if x_scale == "category" else steps
         y = [head_name(layer, head) for layer, head in table.columns]
-        domain = fig.layout["yaxis" if i == 1 else f"yaxis{i}"].domain
         fig.add_trace(
             go.Heatmap(
                 z=table.to_numpy().T,
                 x=x,
                 y=y,
-                colorscale=colorscale,
-                colorbar=dict(title=dict(text=m), len=domain[1] - domain[0], y=(domain[0] + domain[1]) / 2),
+                coloraxis="coloraxis",
                 hovertemplate="step %{x}<br>%{y}<br>" + m + " = %{z:.3f}<extra></extra>",
                 name=m,
             ),
@@ -250,6 +376,12 @@ def head_heatmaps(
     fig.update_xaxes(type=x_scale)
     fig.update_xaxes(title_text="training step", row=n, col=1)
     fig.update_layout(
+        coloraxis=dict(
+            colorscale=colorscale,
+            cmin=lo,
+            cmax=hi,
+            colorbar=dict(title=dict(text=metrics[0] if n == 1 else "value")),
+        ),
         title=title or f"Per-head {', '.join(metrics)} ({suite} suite): {_run_title(part)}",
         height=max(320, n * (140 + 18 * len(tables[0].columns))),
         template="plotly_white",
@@ -409,8 +541,42 @@ def ablation_bars(
 
 
 # --------------------------------------------------------------------------- patching
+PatchValues = Float[torch.Tensor, "rows cols"] | Float[np.ndarray, "rows cols"] | pd.DataFrame
+
+
+def _labelled(
+    values: PatchValues, x_labels: Sequence[str] | None, y_labels: Sequence[str] | None, where: str = "values"
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """A 2-D float array with its column (x) and row (y) labels; a DataFrame supplies its own."""
+    if isinstance(values, pd.DataFrame):
+        x_labels = list(values.columns) if x_labels is None else x_labels
+        y_labels = list(values.index) if y_labels is None else y_labels
+        arr = values.to_numpy(dtype=float)
+    elif isinstance(values, torch.Tensor):
+        arr = values.detach().to("cpu", torch.float64).numpy()
+    else:
+        arr = np.asarray(values, dtype=float)
+    if arr.ndim != 2:
+        raise ValueError(f"{where} must be 2-D (rows x cols), got shape {arr.shape}")
+    rows, cols = arr.shape
+    xs = [str(v) for v in (range(cols) if x_labels is None else x_labels)]
+    ys = [str(v) for v in (range(rows) if y_labels is None else y_labels)]
+    if len(xs) != cols:
+        raise ValueError(f"x_labels has {len(xs)} labels but {where} has {cols} columns")
+    if len(ys) != rows:
+        raise ValueError(f"y_labels has {len(ys)} labels but {where} has {rows} rows")
+    return arr, xs, ys
+
+
+def _symmetric_bound(*arrays: np.ndarray) -> float:
+    """The largest finite |value| over all arrays (1 when none is finite or all are 0)."""
+    finite = np.concatenate([a[np.isfinite(a)].ravel() for a in arrays]) if arrays else np.zeros(0)
+    bound = float(np.abs(finite).max()) if finite.size else 1.0
+    return bound if bound > 0 else 1.0
+
+
 def patching_heatmap(
-    values: Float[torch.Tensor, "rows cols"] | Float[np.ndarray, "rows cols"] | pd.DataFrame,
+    values: PatchValues,
     x_labels: Sequence[str] | None = None,
     y_labels: Sequence[str] | None = None,
     title: str = "",
@@ -423,33 +589,17 @@ def patching_heatmap(
     """A 2-D patching result on a diverging colour scale centred at 0 (row 0 at the top).
 
     E.g. layer x position, or sender head x receiver head for path patching. A DataFrame
-    supplies its own labels (columns -> x, index -> y) unless they are given.
+    supplies its own labels (columns -> x, index -> y) unless they are given. The scale runs
+    from -m to m with m the largest |value|; to compare several results, draw them with
+    :func:`patching_panels` (one scale for all).
     """
-    if isinstance(values, pd.DataFrame):
-        x_labels = list(values.columns) if x_labels is None else x_labels
-        y_labels = list(values.index) if y_labels is None else y_labels
-        arr = values.to_numpy(dtype=float)
-    elif isinstance(values, torch.Tensor):
-        arr = values.detach().to("cpu", torch.float64).numpy()
-    else:
-        arr = np.asarray(values, dtype=float)
-    if arr.ndim != 2:
-        raise ValueError(f"values must be 2-D (rows x cols), got shape {arr.shape}")
-    rows, cols = arr.shape
-    x_labels = [str(v) for v in (range(cols) if x_labels is None else x_labels)]
-    y_labels = [str(v) for v in (range(rows) if y_labels is None else y_labels)]
-    if len(x_labels) != cols:
-        raise ValueError(f"x_labels has {len(x_labels)} labels but values has {cols} columns")
-    if len(y_labels) != rows:
-        raise ValueError(f"y_labels has {len(y_labels)} labels but values has {rows} rows")
-    finite = arr[np.isfinite(arr)]
-    bound = float(np.abs(finite).max()) if finite.size else 1.0
-    bound = bound if bound > 0 else 1.0
+    arr, xs, ys = _labelled(values, x_labels, y_labels)
+    bound = _symmetric_bound(arr)
     fig = go.Figure(
         go.Heatmap(
             z=arr,
-            x=x_labels,
-            y=y_labels,
+            x=xs,
+            y=ys,
             colorscale=colorscale,
             zmid=0.0,
             zmin=-bound,
@@ -461,6 +611,92 @@ def patching_heatmap(
     fig.update_xaxes(type="category", title_text=x_title)
     fig.update_yaxes(type="category", autorange="reversed", title_text=y_title)
     fig.update_layout(title=title, template="plotly_white")
+    return fig
+
+
+def patching_panels(
+    panels: Mapping[str, PatchValues],
+    x_labels: Sequence[str] | None = None,
+    y_labels: Sequence[str] | None = None,
+    title: str = "",
+    *,
+    arrange: Literal["columns", "rows"] = "columns",
+    x_title: str | Sequence[str | None] | None = None,
+    y_title: str | Sequence[str | None] | None = None,
+    colorscale: str = "RdBu",
+    value_name: str = "effect",
+) -> go.Figure:
+    """Several patching results in one figure on ONE symmetric diverging scale centred at 0.
+
+    ``panels`` maps a panel title to its values (as :func:`patching_heatmap`; a DataFrame
+    brings its own labels). Every heatmap uses the shared ``coloraxis`` running from -m to m,
+    m the largest |value| over all panels, so path patching into queries at 0.0001 reads as
+    nothing next to keys at 0.99 instead of equally dark. ``arrange``: side by side
+    (``"columns"``) or stacked (``"rows"``, heights proportional to the panels' rows).
+    ``x_title`` / ``y_title``: one axis title for all panels, or one per panel.
+    """
+    if arrange not in ("columns", "rows"):
+        raise ValueError(f"arrange must be 'columns' or 'rows'; got {arrange!r}")
+    if not isinstance(panels, Mapping) or not panels:
+        raise ValueError("panels must be a non-empty mapping {panel title: 2-D values}")
+    data = [(str(name), *_labelled(v, x_labels, y_labels, f"panel {name!r}")) for name, v in panels.items()]
+    bound = _symmetric_bound(*(arr for _, arr, _, _ in data))
+    n = len(data)
+    names = [name for name, *_ in data]
+
+    def per_panel(title: str | Sequence[str | None] | None, which: str) -> list[str | None]:
+        if title is None or isinstance(title, str):
+            return [title] * n
+        titles = list(title)
+        if len(titles) != n:
+            raise ValueError(f"{which} has {len(titles)} titles for {n} panels")
+        return titles
+
+    x_titles, y_titles = per_panel(x_title, "x_title"), per_panel(y_title, "y_title")
+    total_rows = sum(max(arr.shape[0], 1) for _, arr, _, _ in data)
+    if arrange == "columns":
+        fig = make_subplots(rows=1, cols=n, subplot_titles=names, horizontal_spacing=min(0.08, 0.3 / n))
+        where = [(1, j) for j in range(1, n + 1)]
+        height = 420
+    else:
+        heights = [max(arr.shape[0], 1) for _, arr, _, _ in data]
+        height = 220 * n + 24 * total_rows
+        # ~100 px between panels (of ~180 px margins) for tick labels, the x title and the next title
+        spacing = min(0.5 / (n - 1), 100 / (height - 180)) if n > 1 else 0.0
+        fig = make_subplots(
+            rows=n,
+            cols=1,
+            subplot_titles=names,
+            row_heights=[h / sum(heights) for h in heights],
+            vertical_spacing=spacing,
+        )
+        where = [(i, 1) for i in range(1, n + 1)]
+    for (name, arr, xs, ys), (row, col), xt, yt in zip(data, where, x_titles, y_titles, strict=True):
+        fig.update_xaxes(title_text=xt, row=row, col=col)
+        if arrange == "rows" or col == 1 or len(set(y_titles)) > 1:
+            fig.update_yaxes(title_text=yt, row=row, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                z=arr,
+                x=xs,
+                y=ys,
+                coloraxis="coloraxis",
+                name=name,
+                hovertemplate=f"{name}<br>%{{y}} / %{{x}}<br>{value_name} = %{{z:.4f}}<extra></extra>",
+            ),
+            row=row,
+            col=col,
+        )
+        fig.update_xaxes(type="category", row=row, col=col)
+        fig.update_yaxes(type="category", autorange="reversed", row=row, col=col)
+    fig.update_layout(
+        coloraxis=dict(
+            colorscale=colorscale, cmin=-bound, cmax=bound, colorbar=dict(title=dict(text=value_name))
+        ),
+        title=title,
+        template="plotly_white",
+        height=height,
+    )
     return fig
 
 
@@ -502,6 +738,8 @@ def export_png(
 
 __all__ = [
     "ABLATION_COLUMNS",
+    "MIN_ONSET_RISE",
+    "ONSET_MARKS",
     "X_SCALES",
     "ablation_bars",
     "circuit_formation",
@@ -509,6 +747,8 @@ __all__ = [
     "head_heatmaps",
     "head_name",
     "ih_vs_icl",
+    "onset_marks",
     "patching_heatmap",
+    "patching_panels",
     "png_export_available",
 ]

@@ -2,18 +2,22 @@
 
 Each report is a table plus figures: printed as a rich table in the terminal and written
 next to the run as Markdown, JSON and a self-contained HTML page with the plots
-(``RUN/reports/<name>.{md,json,html}``).
+(``RUN/reports/<name>.{md,json,html}``). The name carries every choice that changes the
+result (step, method or kind and corruption, heads, seed, number of sequences), so a rerun
+with other options never overwrites an earlier report.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mmicl_interp.config import ConfigError
 from mmicl_interp.io import atomic_write_text
 from mmicl_interp.runs import Run
 from mmicl_interp.types import ABLATION_METHODS, CORRUPTIONS, PATCH_KINDS
@@ -76,15 +80,73 @@ class TableReport:
             console.print(self.notes)
 
 
-def _resolve_step(run: Run, step: int | None) -> int:
+def check_decoder_run(run: Run, command: str) -> None:
+    """Refuse an encoder-pretraining run (``kind = "encoder"``): ablation, patching and the
+    run report study the decoder's heads, which such a run does not have."""
+    if run.config.kind == "encoder":
+        raise ConfigError(
+            "RUN",
+            f"{run.path} is an encoder-pretraining run (kind = \"encoder\"); mmicl {command} needs a "
+            "decoder run (kind unimodal or multimodal); for the encoder see `mmicl analyze` or its "
+            "metrics.jsonl",
+        )
+
+
+def resolve_step(run: Run, step: int | None) -> int:
+    """``step`` if the run has a checkpoint there (default: the last one), else ConfigError('--step')."""
     steps = run.steps
     if not steps:
         raise FileNotFoundError(f"no checkpoints in {run.path}")
     if step is None:
         return steps[-1]
     if step not in steps:
-        raise ValueError(f"--step: {step} has no checkpoint; available: {steps}")
+        shown = steps if len(steps) <= 12 else [*steps[:5], "...", *steps[-5:]]
+        listed = ", ".join(str(s) for s in shown)
+        raise ConfigError("--step", f"{step} has no checkpoint in {run.path}; available steps: {listed}")
     return step
+
+
+_HEAD = re.compile(r"L(\d+)H(\d+)")
+HEADS_FORMAT = "comma-separated L<layer>H<head> with no spaces, e.g. L1H0,L0H0"
+
+
+def parse_head_list(text: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+    """Parse ``--heads`` strictly: ``L<layer>H<head>`` items joined by commas, no spaces or
+    empty items, every head in range of the model, none twice. Raises ConfigError('--heads')."""
+    if not text:
+        raise ConfigError("--heads", f"is empty; give {HEADS_FORMAT} (or omit it to ablate each head alone)")
+    heads: list[tuple[int, int]] = []
+    for part in text.split(","):
+        match = _HEAD.fullmatch(part)
+        if match is None:
+            raise ConfigError("--heads", f"{part!r} in {text!r} is not a head; give {HEADS_FORMAT}")
+        layer, head = int(match.group(1)), int(match.group(2))
+        if not (layer < n_layers and head < n_heads):
+            raise ConfigError(
+                "--heads",
+                f"{part} is out of range; this model has layers 0..{n_layers - 1} and heads 0..{n_heads - 1}",
+            )
+        if (layer, head) in heads:
+            raise ConfigError("--heads", f"{part} is listed twice in {text!r}")
+        heads.append((layer, head))
+    return heads
+
+
+def check_method(method: str) -> None:
+    if method not in ABLATION_METHODS:
+        raise ConfigError("--method", f"must be one of {', '.join(ABLATION_METHODS)}; got {method!r}")
+
+
+def check_patch_options(run: Run, kind: str, corruption: str | None) -> str:
+    """Validate ``--kind`` and ``--corruption`` for ``run``; returns the corruption (defaulted)."""
+    if kind not in PATCH_KINDS:
+        raise ConfigError("--kind", f"must be one of {', '.join(PATCH_KINDS)}; got {kind!r}")
+    corruption = default_corruption(run, kind) if corruption is None else corruption
+    if corruption not in CORRUPTIONS:
+        raise ConfigError("--corruption", f"must be one of {', '.join(CORRUPTIONS)}; got {corruption!r}")
+    if corruption == "item_m2" and "m2" not in run.layout.modalities:
+        raise ConfigError("--corruption", "item_m2 needs a multimodal run; this run has only M1 items")
+    return corruption
 
 
 def ablation_report(
@@ -95,30 +157,38 @@ def ablation_report(
     n_seqs: int | None = None,
     seed: int = 0,
 ) -> TableReport:
-    """Ablate ``heads`` together (default: each head alone) at one checkpoint, on every suite."""
-    from mmicl_interp.analyses.ablation import ablate_each_head, ablate_heads
+    """Ablate ``heads`` together (default: each head alone) at one checkpoint, on every suite.
+
+    ``heads`` is parsed strictly (:func:`parse_head_list`); bad options raise ConfigError
+    naming the option, before any model is loaded.
+    """
+    from mmicl_interp.analyses.ablation import ablate_each_head, ablate_heads, format_heads
     from mmicl_interp.plots.figures import ablation_bars
 
-    if method not in ABLATION_METHODS:
-        raise ValueError(f"--method: must be one of {', '.join(ABLATION_METHODS)}; got {method!r}")
-    step = _resolve_step(run, step)
+    check_decoder_run(run, "ablate")
+    check_method(method)
+    step = resolve_step(run, step)
+    mc = run.config.model
+    head_list = parse_head_list(heads, mc.n_layers, mc.n_heads) if heads is not None else None
     model = run.model(step)
     suites = run.suites(n_seqs)
-    if heads:
-        table = ablate_heads(model, suites, heads, method=method, seed=seed)
+    if head_list is not None:
+        table = ablate_heads(model, suites, head_list, method=method, seed=seed)
     else:
         table = ablate_each_head(model, suites, method=method, seed=seed)
-    which = heads.replace(",", "-") if heads else "each"
+    which = format_heads(head_list).replace(",", "-") if head_list is not None else "each"
+    n = len(next(iter(suites.values())))
     meta = {
         "run": run.name,
         "step": step,
-        "heads": heads or "each head alone",
+        "heads": format_heads(head_list) if head_list is not None else "each head alone",
         "method": method,
-        "sequences per suite": len(next(iter(suites.values()))),
+        "seed": seed,
+        "sequences per suite": n,
     }
     figure = ablation_bars(table, title=f"{method} ablation at step {step}: change in accuracy")
     return TableReport(
-        f"ablate_step{step}_{method}_{which}",
+        f"ablate_step{step}_{method}_{which}_seed{seed}_n{n}",
         f"Head ablation: {run.name}, step {step}",
         table,
         meta,
@@ -159,14 +229,9 @@ def patching_report(
     from mmicl_interp.analyses import patching as P
     from mmicl_interp.plots.figures import patching_heatmap
 
-    if kind not in PATCH_KINDS:
-        raise ValueError(f"--kind: must be one of {', '.join(PATCH_KINDS)}; got {kind!r}")
-    corruption = corruption or default_corruption(run, kind)
-    if corruption not in CORRUPTIONS:
-        raise ValueError(f"--corruption: must be one of {', '.join(CORRUPTIONS)}; got {corruption!r}")
-    if corruption == "item_m2" and "m2" not in run.layout.modalities:
-        raise ValueError("--corruption: item_m2 needs a multimodal run; this run has only M1 items")
-    step = _resolve_step(run, step)
+    check_decoder_run(run, "patch")
+    corruption = check_patch_options(run, kind, corruption)
+    step = resolve_step(run, step)
     model = run.model(step)
     batch = run.suites(n_seqs)["icl"]
     setup = P.prepare_patching(model, batch, run.task, run.layout, kind=corruption, seed=seed)
@@ -301,6 +366,7 @@ def patching_report(
         "step": step,
         "kind": kind,
         "corruption": corruption,
+        "seed": seed,
         "icl sequences": len(batch),
         "clean logit diff": round(setup.clean_ld, 4),
         "corrupted logit diff": round(setup.corrupt_ld, 4),
@@ -311,7 +377,7 @@ def patching_report(
         f"clean run, 0 = no effect. Corruption '{corruption}': " + _CORRUPTION_NOTES[corruption]
     )
     return TableReport(
-        f"patch_step{step}_{kind}_{corruption}",
+        f"patch_step{step}_{kind}_{corruption}_seed{seed}_n{len(batch)}",
         f"Patching ({kind}): {run.name}, step {step}",
         pd.DataFrame(rows),
         meta,

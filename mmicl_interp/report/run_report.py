@@ -1,37 +1,97 @@
-"""The one-page report of a run (``mmicl report RUN``).
+"""The one-page report of a run (``mmicl report RUN``), titled by the run's id.
 
-Sections: summary of the run; circuit formation (accuracies and the best heads' measures
-vs step, with onsets); onsets and lead/lag; correlation of each head's induction strength
-with icl accuracy (bootstrap 95% intervals); per-head heatmaps; IH vs icl scatter; for a
-stage-2 run (manifest ``init_from``), each head's measures at the end of stage 1 vs the end
-of stage 2 (:func:`~mmicl_interp.analyses.stages.stage_comparison`); ablation of each head
-at the last checkpoint; activation patching of head outputs and the residual stream (label
+Sections: summary of the run; final accuracy; circuit formation (accuracies and the best
+heads' measures vs step, with onsets); onsets and lead/lag; correlation of each head's
+induction strength with icl accuracy (bootstrap 95% intervals); IH vs icl scatter;
+per-head heatmaps (one shared colour scale); for a stage-2 run (manifest ``init_from``),
+each head's measures at the end of stage 1 vs the end of stage 2
+(:func:`~mmicl_interp.analyses.stages.stage_comparison`); ablation of each head at the last
+checkpoint; activation patching of head outputs and the residual stream (label
 corruption); path patching into keys/queries/values (``item`` corruption, ``item_m2`` on
-multimodal runs: the M2 item is what the previous-token head reads at offset 1);
-composition scores; and the circuitsvis attention patterns of one icl sequence. One
-self-contained HTML file: no network is needed to open it.
+multimodal runs: the M2 item is what the previous-token head reads at offset 1), all k / q
+/ v panels on one symmetric colour scale; composition scores; and the circuitsvis attention
+patterns of one icl sequence. One self-contained HTML file: no network is needed to open it.
+
+Every number states its n: each section's title says how many sequences (and checkpoints)
+it rests on, e.g. "n = 1000 sequences per suite" for the accuracies and measures of the
+analysis table and "n = 200 sequences per suite" for ablation and patching (``n_seqs``).
+Onsets are marked only where the curve rises by at least
+:data:`~mmicl_interp.plots.figures.MIN_ONSET_RISE` (0.1); otherwise the report says "no
+onset (rise ... < 0.1)".
+
+The analysis table is ``RUN/analysis.parquet`` when it covers every checkpoint; otherwise
+the report computes the missing checkpoints with
+:func:`~mmicl_interp.analyses.tables.analyze_run` and saves them there (atomically), so
+the next ``mmicl analyze`` or ``mmicl report`` reuses them, and says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+import plotly.graph_objects as go
 
-from mmicl_interp.analyses.tables import circuit_scores, read_table
+from mmicl_interp.analyses.tables import analyze_run, circuit_scores, read_table, table_runs
+from mmicl_interp.config import ConfigError
+from mmicl_interp.io import CorruptFileError, check_writable
+from mmicl_interp.progress import progress_bar
 from mmicl_interp.runs import Run
 
+ANALYSIS_FILE = "analysis.parquet"
+Log = Callable[[str], None]
 
-def run_scores(run: Run, progress: bool = True) -> pd.DataFrame:
-    """The run's tidy table: ``RUN/analysis.parquet`` when it covers every checkpoint, else computed."""
-    cached = run.path / "analysis.parquet"
-    if cached.is_file():
-        table = read_table(cached)
+
+def analysis_n(run: Run) -> tuple[int, bool]:
+    """Sequences per suite behind the run's analysis table, and whether the file records it.
+
+    A table that does not record it was written by ``mmicl analyze`` or this report with
+    their default: the run's eval size.
+    """
+    path = run.path / ANALYSIS_FILE
+    try:
+        record = table_runs(path).get(run.name, {}) if path.is_file() else {}
+    except (CorruptFileError, OSError):
+        record = {}
+    n = record.get("n_seqs") if isinstance(record, dict) else None
+    if n:
+        return int(n), True
+    return int(run.config.task.eval_size), False
+
+
+def run_scores(
+    run: Run, progress: bool = True, *, save: bool = True, log: Log | None = print
+) -> pd.DataFrame:
+    """The run's tidy table: ``RUN/analysis.parquet`` when it covers every checkpoint.
+
+    Otherwise the missing checkpoints are scored (at the run's eval size, as ``mmicl
+    analyze``) and, with ``save``, written to ``RUN/analysis.parquet`` so the next analyze or
+    report reuses them; ``log`` is told which happened. When the run folder cannot be
+    written, the table is computed in memory and ``log`` says it was not kept.
+    """
+    say = log or (lambda _text: None)
+    path = run.path / ANALYSIS_FILE
+    if path.is_file():
+        table = read_table(path)
         table = table[table["run"] == run.name]
-        if set(table["step"]) >= set(run.steps):
+        if len(table) and set(table["step"]) >= set(run.steps):
+            say(f"report: using {path} ({table['step'].nunique()} checkpoints of run {run.name})")
             return table
+    if save:
+        try:
+            check_writable(path, "RUN/analysis.parquet")
+        except ConfigError as err:
+            say(f"report: {err.args[-1] if err.args else err}; the analysis is computed but not kept")
+        else:
+            result = analyze_run(run, path, progress=progress)
+            for line in result.summary():
+                say(f"report: {line}")
+            say(f"report: saved the analysis to {path}; the next `mmicl analyze` or `mmicl report` reuses it")
+            table = read_table(path)
+            return table[table["run"] == run.name]
     return circuit_scores(run, progress=progress)
 
 
@@ -54,10 +114,26 @@ def _summary_text(run: Run, last: int) -> str:
             f"K={tc.K}, L={tc.L}, D={tc.D}, N={tc.N}, B={tc.B}, p_B={tc.p_B}, p_C={tc.p_C}, "
             f"eps={tc.eps}, alpha={tc.alpha}"
         )
+    config = f" (config `{run.config.name}`)" if run.config.name != run.name else ""
     return (
-        f"Run **{run.name}** at `{run.path}`: {task}; {mc.n_layers} layers x {mc.n_heads} heads, "
+        f"Run **{run.name}**{config} at `{run.path}`: {task}; {mc.n_layers} layers x {mc.n_heads} heads, "
         f"positions={mc.positions}, norm={mc.norm}, mlp={mc.mlp}; {len(run.steps)} checkpoints up to "
         f"step {last}. Chance is 1/L = {1 / tc.L:.3f}."
+    )
+
+
+def _n_text(n: int, n_seqs: int, recorded: bool, n_ckpt: int) -> str:
+    """The Summary's statement of the n behind each kind of number."""
+    source = (
+        "as recorded in analysis.parquet"
+        if recorded
+        else "the run's eval size, the `mmicl analyze` default; analysis.parquet does not record n"
+    )
+    return (
+        f"**Sample sizes.** Accuracies and head measures over checkpoints: n = {n} sequences per suite "
+        f"at each of {n_ckpt} checkpoints ({source}). Ablation and patching at the last checkpoint: "
+        f"n = {n_seqs} sequences per suite (`--n-seqs`). Correlations and onsets: n = {n_ckpt} "
+        "checkpoints. Each section's title states its n."
     )
 
 
@@ -74,7 +150,7 @@ def stage_section(run: Run, n_seqs: int = 200) -> Any:
     note = (
         f"Each head's attention measures at the end of stage 1 (run **{a['stage1_run']}** at "
         f"`{a['stage1_path']}`, step {a['stage1_step']}, on its own unimodal icl suite) and at the end "
-        f"of stage 2 (this run, step {a['stage2_step']}, on its multimodal icl suite), {n_seqs} "
+        f"of stage 2 (this run, step {a['stage2_step']}, on its multimodal icl suite), n = {n_seqs} "
         "sequences each; change = stage2 - stage1. Offset-1 `prev_token_label` is label -> M1 item "
         "in stage 1 but label -> M2 item in stage 2; `prev_token_label2` (label -> M1 item) exists "
         "only in stage 2; stage 1's `tiia` is shown as `tiia_m1`."
@@ -87,59 +163,170 @@ def stage_section(run: Run, n_seqs: int = 200) -> Any:
     return [note, table]
 
 
+def onset_section(scores: pd.DataFrame, min_rise: float) -> list[Any]:
+    """The onsets (shown only where the curve rises by >= ``min_rise``) and their leads."""
+    from mmicl_interp.analyses import correlation as C
+    from mmicl_interp.plots.figures import onset_marks
+
+    marks = onset_marks(scores, min_rise=min_rise)
+    table = pd.DataFrame(
+        {
+            "onset": marks["label"],
+            "curve (best head)": marks["curve"],
+            "rise": marks["rise"],
+            "step": marks["step"],
+            "note": [
+                "" if shown else text.split(": ", 1)[-1]
+                for shown, text in zip(marks["shown"], marks["text"], strict=True)
+            ],
+        }
+    )
+    phases = C.phases(scores, min_rise=min_rise)
+    leads = phases[[c for c in phases.columns if c == "run" or c.startswith("lead_")]]
+    caption = (
+        f"Onsets are shown where the measure rises by >= {min_rise:g} (last minus first checkpoint, "
+        'in the measure\'s units); otherwise "no onset". Lead of A over B = onset B - onset A '
+        "(steps; > 0: A forms first)."
+    )
+    return [caption, table, leads]
+
+
+def _heatmap_frame(fig: go.Figure) -> tuple[pd.DataFrame, str | None, str | None]:
+    """The first heatmap of a figure as a DataFrame (rows y, columns x) with its axis titles."""
+    trace = next(t for t in fig.data if isinstance(t, go.Heatmap))
+    z = np.asarray(trace.z, dtype=float)
+    frame = pd.DataFrame(z, index=[str(v) for v in trace.y], columns=[str(v) for v in trace.x])
+    return frame, fig.layout.xaxis.title.text, fig.layout.yaxis.title.text
+
+
+def patching_figure(report: Any, title: str) -> Any:
+    """One figure of a patching report's heatmaps, all on one symmetric colour scale."""
+    from mmicl_interp.plots.figures import patching_panels
+
+    if len(report.figures) == 1:
+        return report.figures[0][1]
+    frames = {name: _heatmap_frame(fig) for name, fig in report.figures}
+    same = len({frame.shape for frame, _, _ in frames.values()}) == 1
+    return patching_panels(
+        {name: frame for name, (frame, _, _) in frames.items()},
+        title=title,
+        arrange="columns" if same else "rows",
+        x_title=[x for _, x, _ in frames.values()],
+        y_title=[y for _, _, y in frames.values()],
+        value_name="normalised logit diff",
+    )
+
+
 def build_run_report(
-    run: Run, out: str | Path | None = None, *, n_seqs: int = 200, progress: bool = True
+    run: Run,
+    out: str | Path | None = None,
+    *,
+    n_seqs: int = 200,
+    progress: bool = True,
+    min_rise: float | None = None,
+    log: Log | None = print,
 ) -> Path:
-    """Write the run's report page; returns its path (default ``RUN/report.html``)."""
+    """Write the run's report page; returns its path (default ``RUN/report.html``).
+
+    ``n_seqs``: sequences per suite for ablation, patching and the stage comparison (the
+    analysis table keeps its own n, stated beside each number). ``min_rise``: onsets are
+    marked only where the curve rises by at least this much (default
+    :data:`~mmicl_interp.plots.figures.MIN_ONSET_RISE`). ``log`` receives one line about the
+    analysis table (reused, or computed and saved).
+    """
     from mmicl_interp.analyses import correlation as C
     from mmicl_interp.analyses.weights import composition_rows
     from mmicl_interp.plots.attention_view import run_attention_view
-    from mmicl_interp.plots.figures import circuit_formation, head_heatmaps, ih_vs_icl
+    from mmicl_interp.plots.figures import MIN_ONSET_RISE, circuit_formation, head_heatmaps, ih_vs_icl
     from mmicl_interp.report.causal import ablation_report, patching_report
     from mmicl_interp.report.html import write_report
 
-    out = Path(out) if out else run.path / "report.html"
-    steps = tqdm(total=6, desc="report", disable=not progress)
-    scores = run_scores(run, progress=progress)
-    steps.update()
+    min_rise = MIN_ONSET_RISE if min_rise is None else min_rise
+    out = check_writable(Path(out) if out else run.path / "report.html", "--out")
+    bar = progress_bar(6, "report", progress, unit="part")
+    scores = run_scores(run, progress=progress, log=log)
+    n, recorded = analysis_n(run)
+    n_ckpt = int(scores["step"].nunique())
+    bar.update()
     last = run.steps[-1]
-    final = scores[(scores["step"] == last) & (scores["metric"] == "accuracy")]
-    summary = final[["suite", "value"]].rename(columns={"value": f"accuracy at step {last}"})
-    text = _summary_text(run, last)
-    multimodal = len(run.layout.modalities) > 1
-    sections: list[tuple[str, Any]] = [("Summary", text), ("Final accuracy", summary)]
-    sections.append(("Circuit formation", circuit_formation(scores)))
-    sections.append(("Onsets and lead/lag", C.phases(scores)))
-    sections.append(
-        ("Induction strength vs icl accuracy (per head, 95% bootstrap CI)", C.ih_icl_correlation(scores))
+    final = scores[(scores["step"] == last) & (scores["metric"] == "accuracy") & scores["head"].isna()]
+    summary = pd.DataFrame(
+        {"suite": final["suite"].to_numpy(), f"accuracy at step {last}": final["value"].to_numpy(), "n": n}
     )
-    sections.append(("IH vs icl accuracy", ih_vs_icl(scores)))
-    measures = ("prev_token_label", "prev_token_label2", "ih", "tila") if multimodal else None
-    for metric in measures or ("prev_token_label", "ih", "tila"):
-        sections.append((f"Per-head {metric} over checkpoints", head_heatmaps(scores, metric)))
+    multimodal = len(run.layout.modalities) > 1
+    per_ckpt = f"n = {n} sequences per suite at each of {n_ckpt} checkpoints"
+    sections: list[tuple[str, Any]] = [
+        ("Summary", [_summary_text(run, last), _n_text(n, n_seqs, recorded, n_ckpt)]),
+        (f"Final accuracy at step {last} (n = {n} sequences per suite)", summary),
+        (
+            f"Circuit formation ({per_ckpt})",
+            [
+                f"Dashed lines: onsets, shown where the curve rises by >= {min_rise:g}; "
+                "the legend names each onset's step or why there is none.",
+                circuit_formation(
+                    scores,
+                    min_rise=min_rise,
+                    title=f"Circuit formation: {run.name} (n = {n} sequences per suite per checkpoint)",
+                ),
+            ],
+        ),
+        (f"Onsets and lead/lag (n = {n_ckpt} checkpoints)", onset_section(scores, min_rise)),
+        (
+            f"Induction strength vs icl accuracy (per head, 95% bootstrap CI; n = {n_ckpt} checkpoints of "
+            f"{n} icl sequences)",
+            C.ih_icl_correlation(scores),
+        ),
+        (f"IH vs icl accuracy (n = {n_ckpt} checkpoints of {n} icl sequences)", ih_vs_icl(scores)),
+    ]
+    wanted = ("prev_token_label", "prev_token_label2", "ih", "tila") if multimodal else None
+    have = set(scores.loc[scores["head"].notna(), "metric"].astype(str))
+    measures = [m for m in wanted or ("prev_token_label", "ih", "tila") if m in have]
+    if measures:
+        sections.append(
+            (
+                f"Per-head {', '.join(measures)} over checkpoints (one colour scale; n = {n} icl "
+                "sequences per checkpoint)",
+                head_heatmaps(scores, measures),
+            )
+        )
     if run.manifest.get("init_from"):
-        sections.append(("Stage 1 vs stage 2 heads", stage_section(run, n_seqs)))
-    steps.update()
+        sections.append(
+            (f"Stage 1 vs stage 2 heads (n = {n_seqs} sequences per stage)", stage_section(run, n_seqs))
+        )
+    bar.update()
     ablation = ablation_report(run, last, method="mean", n_seqs=n_seqs)
-    sections += [(f"Ablation at step {last} (mean): {name}", fig) for name, fig in ablation.figures]
-    sections.append((f"Ablation table, step {last}", ablation.table))
-    steps.update()
+    n_abl = ablation.meta.get("sequences per suite", n_seqs)
+    where = f"step {last} (mean, n = {n_abl} sequences per suite)"
+    sections += [(f"Ablation at {where}: {name}", fig) for name, fig in ablation.figures]
+    sections.append((f"Ablation table, {where}", ablation.table))
+    bar.update()
     # path patching corrupts the items the layer-1 previous-token head reads at offset 1:
     # the item itself (unimodal), the M2 item of the triplet (multimodal)
     path_corruption = "item_m2" if multimodal else "item"
     for kind, corruption in (("heads", "label"), ("resid", "label"), ("path", path_corruption)):
         report = patching_report(run, last, kind=kind, corruption=corruption, n_seqs=n_seqs)
-        sections += [
-            (f"Patching ({kind}, {corruption} corruption), step {last}: {name}", fig)
-            for name, fig in report.figures
-        ]
-    steps.update()
+        n_icl = report.meta.get("icl sequences", n_seqs)
+        names = " / ".join(name for name, _ in report.figures)
+        head = f"Patching ({kind}, {corruption} corruption), step {last}, n = {n_icl} icl sequences"
+        shared = " One colour scale for all panels." if len(report.figures) > 1 else ""
+        sections.append(
+            (f"{head}: {names}", [report.notes + shared, patching_figure(report, f"{head}: {names}")])
+        )
+    bar.update()
     model = run.model(last)
     composition = pd.DataFrame(composition_rows(model, run=run.name, step=last))
-    sections.append((f"Composition scores at step {last} (receiver layer/head, sender src_*)", composition))
-    steps.update()
-    sections.append((f"Attention patterns at step {last} (icl sequence 0)", run_attention_view(run, last)))
+    sections.append(
+        (
+            f"Composition scores at step {last} (receiver layer/head, sender src_*; from the weights, "
+            "no sequences)",
+            composition,
+        )
+    )
+    bar.update()
+    sections.append(
+        (f"Attention patterns at step {last} (icl sequence 0: n = 1)", run_attention_view(run, last))
+    )
     path = write_report(out, sections, title=f"mmicl-interp report: {run.name}", subtitle=str(run.path))
-    steps.update()
-    steps.close()
+    bar.update()
+    bar.close()
     return Path(path)

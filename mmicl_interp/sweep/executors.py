@@ -140,8 +140,13 @@ class RayExecutor(Executor):
 
 def make_executor(kind: str = "local", workers: int | None = None, address: str | None = None) -> Executor:
     """The executor called ``kind``: ``local`` processes, or ``ray`` (``address="auto"`` joins a
-    running cluster; none starts a local Ray with ``workers`` CPUs)."""
+    running cluster; none starts a local Ray with ``workers`` CPUs). An ``address`` with the
+    local executor is refused rather than ignored."""
     if kind == "local":
+        if address is not None:
+            raise ConfigError(
+                "--address", f"applies only to --executor ray (a Ray cluster); got {address!r} with local"
+            )
         return LocalExecutor(workers)
     if kind == "ray":
         return RayExecutor(address=address, num_cpus=workers)

@@ -1,7 +1,7 @@
 """Run a sweep: train every grid point into ``OUT/<point>`` and collect one tidy table.
 
 Each point is an ordinary run directory trained with :func:`mmicl_interp.train.train`
-(``resume=True``): a complete run is skipped (checked here, without starting a worker), an
+(``resume="auto"``): a complete run is skipped (checked here, without starting a worker), an
 unfinished one continues from its last checkpoint, a new one starts. The points that need
 training go to an :class:`~mmicl_interp.sweep.executors.Executor`. Afterwards the metrics
 of every run become one tidy DataFrame, written to ``OUT/sweep.parquet``::
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.config import ConfigError, RunConfig
-from mmicl_interp.io import CorruptFileError, atomic_write, read_json
+from mmicl_interp.io import CorruptFileError, Interrupted, atomic_write, read_json
+from mmicl_interp.progress import progress_bar
 from mmicl_interp.sweep.executors import Executor, LocalExecutor
 from mmicl_interp.sweep.grid import Grid, Point, load_grid
 
@@ -83,7 +83,7 @@ def _train_point(job: _Job) -> PointResult | _Failure:
     from mmicl_interp.train.trainer import train
 
     try:
-        result = train(job.config, job.run_dir, resume=True, progress=False)
+        result = train(job.config, job.run_dir, resume="auto", progress=False)
     except ConfigError as err:
         return _Failure("config", err.field, err.message)
     except CorruptFileError as err:
@@ -114,7 +114,8 @@ def run_sweep(
 
     ``out`` defaults to ``checkpoints/<grid name>``; ``executor`` to a
     :class:`LocalExecutor` with one worker per core. Every point's config is validated
-    before anything trains.
+    before anything trains. Ctrl-C raises :class:`~mmicl_interp.io.Interrupted` saying how
+    many runs are complete (they are kept; rerunning the same sweep resumes the rest).
     """
     if not isinstance(grid, Grid):
         grid = load_grid(grid)
@@ -132,9 +133,7 @@ def run_sweep(
         else:
             todo.append(i)
     out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(
-        total=len(jobs), initial=len(jobs) - len(todo), desc=grid.name, unit="run", disable=not progress
-    )
+    bar = progress_bar(len(jobs), grid.name, progress, initial=len(jobs) - len(todo), unit="run")
     try:
         if todo:
             executor = executor or LocalExecutor()
@@ -146,6 +145,12 @@ def run_sweep(
                     results[todo[k]] = result
                     bar.set_postfix_str(result.name)
                     bar.update(1)
+    except KeyboardInterrupt:
+        kept = sum(_is_complete(job.run_dir) for job in jobs)
+        raise Interrupted(
+            f"sweep {grid.name}: {kept} of {len(jobs)} runs are complete and kept in {out}; "
+            "rerun the same command to resume (unfinished runs continue from their last checkpoint)"
+        ) from None
     finally:
         bar.close()
     table = sweep_table(points, out)

@@ -7,6 +7,12 @@ step x suite x metric, with one column per swept key. The claims read the *final
   the runs that share the other swept values (the seeds), per suite;
 - :func:`threshold`: the smallest value of a key (e.g. ``task.K``) whose mean reaches a
   level (e.g. icl accuracy >= 0.5), per value of the other keys;
+- :func:`threshold_bootstrap`: that threshold (log-interpolated crossing by default) with a
+  seed-bootstrap percentile interval: within each value of the key, the runs (seeds) are
+  resampled with replacement, ``n_boot`` times, and the crossing recomputed from the
+  resampled means; a resample whose means never reach the level counts as beyond the
+  largest value (``+inf``), so an upper bound can read ``> largest``
+  (:func:`format_threshold_interval`);
 - :func:`markdown_table` / :func:`spread`: the Markdown the scripts commit;
 - :func:`run_grids` and :func:`claim_parser`: the command-line shape every script shares
   (``--grid``, ``--out``, ``--runs``, ``--workers``, ``--no-png``);
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -89,20 +96,97 @@ def threshold(
     out: dict[Any, float] = {}
     for value, part in parts:
         curve = part.groupby(key)["mean"].mean().sort_index()
-        hit = [i for i, v in enumerate(curve.to_numpy()) if v >= level]
-        if not hit:
-            out[value] = math.nan
-            continue
-        i = hit[0]
-        k1, v1 = float(curve.index[i]), float(curve.iloc[i])
-        if not interpolate or i == 0:
-            out[value] = k1
-            continue
-        k0, v0 = float(curve.index[i - 1]), float(curve.iloc[i - 1])
-        if k0 <= 0:
-            raise ValueError(f"interpolate=True works on a log scale: {key} must be > 0, got {k0:g}")
-        out[value] = k0 * (k1 / k0) ** ((level - v0) / (v1 - v0))
+        ks = curve.index.to_numpy(float)
+        out[value] = float(_crossings(ks, curve.to_numpy(float)[None], level, interpolate, key)[0])
     return out
+
+
+def _crossings(ks: np.ndarray, means: np.ndarray, level: float, interpolate: bool, key: str) -> np.ndarray:
+    """The :func:`threshold` rule on each row of ``means`` [rows, len(ks)] (ks sorted); NaN if never."""
+    hit = means >= level
+    reached = hit.any(axis=1)
+    i = np.argmax(hit, axis=1)
+    rows = np.arange(len(means))
+    out = np.where(reached, ks[i], np.nan)
+    inner = reached & (i > 0)
+    if interpolate and inner.any():
+        k0 = ks[i[inner] - 1]
+        if (k0 <= 0).any():
+            raise ValueError(f"interpolate=True works on a log scale: {key} must be > 0, got {k0.min():g}")
+        k1 = ks[i[inner]]
+        v0, v1 = means[rows[inner], i[inner] - 1], means[rows[inner], i[inner]]
+        out[inner] = k0 * (k1 / k0) ** ((level - v0) / (v1 - v0))
+    return out
+
+
+def threshold_bootstrap(
+    table: pd.DataFrame,
+    key: str = "task.K",
+    *,
+    by: Sequence[str] = (),
+    suite: str = "icl",
+    level: float = 0.5,
+    metric: str = "accuracy",
+    interpolate: bool = True,
+    n_boot: int = 2000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`threshold` with a seed-bootstrap percentile interval, from a sweep table.
+
+    Per value of ``by``: each run's final ``metric`` on ``suite``; the runs that share a
+    value of ``key`` are its repeats (seeds; every other swept key that is not in ``by`` is
+    pooled with them). Each resample draws, within every value of ``key``, as many runs as
+    it has, with replacement (numpy ``default_rng(seed)``), averages them and recomputes the
+    crossing (log-interpolated by default, as :func:`threshold`). Columns: the ``by`` keys,
+    ``threshold`` (from all runs; NaN when never reached), ``lo``, ``hi`` (the ``(1 -
+    ci)/2`` and ``(1 + ci)/2`` quantiles; resamples that never reach the level count as
+    ``+inf``), ``reached`` (fraction of resamples that reach it), ``min_seeds`` (fewest runs
+    behind one value of ``key``). Equal seeds give ``lo = hi = threshold``.
+    """
+    from mmicl_interp.analyses.stats import percentile_interval
+
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    missing = [k for k in (key, *by) if k not in table.columns]
+    if missing:
+        raise ValueError(f"keys {missing} are not columns of the sweep table; swept: {swept_keys(table)}")
+    last = final_rows(table, metric)
+    last = last[last["suite"] == suite]
+    if last.empty:
+        raise ValueError(f"the sweep table has no final {metric!r} rows on suite {suite!r}")
+    rng = np.random.default_rng(seed)
+    parts = last.groupby(list(by), sort=True) if by else [((), last)]
+    rows = []
+    for value, part in parts:
+        groups = [g["value"].to_numpy(float) for _, g in part.groupby(key, sort=True)]
+        ks = np.array(sorted(part[key].unique()), dtype=float)
+        point = _crossings(ks, np.array([[g.mean() for g in groups]]), level, interpolate, key)[0]
+        means = np.stack([g[rng.integers(0, len(g), size=(n_boot, len(g)))].mean(axis=1) for g in groups], 1)
+        boot = _crossings(ks, means, level, interpolate, key)
+        lo, hi = percentile_interval(np.where(np.isnan(boot), np.inf, boot), ci)
+        values = value if isinstance(value, tuple) else (value,)
+        rows.append(
+            dict(zip(by, values, strict=True))
+            | dict(
+                threshold=float(point),
+                lo=lo,
+                hi=hi,
+                reached=float(np.isfinite(boot).mean()),
+                min_seeds=min(len(g) for g in groups),
+            )
+        )
+    return pd.DataFrame(rows, columns=[*by, "threshold", "lo", "hi", "reached", "min_seeds"])
+
+
+def format_threshold_interval(row: pd.Series | dict, largest: float) -> str:
+    """``threshold [lo, hi]`` of a :func:`threshold_bootstrap` row, each as :func:`format_threshold`
+    (``> largest`` when not reached, e.g. ``"> 2048 [1024, > 2048]"``)."""
+
+    def cell(v: float) -> str:
+        return format_threshold(math.nan if math.isinf(v) else v, largest)
+
+    return f"{cell(row['threshold'])} [{cell(row['lo'])}, {cell(row['hi'])}]"
 
 
 def format_threshold(value: float, largest: float) -> str:
@@ -270,6 +354,7 @@ __all__ = [
     "final_rows",
     "final_values",
     "format_threshold",
+    "format_threshold_interval",
     "markdown_table",
     "run_grids",
     "save_figure",
@@ -278,6 +363,7 @@ __all__ = [
     "spread_trace",
     "swept_keys",
     "threshold",
+    "threshold_bootstrap",
     "wide",
     "write_results",
 ]

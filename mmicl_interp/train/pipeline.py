@@ -145,19 +145,40 @@ def build_task_and_model(
     return task, model, provenance
 
 
+_SOURCE_WHAT = {"unimodal": ("stage 1", "mm_stage1"), "encoder": ("the encoder", "mm_encoder")}
+"""What a source run of each kind is called, and the shipped config that trains one."""
+
+
+def _train_first(path: Path, kind: str, resume: bool = False) -> str:
+    """The command that makes the missing (or unfinished) source run at ``path``."""
+    what, shipped = _SOURCE_WHAT[kind]
+    flag = " --resume" if resume else ""
+    if path.parent == Path("checkpoints") and path.name == shipped:  # the shipped default --out
+        return f"train {what} first: mmicl train {shipped}{flag}"
+    return f"train {what} first: mmicl train {shipped} --out {path}{flag} (or your {what} config)"
+
+
 def _source_run(field: str, path_text: str, kind: str):
-    """The run a pipeline field names, checked to be of ``kind`` and to have checkpoints."""
+    """The run a pipeline field names, checked to be complete, of ``kind``, with checkpoints."""
     from mmicl_interp.runs import load_run
 
     path = Path(path_text)
-    try:
-        run = load_run(path)
-    except FileNotFoundError as err:
-        raise ConfigError(field, str(err)) from None
+    if not (path / ck.MANIFEST).is_file():
+        raise ConfigError(field, f"no run at {path}; {_train_first(path, kind)}")
+    run = load_run(path)
     if run.config.kind != kind:
         raise ConfigError(field, f'{path} is a {run.config.kind} run; it must be kind = "{kind}"')
-    if not run.steps:
-        raise ConfigError(field, f"{path} has no checkpoints")
+    status = run.manifest.get("status")
+    if status != "complete" or not run.steps:
+        last = f"last checkpoint {run.steps[-1]}" if run.steps else "no checkpoint"
+        if status == "diverged":
+            state, hint = (
+                f"a diverged run ({run.manifest.get('diverged', '')})",
+                "retrain it with a lower train.lr",
+            )
+        else:
+            state, hint = "an unfinished run", _train_first(path, kind, resume=True)
+        raise ConfigError(field, f"{path} is {state} ({last} of {run.config.train.steps} steps); {hint}")
     return run
 
 

@@ -9,28 +9,55 @@ uninterrupted run would be: same batches, same updates, same weights.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from mmicl_interp import __version__
 from mmicl_interp import checkpoints as ck
-from mmicl_interp.config import ConfigError, RunConfig
+from mmicl_interp.config import ConfigError, RunConfig, check_resources, load_config
 from mmicl_interp.data.multimodal import load_task
+from mmicl_interp.io import Interrupted
 from mmicl_interp.model.transformer import ICLTransformer, parameter_count
+from mmicl_interp.progress import progress_bar
 from mmicl_interp.train.evaluate import evaluate_suites
 from mmicl_interp.train.pipeline import build_model, build_task_and_model, freeze_parts, training_task
 from mmicl_interp.train.schedule import checkpoint_steps, eval_steps
 
 KILL_ENV = "MMICL_TEST_KILL_AT_STEP"
 """Test hook: SIGKILL the training process right after this step's update (crash tests)."""
+INTERRUPT_ENV = "MMICL_TEST_INTERRUPT_AT_STEP"
+"""Test hook: send this process SIGINT (Ctrl-C) right after this step's update."""
+
+
+class Diverged(ConfigError):
+    """The training loss (or a weight) became nan or inf: training stopped, no bad checkpoint written.
+
+    ``step`` is the update that produced it; ``last_step`` the last checkpoint kept (None if none).
+    A ConfigError naming ``train.lr``, so the CLI prints one line and exits with status 2.
+    """
+
+    def __init__(self, what: str, step: int, last_step: int | None, out: Path):
+        kept = (
+            f"kept checkpoints up to step {last_step} in {out}"
+            if last_step is not None
+            else f"no checkpoint was written to {out}"
+        )
+        super().__init__(
+            "train.lr",
+            f"{what} at step {step}; {kept}; lower train.lr and train into a new --out",
+        )
+        self.step = step
+        self.last_step = last_step
 
 
 @dataclass
@@ -67,14 +94,21 @@ def _git_commit() -> str | None:
         return None
 
 
-def _prepare_run_dir(out: Path, config: RunConfig, resume: bool) -> dict | None:
+def _is_stale_temp(path: Path) -> bool:
+    """A temporary file an atomic write left behind when killed (``.NAME.xxxx.tmp``)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _prepare_run_dir(out: Path, config: RunConfig, resume: bool | str) -> dict | None:
     """Check what ``out`` holds; return its manifest if it is this config's run."""
-    if not out.exists():
-        return None
-    if not out.is_dir():
+    if out.exists() and not out.is_dir():
         raise ConfigError("--out", f"{out} exists and is not a directory")
     if not (out / ck.MANIFEST).is_file():
-        if any(out.iterdir()):
+        if resume is True:
+            raise ConfigError(
+                "--resume", f"nothing to resume in {out} (no run there); drop --resume to start"
+            )
+        if out.exists() and any(not _is_stale_temp(p) for p in out.iterdir()):
             raise ConfigError(
                 "--out", f"{out} is not empty and holds no run (no {ck.MANIFEST}); choose another"
             )
@@ -93,6 +127,12 @@ def _prepare_run_dir(out: Path, config: RunConfig, resume: bool) -> dict | None:
             "--out",
             f"{out} holds a different run ({'; '.join(diffs[:3]) or 'name differs'}); choose another --out",
         )
+    if manifest.get("status") == "diverged":
+        raise ConfigError(
+            "--out",
+            f"{out} holds a run of this config that diverged ({manifest.get('diverged', 'loss nan')}); "
+            "it would diverge again: lower train.lr and choose another --out",
+        )
     if manifest.get("status") != "complete" and not resume:
         raise ConfigError(
             "--out", f"{out} holds an unfinished run of this config; pass --resume to continue it"
@@ -100,18 +140,62 @@ def _prepare_run_dir(out: Path, config: RunConfig, resume: bool) -> dict | None:
     return manifest
 
 
+def _config_ref(config: RunConfig) -> str:
+    """How the resume hint names the config: its shipped name when it is exactly that config."""
+    try:
+        if load_config(config.name) == config:
+            return config.name
+    except (ConfigError, OSError, ValueError):
+        pass
+    return "CONFIG"
+
+
+@dataclass
+class _Where:
+    """How far a run got, for the Ctrl-C message."""
+
+    step: int | None = None
+    last_step: int | None = None
+    started: bool = False
+
+
+def _interrupted(config: RunConfig, out: Path, where: _Where, resume_command: str | None) -> Interrupted:
+    ref = _config_ref(config)
+    command = resume_command or f"mmicl train {ref} --out {out} --resume" + (
+        " (with the same config and --set options)" if ref == "CONFIG" else ""
+    )
+    if not where.started:
+        return Interrupted(f"stopped before training started; nothing to keep in {out}")
+    at = f"stopped at step {where.step}" if where.step is not None else "stopped while setting up"
+    if where.last_step is None:
+        return Interrupted(f"{at}, before the first checkpoint; start over with: {command}")
+    return Interrupted(
+        f"{at}; checkpoints up to step {where.last_step} kept in {out}; resume with: {command}"
+    )
+
+
 def train(
     config: RunConfig,
     out: str | Path,
     *,
-    resume: bool = False,
+    resume: bool | Literal["auto"] = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    resume_command: str | None = None,
 ) -> TrainResult:
     """Train ``config`` into the run directory ``out``; resume a killed run if asked.
 
-    ``log`` receives one line per eval step (per-suite accuracy); ``progress`` shows a bar.
-    A run that is already complete is not retrained.
+    ``resume=True`` continues the run in ``out`` (there must be one); ``"auto"`` continues
+    it if there is one, else starts it (what a sweep does). ``log`` receives one line per
+    eval step (per-suite accuracy); ``progress`` shows a bar (plain lines off a terminal).
+    A run that is already complete is not retrained. Before any work the config is checked
+    against this machine (threads, memory, disk: :func:`~mmicl_interp.config.check_resources`).
+
+    Ctrl-C raises :class:`~mmicl_interp.io.Interrupted` saying what was kept and how to resume
+    (``resume_command``, if given, is the command it suggests). A loss or weight that becomes
+    nan or inf stops training with :class:`Diverged` (a ConfigError): the checkpoints before it
+    are kept, none after, and the manifest's status becomes ``diverged``. torch's thread count
+    is restored on return.
     """
     config.validate()
     out = Path(out)
@@ -121,10 +205,74 @@ def train(
         last = max((r["step"] for r in rows), default=0)
         final = {r["suite"]: r["accuracy"] for r in rows if r["step"] == last}
         return TrainResult(out, final, 0.0, 0, already_complete=True)
+    check_resources(config, out)
 
+    threads = torch.get_num_threads()
+    where = _Where(last_step=manifest.get("last_step") if manifest else None, started=manifest is not None)
+    try:
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        return _train(config, out, manifest, progress, log, where)
+    except KeyboardInterrupt as err:
+        if isinstance(err, Interrupted):
+            raise
+        raise _interrupted(config, out, where, resume_command) from None
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _new_manifest(
+    config: RunConfig,
+    out: Path,
+    task: Any,
+    model: torch.nn.Module,
+    schedule: dict[str, list[int]],
+    frozen: list[str],
+    provenance: dict[str, Any],
+) -> dict:
+    """A new run's manifest; ``run_id`` is the folder's name (two runs of one config are two runs)."""
     tc = config.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    return {
+        "format": "mmicl-run-1",
+        "name": config.name,
+        "run_id": out.name,
+        "package_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "git_commit": _git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config.to_dict(),
+        "seeds": {
+            "task": config.task.seed,
+            "eval": config.task.eval_seed,
+            "model": config.model.seed,
+            "train": tc.seed,
+        },
+        "layout": task.layout.to_dict() if task.layout else None,
+        "schedule": schedule,
+        "n_params": parameter_count(model),
+        "frozen_params": frozen,
+        **provenance,
+        "status": "running",
+        "last_step": None,
+        "wall_time_s": 0.0,
+    }
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    """Whether every parameter is finite (one host sync)."""
+    return bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())
+
+
+def _train(
+    config: RunConfig,
+    out: Path,
+    manifest: dict | None,
+    progress: bool,
+    log: Callable[[str], None] | None,
+    where: _Where,
+) -> TrainResult:
+    tc = config.train
     ckpts = checkpoint_steps(tc)
     evals = set(eval_steps(tc))
 
@@ -150,95 +298,107 @@ def train(
 
     if resuming:
         start_step = ck.load_train_state(out / ck.TRAIN_STATE, optimizer, generator)
+        where.last_step = start_step
         ck.load_weights(model, ck.ckpt_path(out, start_step))
         ck.write_metrics(out, [r for r in ck.read_metrics(out) if r["step"] <= start_step])
-    elif manifest is not None:  # the same folder, restarted from scratch
+    else:
+        if manifest is None:  # the manifest first: from here on the folder is a (resumable) run
+            out.mkdir(parents=True, exist_ok=True)
+            schedule = {"checkpoints": ckpts, "eval": sorted(evals)}
+            manifest = _new_manifest(config, out, task, model, schedule, frozen, provenance)
+            ck.write_manifest(out, manifest)
+            where.started = True
+        manifest["last_step"] = None
+        where.last_step = None
         ck.write_metrics(out, [])
-    if manifest is None:
-        out.mkdir(parents=True, exist_ok=True)
         task.save(out / ck.TASK)
-        manifest = {
-            "format": "mmicl-run-1",
-            "name": config.name,
-            "package_version": __version__,
-            "torch_version": torch.__version__,
-            "python_version": platform.python_version(),
-            "git_commit": _git_commit(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "config": config.to_dict(),
-            "seeds": {
-                "task": config.task.seed,
-                "eval": config.task.eval_seed,
-                "model": config.model.seed,
-                "train": tc.seed,
-            },
-            "layout": task.layout.to_dict() if task.layout else None,
-            "schedule": {"checkpoints": ckpts, "eval": sorted(evals)},
-            "n_params": parameter_count(model),
-            "frozen_params": frozen,
-            **provenance,
-            "status": "running",
-            "last_step": None,
-            "wall_time_s": 0.0,
-        }
-        ck.write_metrics(out, [])
+    manifest.setdefault("run_id", out.name)
     manifest["status"] = "running"
     ck.write_manifest(out, manifest)
+    where.started = True
 
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
+    interrupt_at = int(os.environ.get(INTERRUPT_ENV, "-1"))
     wall_before = float(manifest.get("wall_time_s") or 0.0)
     t0 = time.perf_counter()
     model.train()
-    bar = tqdm(total=tc.steps, initial=start_step, desc=config.name, disable=not progress, unit="step")
-    train_loss_sum, train_correct, train_seen = 0.0, 0, 0
+    bar = progress_bar(tc.steps, config.name, progress, initial=start_step, unit="step")
+    train_loss_sum, train_seen = 0.0, 0
+    train_correct = torch.zeros((), dtype=torch.long)  # summed on the device: no sync per step
     final: dict[str, float] = {}
     step = start_step
-    while True:
-        if step in evals and not (step == start_step and start_step > 0):
-            rows = evaluate_suites(model, suites, step)
-            if train_seen:
-                rows.append(
-                    {
-                        "step": step,
-                        "suite": "train",
-                        "accuracy": train_correct / train_seen,
-                        "loss": train_loss_sum / train_seen,
-                        "chance": rows[0]["chance"],
-                    }
+    where.step = step
+
+    def diverge(what: str, at: int) -> Diverged:
+        manifest["status"] = "diverged"
+        manifest["diverged"] = f"{what} at step {at}"
+        manifest["wall_time_s"] = wall_before + time.perf_counter() - t0
+        ck.write_manifest(out, manifest)
+        return Diverged(what, at, manifest.get("last_step"), out)
+
+    try:
+        while True:
+            fresh = not (resuming and step == start_step)  # a resumed step's eval and checkpoint exist
+            if step in evals and fresh:
+                if step > start_step and not _all_finite(model):
+                    raise diverge("a weight became nan or inf", step)
+                rows = evaluate_suites(model, suites, step)
+                if train_seen:
+                    rows.append(
+                        {
+                            "step": step,
+                            "suite": "train",
+                            "accuracy": int(train_correct) / train_seen,
+                            "loss": train_loss_sum / train_seen,
+                            "chance": rows[0]["chance"],
+                        }
+                    )
+                    train_loss_sum, train_seen = 0.0, 0
+                    train_correct.zero_()
+                ck.append_metrics(out, rows)
+                final = {r["suite"]: r["accuracy"] for r in rows}
+                line = f"step {step:>7d} | " + "  ".join(
+                    f"{r['suite']} {r['accuracy']:.3f}" for r in rows if r["suite"] != "train"
                 )
-                train_loss_sum, train_correct, train_seen = 0.0, 0, 0
-            ck.append_metrics(out, rows)
-            final = {r["suite"]: r["accuracy"] for r in rows}
-            line = f"step {step:>7d} | " + "  ".join(
-                f"{r['suite']} {r['accuracy']:.3f}" for r in rows if r["suite"] != "train"
-            )
-            bar.set_postfix({k: f"{v:.2f}" for k, v in final.items() if k in ("icl", "iwl")})
-            if log is not None:
-                bar.clear()
-                log(line)
-                bar.refresh()
-        if step in ckpts and not (step == start_step and start_step > 0):
-            ck.save_weights(model, ck.ckpt_path(out, step), step)
-            ck.save_train_state(out / ck.TRAIN_STATE, step, optimizer, generator)
-            manifest["last_step"] = step
-            manifest["wall_time_s"] = wall_before + time.perf_counter() - t0
-            ck.write_manifest(out, manifest)
-        if step >= tc.steps:
-            break
-        batch = task.sample(tc.batch_size, generator, max_shift=max_shift)
-        logits = model(batch.inputs, batch.pos_shift)
-        loss = F.cross_entropy(logits, batch.targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        train_loss_sum += loss.item() * len(batch)
-        train_correct += int((logits.argmax(-1) == batch.targets).sum())
-        train_seen += len(batch)
-        step += 1
-        bar.update(1)
-        if step == kill_at:
-            os.kill(os.getpid(), 9)
-    bar.close()
+                bar.set_postfix_str(
+                    "  ".join(f"{k} {v:.2f}" for k, v in final.items() if k in ("icl", "iwl"))
+                )
+                if log is not None:
+                    if hasattr(bar, "clear"):  # a tqdm bar: keep the log line off the bar's line
+                        bar.clear()
+                    log(line)
+                    if hasattr(bar, "refresh"):
+                        bar.refresh()
+            if step in ckpts and fresh:
+                ck.save_weights(model, ck.ckpt_path(out, step), step)
+                ck.save_train_state(out / ck.TRAIN_STATE, step, optimizer, generator)
+                manifest["last_step"] = step
+                where.last_step = step
+                manifest["wall_time_s"] = wall_before + time.perf_counter() - t0
+                ck.write_manifest(out, manifest)
+            if step >= tc.steps:
+                break
+            batch = task.sample(tc.batch_size, generator, max_shift=max_shift)
+            logits = model(batch.inputs, batch.pos_shift)
+            loss = F.cross_entropy(logits, batch.targets)
+            loss_value = loss.item()  # the one host sync per step
+            if not math.isfinite(loss_value):
+                raise diverge(f"loss became {loss_value}", step + 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            train_loss_sum += loss_value * len(batch)
+            train_correct += (logits.argmax(-1) == batch.targets).sum()
+            train_seen += len(batch)
+            step += 1
+            where.step = step
+            bar.update(1)
+            if step == kill_at:
+                os.kill(os.getpid(), 9)
+            if step == interrupt_at:
+                os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        bar.close()
     wall = time.perf_counter() - t0
     manifest["status"] = "complete"
     manifest["wall_time_s"] = wall_before + wall

@@ -9,19 +9,26 @@ import pandas as pd
 import pytest
 
 from mmicl_interp.analyses.correlation import (
+    NO_ONSET,
+    Correlation,
+    Onset,
     best_head,
     bootstrap_indices,
     correlation,
     crossing_step,
+    format_correlation,
     head_table,
     ih_icl_correlation,
+    lead_lag,
     model_curve,
+    onset,
     onset_step,
     pearson,
     phases,
     select_run,
     spearman,
 )
+from mmicl_interp.analyses.stats import correlation_block_length
 
 STEPS = [0, 100, 200, 300, 400, 500, 600, 700, 800]
 
@@ -214,7 +221,7 @@ def test_ih_icl_correlation_per_head_and_best():
     out = ih_icl_correlation(scores, n_boot=200)
     assert list(out.columns) == [
         "run", "layer", "head", "best", "pearson", "pearson_lo", "pearson_hi",
-        "spearman", "spearman_lo", "spearman_hi", "n",
+        "spearman", "spearman_lo", "spearman_hi", "n", "block",
     ]  # fmt: skip
     assert len(out) == 3 and (out["n"] == len(STEPS)).all()
     best = out[out["best"]]
@@ -291,3 +298,152 @@ def test_crossing_step_uses_an_absolute_level_so_runs_of_different_heights_compa
     assert crossing_step(steps, high, 0.5, interpolate=False) == 200
     assert crossing_step(steps, low, 0.8) != crossing_step(steps, low, 0.8)  # NaN: never reached
     assert crossing_step(steps, [0.6, 0.7, 0.8, 0.9], 0.5) == 0.0  # already there at the start
+
+
+# --------------------------------------------------------------------------- block bootstrap
+def _ar1(e: np.ndarray, phi: float) -> np.ndarray:
+    a = np.empty(len(e))
+    a[0] = e[0] / math.sqrt(1 - phi**2)
+    for t in range(1, len(e)):
+        a[t] = phi * a[t - 1] + e[t]
+    return a
+
+
+def test_block_one_is_the_iid_percentile_bootstrap():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=25)
+    y = x + rng.normal(size=25)
+    idx = np.random.default_rng(11).integers(0, 25, size=(400, 25))  # i.i.d. resamples, by hand
+    boot = [np.corrcoef(x[i], y[i])[0, 1] for i in idx]
+    res = correlation(x, y, n_boot=400, seed=11, block=1)
+    assert (res.lo, res.hi) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
+    assert res.block == 1 and res == correlation(x, y, n_boot=400, seed=11)  # block 1 is the default
+    assert res.method == "pearson" and correlation(x, y, method="spearman", n_boot=10).method == "spearman"
+
+
+def test_auto_block_widens_the_interval_of_autocorrelated_curves():
+    rng = np.random.default_rng(8)
+    e = rng.normal(size=80)
+    x = _ar1(e, 0.9)
+    y = _ar1(0.6 * e + 0.8 * rng.normal(size=80), 0.9)
+    iid = correlation(x, y, n_boot=1000, seed=0)
+    auto = correlation(x, y, n_boot=1000, seed=0, block="auto")
+    assert auto.block == correlation_block_length(x, y) > 1
+    assert auto.value == iid.value and auto.hi - auto.lo > 1.3 * (iid.hi - iid.lo)
+    fixed = correlation(x, y, n_boot=50, block=500)  # a block longer than the curve is cut to it
+    assert fixed.block == 80
+    with pytest.raises(ValueError, match="block must be"):
+        correlation(x, y, block=0)
+    with pytest.raises(ValueError, match="block must be"):
+        correlation(x, y, block="long")
+    with pytest.raises(ValueError, match="block_rule"):
+        correlation(x, y, block="auto", block_rule="guess")
+
+
+def test_block_bootstrap_covers_the_true_correlation_of_ar1_pairs():
+    """x, y: AR(1) with the same phi and innovations of correlation 0.5, so corr(x_t, y_t) = 0.5."""
+    rho, reps = 0.5, 80
+    rng = np.random.default_rng(0)
+    coverage = {}
+    for phi, n in ((0.6, 100), (0.85, 150)):
+        hits = {"auto": 0, 1: 0}
+        for rep in range(reps):
+            e1 = rng.normal(size=n)
+            e2 = rho * e1 + math.sqrt(1 - rho**2) * rng.normal(size=n)
+            x, y = _ar1(e1, phi), _ar1(e2, phi)
+            for block in hits:
+                res = correlation(x, y, n_boot=200, seed=rep, block=block)
+                hits[block] += res.lo <= rho <= res.hi
+        coverage[phi] = {b: h / reps for b, h in hits.items()}
+    # moderate autocorrelation: near the nominal 95% (the percentile interval of r runs a
+    # little short even for independent points); strong: the i.i.d. bootstrap undercovers badly
+    assert coverage[0.6]["auto"] >= 0.8 and coverage[0.6]["auto"] >= coverage[0.6][1]  # measured 0.85, 0.78
+    assert coverage[0.85]["auto"] >= coverage[0.85][1] + 0.1
+
+
+def test_ih_icl_correlation_reports_the_block_on_the_shipped_run():
+    scores = pd.read_parquet("checkpoints/example/analysis.parquet")
+    out = ih_icl_correlation(scores)
+    best = out[out["best"]].iloc[0]
+    assert (best["layer"], best["head"], best["n"]) == (1, 0, 50)
+    # block 5 from the acf rule; the issue's [0.73, 0.99] vs the i.i.d. [0.942, 0.980]
+    assert best["block"] == 5
+    assert (best["pearson_lo"], best["pearson_hi"]) == pytest.approx((0.73, 0.99), abs=0.005)
+    iid = ih_icl_correlation(scores, block=1)
+    iid_best = iid[iid["best"]].iloc[0]
+    assert (iid_best["pearson_lo"], iid_best["pearson_hi"]) == pytest.approx((0.942, 0.980), abs=0.001)
+    assert (iid["block"] == 1).all()
+    assert format_correlation(best) == "Pearson r 0.966 [0.73, 0.99], moving-block bootstrap, block 5"
+    assert format_correlation(best, "spearman").startswith("Spearman rho 0.984 [")
+    assert format_correlation(iid_best) == "Pearson r 0.966 [0.94, 0.98], i.i.d. bootstrap"
+    assert format_correlation(Correlation(0.5, 0.1, 0.8, 20, 3)) == (
+        "Pearson r 0.500 [0.10, 0.80], moving-block bootstrap, block 3"
+    )
+    assert "undefined" in format_correlation(correlation([1, 2], [3, 4]))
+
+
+# --------------------------------------------------------------------------- plateau onsets
+def test_plateau_onset_is_the_first_checkpoint_above_plateau_plus_margin():
+    steps = [0, 10, 20, 40, 80, 160]
+    values = [0.10, 0.12, 0.11, 0.14, 0.30, 0.90]  # plateau median(0.10, 0.12, 0.11) = 0.11
+    got = onset(steps, values, rule="plateau", margin=0.05)
+    assert got == Onset(80.0, 40.0)  # 0.30 > 0.16 first at step 80, between checkpoints 40 and 80
+    assert onset(steps, values, rule="plateau", margin=0.02).step == 40.0  # 0.14 > 0.13
+    assert onset(steps, values, rule="plateau", plateau=0.0, margin=0.05) == Onset(0.0, 10.0)  # at once
+    assert onset(steps, values, rule="plateau", n_plateau=1, margin=0.005).step == 10.0  # 0.12 > 0.105
+    # min_rise: nothing formed, no onset
+    assert onset(steps, values, rule="plateau", min_rise=0.8) == NO_ONSET
+    flat = [0.2, 0.21, 0.2, 0.22, 0.21, 0.2]
+    assert math.isnan(onset(steps, flat, rule="plateau").step)
+    with pytest.raises(ValueError, match="rule"):
+        onset(steps, values, rule="knee")
+
+
+def test_half_rise_onset_has_the_checkpoint_spacing_as_resolution_and_min_rise():
+    steps = [0, 100, 200, 300, 400]
+    values = [0.0, 0.0, 0.2, 0.8, 1.0]
+    assert onset(steps, values) == Onset(250.0, 100.0)  # crossing between 200 and 300
+    assert onset(steps, values).step == onset_step(steps, values)
+    log_steps = [0, 1, 2, 4, 8, 16, 32]
+    ramp_log = [0.0, 0.0, 0.0, 0.1, 0.3, 0.9, 1.0]  # half rise 0.5 crossed between 8 and 16
+    assert onset(log_steps, ramp_log) == Onset(pytest.approx(8 + 8 * 0.2 / 0.6), 8.0)
+    small = [0.0, 0.0, 0.01, 0.02, 0.03]
+    assert onset_step(steps, small) == pytest.approx(250.0)  # onset_step: any rise counts
+    assert onset(steps, small, min_rise=0.05) == NO_ONSET  # a rise of 0.03 < min_rise: nothing formed
+    assert onset(steps, small, min_rise=0.03).step == pytest.approx(250.0)  # "at least" min_rise
+
+
+def test_lead_lag_is_unresolved_below_the_checkpoint_resolution():
+    assert lead_lag(Onset(100.0, 50.0), Onset(300.0, 100.0)) == (200.0, 100.0, "lead")
+    assert lead_lag(Onset(300.0, 100.0), Onset(100.0, 50.0)) == (-200.0, 100.0, "lag")
+    assert lead_lag(Onset(100.0, 50.0), Onset(160.0, 100.0)) == (60.0, 100.0, "unresolved")
+    assert lead_lag(Onset(100.0, 50.0), Onset(150.0, 50.0)).verdict == "lead"  # exactly one spacing
+    assert lead_lag(NO_ONSET, Onset(1.0, 1.0)).verdict is None
+
+
+def test_phases_report_resolutions_verdicts_and_skip_curves_that_do_not_rise():
+    row = phases(make_scores()).iloc[0]
+    # 100-step checkpoints: every onset to 100 steps; 100-step leads are resolved
+    assert (row["prev_token_resolution"], row["induction_resolution"], row["icl_resolution"]) == (
+        100,
+        100,
+        100,
+    )
+    assert row["lead_prev_token_over_induction_verdict"] == "lead"
+    assert row["lead_prev_token_over_icl_verdict"] == "lead"
+    close = make_scores(
+        heads={(1, 0): {"ih": ramp(0.0, 0.6, 260, 460), "prev_token_label": ramp(0.1, 0.9, 300, 500)}}
+    )
+    row = phases(close).iloc[0]
+    assert row["lead_induction_over_icl"] == pytest.approx(40.0)
+    assert row["lead_induction_over_icl_verdict"] == "unresolved"
+    # induction strength that rises by only 0.03: no onset with the default min_rise 0.05
+    weak = make_scores(
+        heads={(1, 0): {"ih": ramp(0.0, 0.03, 200, 400), "prev_token_label": ramp(0, 1, 0, 200)}}
+    )
+    row = phases(weak).iloc[0]
+    assert math.isnan(row["induction_onset"]) and pd.isna(row["lead_induction_over_icl_verdict"])
+    assert phases(weak, min_rise=0.0).iloc[0]["induction_onset"] == pytest.approx(300.0)
+    # leaving the plateau: ih ramps from 0 at step 200 to 0.6 at 400, first above 0.05 at 300
+    plateau = phases(make_scores(), rule="plateau").iloc[0]
+    assert plateau["induction_onset"] == 300.0 and plateau["icl_onset"] == 400.0

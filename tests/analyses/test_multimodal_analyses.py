@@ -126,7 +126,7 @@ def test_patch_cli_accepts_item_m2_on_multimodal_runs_and_refuses_it_on_unimodal
     stage1, stage2 = stages
     args = ["--kind", "path", "--corruption", "item_m2", "--n-seqs", "32", "--quiet"]
     assert main(["patch", str(stage2), *args]) == 0
-    assert (stage2 / "reports" / "patch_step12_path_item_m2.json").is_file()
+    assert (stage2 / "reports" / "patch_step12_path_item_m2_seed0_n32.json").is_file()
     capsys.readouterr()
     assert main(["patch", str(stage1), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -2,8 +2,10 @@ import pandas as pd
 import pytest
 
 from mmicl_interp import load_run
-from mmicl_interp.analyses.tables import COLUMNS, circuit_scores, read_table
+from mmicl_interp.analyses.tables import COLUMNS, circuit_scores, read_table, write_table
 from mmicl_interp.cli import main
+from mmicl_interp.config import RunConfig
+from mmicl_interp.io import CorruptFileError
 from mmicl_interp.train import train
 from tests.conftest import tiny_run_config
 
@@ -61,3 +63,52 @@ def test_analyze_cli_rejects_a_non_run_directory_and_a_bad_suffix(tiny_run, tmp_
     assert "not a run directory" in capsys.readouterr().err
     assert main(["analyze", str(tiny_run.path), "--out", str(tmp_path / "x.txt")]) == 2
     assert ".parquet or .csv" in capsys.readouterr().err
+
+
+def test_circuit_scores_reports_progress_as_plain_lines_off_a_terminal(tiny_run, capsys):
+    circuit_scores(tiny_run, steps=tiny_run.steps[:2], n_seqs=16, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err  # no redrawn bar in a log
+    assert "analyse tiny: 2/2 ckpt" in err
+
+
+def test_a_truncated_table_raises_corrupt_file_error_naming_it(tiny_run, tmp_path):
+    out = tmp_path / "scores.parquet"
+    write_table(circuit_scores(tiny_run, steps=tiny_run.steps[:1], n_seqs=16, progress=False), out)
+    out.write_bytes(out.read_bytes()[:-20])
+    with pytest.raises(CorruptFileError, match="scores.parquet.*--force"):
+        read_table(out)
+    empty = tmp_path / "scores.csv"
+    empty.write_text("")
+    with pytest.raises(CorruptFileError, match="scores.csv"):
+        read_table(empty)
+
+
+ENCODER_RUN = {
+    "name": "enc",
+    "kind": "encoder",
+    "task": {"K1": 64, "L1": 8, "D1": 8, "K2": 16, "L2": 8, "D2": 6, "N": 4, "B": 2, "eval_size": 200},
+    "model": {"encoder": "mlp", "encoder_hidden": 32},
+    "train": {
+        "steps": 40,
+        "batch_size": 16,
+        "lr": 1e-2,
+        "eval_every": 20,
+        "ckpt_schedule": "linear",
+        "ckpt_every": 20,
+    },
+}
+
+
+def test_analyze_on_an_encoder_run_gives_an_accuracy_table_matching_its_training_eval(tmp_path, capsys):
+    path = tmp_path / "enc"
+    train(RunConfig.from_dict(ENCODER_RUN), path, progress=False)
+    assert main(["analyze", str(path), "--quiet"]) == 0
+    assert "analysed 3 checkpoints" in capsys.readouterr().out
+    table = read_table(path / "analysis.parquet")
+    assert set(table["metric"]) == {"accuracy", "loss"} and set(table["suite"]) == {"test"}
+    assert table["layer"].isna().all() and sorted(table["step"].unique()) == [0, 20, 40]
+    acc = table[table["metric"] == "accuracy"].set_index("step")["value"]
+    metrics = load_run(path).metrics().query("suite == 'test'").set_index("step")["accuracy"]
+    assert acc.to_dict() == pytest.approx(metrics.to_dict(), abs=1e-6)  # the trainer's own eval
+    assert acc[40] > 3 / 16  # it learned something: well above chance

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -56,6 +54,18 @@ def ablation_table() -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- circuit formation
+def onset_lines(fig: go.Figure) -> list[tuple[float, str]]:
+    """(x, legend name) of the dashed onset lines."""
+    return sorted((s.x0, s.name) for s in fig.layout.shapes if s.legendgroup == "onsets")
+
+
+def legend_onsets(fig: go.Figure) -> list[str]:
+    """Names of every onset legend entry: lines (shapes) and "no onset" entries (empty traces)."""
+    shapes = [(s.legendrank, s.name) for s in fig.layout.shapes if s.showlegend and s.legendgroup == "onsets"]
+    traces = [(t.legendrank, t.name) for t in fig.data if t.legendgroup == "onsets"]
+    return [name for _, name in sorted(shapes + traces)]
+
+
 def test_circuit_formation_traces_and_onset_lines():
     fig = circuit_formation(make_scores())
     assert isinstance(fig, go.Figure)
@@ -65,16 +75,21 @@ def test_circuit_formation_traces_and_onset_lines():
         "accuracy: iwl",
         "prev_token_label (L0H0)",
         "ih (L1H0)",
-    ]  # tila is absent from this table; suites in SUITES order
+    ]  # tila is absent from this table; suites in SUITES order; every onset drawn: no empty entries
     acc = fig.data[0]
     assert list(acc.x) == STEPS and np.allclose(acc.y, ramp(0.1, 0.9, 300, 500))
     assert fig.data[0].xaxis == "x" and fig.data[3].xaxis == "x2"  # two panels, shared x
     assert fig.layout.xaxis.matches == "x2" or fig.layout.xaxis2.matches == "x"
-    # onsets of phases(): prev-token 200, induction 300, icl 400; a line in each panel
-    xs = sorted(s.x0 for s in fig.layout.shapes)
-    assert xs == pytest.approx([200, 200, 300, 300, 400, 400])
-    labels = [a.text for a in fig.layout.annotations if "onset" in a.text]
-    assert labels == ["prev-token onset: 200", "induction onset: 300", "icl accuracy onset: 400"]
+    # onsets of phases(): prev-token 200, induction 300, icl 400 (half of each ramp's rise);
+    # one line through both panels each, named with its step in the legend (no floating labels)
+    assert onset_lines(fig) == [
+        (200, "prev-token onset (prev_token_label L0H0): 200"),
+        (300, "induction onset (ih L1H0): 300"),
+        (400, "icl accuracy onset: 400"),
+    ]
+    assert all(s.yref == "paper" and (s.y0, s.y1) == (0, 1) for s in fig.layout.shapes)
+    assert not [a for a in fig.layout.annotations if "onset" in a.text]
+    assert "rises by >= 0.1" in fig.layout.shapes[0].legendgrouptitle.text
 
 
 def test_circuit_formation_log_x_and_options():
@@ -82,16 +97,54 @@ def test_circuit_formation_log_x_and_options():
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis2.type == "log"
     assert all(min(t.x) > 0 for t in fig.data)  # step 0 cannot sit on a log axis
     assert [t.name for t in fig.data][0] == "accuracy: icl" and len(fig.data) == 3
-    # shapes stay in data units, annotations take log10 on a log axis
-    assert sorted({s.x0 for s in fig.layout.shapes}) == pytest.approx([200, 300, 400])
-    ann = sorted(a.x for a in fig.layout.annotations if "onset" in a.text)
-    assert ann == pytest.approx([math.log10(200), math.log10(300), math.log10(400)])
+    # shapes stay in data units on a log axis
+    assert [x for x, _ in onset_lines(fig)] == pytest.approx([200, 300, 400])
     plain = circuit_formation(make_scores(), onsets=False)
-    assert len(plain.layout.shapes) == 0
-    # measures scored on another suite only: accuracy panel alone, icl onset still marked
+    assert len(plain.layout.shapes) == 0 and legend_onsets(plain) == []
+    # measures scored on another suite only: accuracy panel alone, icl onset still marked,
+    # the others named in the legend as absent
     other = circuit_formation(make_scores(), measure_suite="test")
-    assert [t.name for t in other.data] == ["accuracy: icl", "accuracy: iwl"]
-    assert sorted({s.x0 for s in other.layout.shapes}) == pytest.approx([400])
+    assert [t.name for t in other.data if t.legendgroup != "onsets"] == ["accuracy: icl", "accuracy: iwl"]
+    assert [x for x, _ in onset_lines(other)] == pytest.approx([400])
+    assert legend_onsets(other) == [
+        "prev-token onset: no curve (prev_token_label not scored)",
+        "induction onset: no curve (ih not scored)",
+        "icl accuracy onset: 400",
+    ]
+
+
+def test_onsets_only_where_the_curve_rises_and_labels_never_overlap():
+    """A measure that never forms gets no onset line, and says why; close onsets stay legible.
+
+    Old behaviour: a line at the flat curve's "half rise" (0.009 of 0.018) and floating
+    annotations stacked at the lines' x positions.
+    """
+    flat_ih = ramp(0.0, 0.018, 200, 600)  # rises 0.018: far below 0.1, but phases(min_rise=0) would mark it
+    heads = {
+        (0, 0): {"prev_token_label": ramp(0.1, 0.9, 300, 500), "ih": np.full(len(STEPS), 0.001)},
+        (1, 0): {"prev_token_label": np.full(len(STEPS), 0.1), "ih": flat_ih},
+    }
+    scores = make_scores(heads=heads, icl=ramp(0.1, 0.9, 310, 510))  # onsets 400 and 410: 10 steps apart
+    fig = circuit_formation(scores)
+    lines = onset_lines(fig)
+    assert [x for x, _ in lines] == pytest.approx([400, 410])  # no line for induction
+    legend = legend_onsets(fig)
+    assert legend == [
+        "prev-token onset (prev_token_label L0H0): 400",
+        "induction onset (ih L1H0): no onset (rise 0.018 < 0.1)",
+        "icl accuracy onset: 410",
+    ]
+    # every label is a distinct legend entry: none is drawn on the plot where it could overlap
+    assert not [a for a in fig.layout.annotations if "onset" in a.text]
+    marks = figures.onset_marks(scores)
+    assert marks["rise"].to_numpy() == pytest.approx([0.8, 0.018, 0.8])
+    assert marks["shown"].tolist() == [True, False, True]
+    # the threshold is a parameter: at min_rise 0.01 the small rise counts (half of it at step 400)
+    low = circuit_formation(scores, min_rise=0.01)
+    assert [x for x, _ in onset_lines(low)] == pytest.approx([400, 400, 410])
+    assert "rises by >= 0.01" in low.layout.shapes[0].legendgrouptitle.text
+    with pytest.raises(ValueError, match="min_rise"):
+        figures.onset_marks(scores, min_rise=-1)
 
 
 def test_circuit_formation_errors():
@@ -120,6 +173,27 @@ def test_head_heatmaps_layout():
     two = head_heatmaps(scores, ["ih", "prev_token_label"], x_scale="log")
     assert [t.name for t in two.data] == ["ih", "prev_token_label"]
     assert list(two.data[1].x) == STEPS and two.layout.xaxis.type == "log"
+
+
+def test_head_heatmaps_share_one_colour_scale():
+    """Panels share one coloraxis on at least [0, 1]: a head at 0.02 is not drawn as bright as
+    one at 0.9 (old behaviour: each panel scaled to its own maximum)."""
+    heads = {
+        (0, 0): {"prev_token_label": ramp(0.1, 0.9, 100, 300), "ih": ramp(0.0, 0.02, 100, 300)},
+        (1, 0): {"prev_token_label": np.full(len(STEPS), 0.1), "ih": ramp(-0.01, 0.015, 200, 400)},
+    }
+    fig = head_heatmaps(make_scores(heads=heads), ["ih", "prev_token_label"])
+    assert [t.coloraxis for t in fig.data] == ["coloraxis", "coloraxis"]
+    axis = fig.layout.coloraxis
+    assert (axis.cmin, axis.cmax) == pytest.approx((-0.01, 1.0))  # [0, 1] widened to the data's -0.01
+    # the ih panel's brightest cell sits low on the scale
+    assert (0.02 - axis.cmin) / (axis.cmax - axis.cmin) < 0.05
+    single = head_heatmaps(make_scores(heads=heads), "ih")
+    assert (single.layout.coloraxis.cmin, single.layout.coloraxis.cmax) == pytest.approx((-0.01, 1.0))
+    own = head_heatmaps(make_scores(heads=heads), "ih", zrange=None)  # the data's range
+    assert (own.layout.coloraxis.cmin, own.layout.coloraxis.cmax) == pytest.approx((-0.01, 0.02))
+    with pytest.raises(ValueError, match="zrange"):
+        head_heatmaps(make_scores(heads=heads), "ih", zrange=(1.0, 0.0))
 
 
 def test_head_heatmaps_errors():
@@ -189,6 +263,48 @@ def test_patching_heatmap_diverging_centred():
     fig = patching_heatmap(df, title="path")
     assert list(fig.data[0].x) == ["L1H0", "L1H1"] and list(fig.data[0].y) == ["L0H0", "L0H1"]
     assert patching_heatmap(np.zeros((2, 2))).data[0].zmax == 1.0  # all-zero: a valid scale
+
+
+def test_patching_panels_share_one_symmetric_scale():
+    """Path patching into k / q / v: one scale for all panels, so q at 1e-4 looks like nothing
+    next to k at 0.993 (old behaviour: each heatmap scaled to its own maximum)."""
+    nan = float("nan")
+    k = torch.tensor([[nan, 0.993], [nan, nan]])
+    q = torch.tensor([[nan, 1e-4], [nan, nan]])
+    v = torch.tensor([[nan, -0.004], [nan, nan]])
+    names = ["L0H0", "L1H0"]
+    fig = figures.patching_panels({"k": k, "q": q, "v": v}, names, names, "path", x_title="receiver")
+    assert [t.name for t in fig.data] == ["k", "q", "v"]
+    assert [t.coloraxis for t in fig.data] == ["coloraxis"] * 3
+    assert all(t.zmin is None and t.zmax is None for t in fig.data)  # no per-panel scale
+    m = max(float(np.nanmax(np.abs(x.numpy()))) for x in (k, q, v))
+    axis = fig.layout.coloraxis
+    assert (axis.cmin, axis.cmax) == pytest.approx((-m, m)) and m == pytest.approx(0.993)
+    assert axis.colorscale[0][1] != axis.colorscale[-1][1]  # diverging: two different ends
+    # q's value sits at the scale's centre (colour of 0), k's at the top
+    assert (1e-4 - axis.cmin) / (axis.cmax - axis.cmin) == pytest.approx(0.5, abs=1e-3)
+    assert [fig.data[i].xaxis for i in range(3)] == ["x", "x2", "x3"]  # side by side
+    assert np.allclose(np.asarray(fig.data[0].z, float), k.numpy(), equal_nan=True)
+    # stacked panels of different shapes, each with its own labels and axis titles
+    frames = {
+        "all positions": pd.DataFrame([[0.5], [-2.0]], index=["L0", "L1"], columns=["H0"]),
+        "by position": pd.DataFrame([[0.1, 0.2, 0.0]], index=["L0H0"], columns=["a", "b", "c"]),
+    }
+    rows = figures.patching_panels(frames, arrange="rows", x_title=["head", "position"], y_title="layer")
+    assert (rows.layout.coloraxis.cmin, rows.layout.coloraxis.cmax) == (-2.0, 2.0)
+    assert list(rows.data[1].x) == ["a", "b", "c"] and list(rows.data[1].y) == ["L0H0"]
+    assert rows.layout.xaxis.title.text == "head" and rows.layout.xaxis2.title.text == "position"
+
+
+def test_patching_panels_errors():
+    with pytest.raises(ValueError, match="non-empty"):
+        figures.patching_panels({})
+    with pytest.raises(ValueError, match="arrange"):
+        figures.patching_panels({"k": np.zeros((2, 2))}, arrange="grid")
+    with pytest.raises(ValueError, match="panel 'q' must be 2-D"):
+        figures.patching_panels({"k": np.zeros((2, 2)), "q": np.zeros(3)})
+    with pytest.raises(ValueError, match="x_title has 1 titles for 2 panels"):
+        figures.patching_panels({"k": np.zeros((2, 2)), "q": np.zeros((2, 2))}, x_title=["a"])
 
 
 def test_patching_heatmap_errors():

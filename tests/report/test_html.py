@@ -11,7 +11,9 @@ image and script proves that both detectors see a request that leaves.
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import html as html_lib
 import json
 import os
 import re
@@ -21,6 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,6 +35,8 @@ from plotly.offline import get_plotlyjs
 from mmicl_interp.plots import attention_view, circuit_formation, ih_vs_icl, patching_heatmap
 from mmicl_interp.report import build_report_html, external_resources, write_report
 from mmicl_interp.report.html import CSP
+from mmicl_interp.report.run_report import build_run_report
+from mmicl_interp.runs import load_run
 from tests.analyses.test_correlation import make_scores
 
 PLOTLY_SIGNATURE = get_plotlyjs()[:200]
@@ -119,6 +124,132 @@ def test_write_report(tmp_path):
     assert path == tmp_path / "sub" / "report.html"
     text = path.read_text(encoding="utf-8")
     assert "<h1>T</h1>" in text and "hello" in text
+
+
+# --------------------------------------------------------------------------- the run report
+EXAMPLE = Path(__file__).resolve().parents[2] / "checkpoints" / "example"
+
+
+def copy_example(dst: Path, keep_steps=None, analysis: bool = True) -> Path:
+    """A copy of the shipped example run, optionally without its analysis table and with only
+    the checkpoints ``keep_steps``."""
+    keep = None if keep_steps is None else {f"step_{s:07d}.safetensors" for s in keep_steps}
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        if keep is not None and Path(folder).name == "ckpt":
+            return [n for n in names if n not in keep]
+        drop = {"reports", "report.html"} | (set() if analysis else {"analysis.parquet"})
+        return [n for n in names if n in drop]
+
+    return Path(shutil.copytree(EXAMPLE, dst, ignore=ignore))
+
+
+def section_texts(page: str) -> dict[str, str]:
+    """Each report section's heading -> its visible text (scripts and tags removed)."""
+    out = {}
+    for body in re.findall(r'<section class="report-section"[^>]*>(.*?)</section>', page, re.S):
+        heading = html_lib.unescape(re.sub(r"<[^>]+>", "", re.search(r"<h2>(.*?)</h2>", body, re.S).group(1)))
+        text = re.sub(r"<script\b.*?</script>", " ", body, flags=re.S)
+        out[re.sub(r"^\d+\.\s*", "", heading.strip())] = html_lib.unescape(re.sub(r"<[^>]+>", " ", text))
+    return out
+
+
+def plotly_figures(section_html: str) -> list[tuple[list, dict]]:
+    """(data, layout) of every Plotly.newPlot call in a piece of the page."""
+    decoder = json.JSONDecoder()
+    figures = []
+    for match in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*', section_html):
+        data, end = decoder.raw_decode(section_html, match.end())
+        rest = re.match(r"\s*,\s*", section_html[end:])
+        layout, _ = decoder.raw_decode(section_html, end + rest.end())
+        figures.append((data, layout))
+    return figures
+
+
+def plotly_array(value) -> np.ndarray:
+    """A plotly JSON array: a (nested) list, or a typed array {dtype, bdata, shape}."""
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            arr = arr.reshape([int(x) for x in str(shape).split(",")])
+        return arr.astype(float)
+    return np.asarray(value, dtype=float)
+
+
+@pytest.mark.slow
+def test_run_report_of_the_example_states_n_and_shares_colour_scales(tmp_path):
+    """The report of the shipped example: every section states its n (the final accuracy on the
+    analysis's n = 1000 next to ablation/patching on n_seqs), path patching's k / q / v share one
+    symmetric colour scale, onsets state their rule, and the page is titled by the run id."""
+    run = load_run(copy_example(tmp_path / "example"))
+    lines: list[str] = []
+    out = build_run_report(run, tmp_path / "page.html", n_seqs=8, progress=False, log=lines.append)
+    page = out.read_text(encoding="utf-8")
+    assert f"<title>mmicl-interp report: {run.name}</title>" in page
+    assert lines == [f"report: using {run.path / 'analysis.parquet'} (50 checkpoints of run {run.name})"]
+
+    texts = section_texts(page)
+    assert len(texts) >= 12
+    for heading, text in texts.items():
+        assert re.search(r"\bn = \d+", heading + text) or "no sequences" in heading, heading
+    final = next(h for h in texts if h.startswith("Final accuracy"))
+    assert "n = 1000 sequences per suite" in final  # the run's eval size (analysis.parquet)
+    ablation = [h for h in texts if h.startswith("Ablation")]
+    assert ablation and all("n = 8 sequences per suite" in h for h in ablation)
+    patching = [h for h in texts if h.startswith("Patching")]
+    assert len(patching) == 3 and all("n = 8 icl sequences" in h for h in patching)
+    assert "n = 1000 sequences per suite at each of 50 checkpoints" in texts["Summary"]
+    onsets = next(t for h, t in texts.items() if h.startswith("Onsets"))
+    assert "rises by >= 0.1" in onsets
+
+    sections = re.findall(r'<section class="report-section"[^>]*>.*?</section>', page, re.S)
+    (path_section,) = [s for s in sections if "Patching (path, item corruption)" in s]
+    ((data, layout),) = plotly_figures(path_section)
+    heatmaps = [t for t in data if t["type"] == "heatmap"]
+    assert len(heatmaps) == 3 and {t["coloraxis"] for t in heatmaps} == {"coloraxis"}
+    assert not any("zmin" in t or "zmax" in t for t in heatmaps)
+    m = max(float(np.nanmax(np.abs(plotly_array(t["z"])))) for t in heatmaps)
+    axis = layout["coloraxis"]
+    assert axis["cmin"] == pytest.approx(-m) and axis["cmax"] == pytest.approx(m) and m > 0.5
+    # the per-head heatmaps: one figure, one coloraxis on [0, 1] at least
+    (heat_section,) = [s for s in sections if "Per-head prev_token_label, ih, tila" in s]
+    ((data, layout),) = plotly_figures(heat_section)
+    assert len(data) == 3 and {t["coloraxis"] for t in data} == {"coloraxis"}
+    assert layout["coloraxis"]["cmin"] <= 0 and layout["coloraxis"]["cmax"] >= 1
+
+
+def test_report_computes_the_missing_analysis_once_and_keeps_it(tmp_path, monkeypatch):
+    """A run without analysis.parquet: the report scores it, saves RUN/analysis.parquet, says so,
+    and the next call reuses the file instead of scoring again."""
+    from mmicl_interp.analyses.tables import read_table, table_runs
+    from mmicl_interp.report import run_report
+
+    run = load_run(copy_example(tmp_path / "ex", keep_steps=(900, 1000), analysis=False))
+    lines: list[str] = []
+    table = run_report.run_scores(run, progress=False, log=lines.append)
+    saved = run.path / "analysis.parquet"
+    assert saved.is_file() and run.name in table_runs(saved)
+    assert sorted(set(table["step"])) == [900, 1000] and set(table["run"]) == {run.name}
+    assert any("saved the analysis" in line and str(saved) in line for line in lines)
+    # the same numbers as the shipped table (written earlier by `mmicl analyze`)
+    shipped = read_table(EXAMPLE / "analysis.parquet").drop(columns="run")
+    keys = ["step", "suite", "metric", "layer", "head"]
+    both = table.drop(columns="run").merge(shipped, on=keys, how="left", suffixes=("", "_shipped"))
+    assert len(both) == len(table) == 48 and np.allclose(both["value"], both["value_shipped"], atol=1e-5)
+    pd.testing.assert_frame_equal(
+        read_table(saved).reset_index(drop=True), table.reset_index(drop=True), check_like=True
+    )
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("the saved analysis was not reused")
+
+    monkeypatch.setattr(run_report, "analyze_run", recompute)
+    monkeypatch.setattr(run_report, "circuit_scores", recompute)
+    again: list[str] = []
+    reused = run_report.run_scores(load_run(run.path), progress=False, log=again.append)
+    pd.testing.assert_frame_equal(reused.reset_index(drop=True), table.reset_index(drop=True))
+    assert again == [f"report: using {saved} (2 checkpoints of run {run.name})"]
 
 
 # --------------------------------------------------------------------------- headless Chromium

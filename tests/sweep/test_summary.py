@@ -121,3 +121,63 @@ def test_save_figure_writes_a_real_png_when_kaleido_and_chromium_are_there(tmp_p
     written = sm.save_figure(go.Figure(go.Bar(x=["a", "b"], y=[1, 2])), tmp_path, "fig")
     assert [p.name for p in written] == ["fig.html", "fig.png"]
     assert written[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[1].stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------- seed bootstrap
+def _finals(values: dict[int, list[float]]) -> pd.DataFrame:
+    """A sweep table whose run (K, seed) ends at icl accuracy values[K][seed]."""
+    return _table({(k, s): {"icl": [0.0, v]} for k, vs in values.items() for s, v in enumerate(vs)})
+
+
+def test_threshold_bootstrap_point_is_the_threshold_and_equal_seeds_collapse_the_interval():
+    table = _finals({128: [0.1, 0.2, 0.15], 512: [0.5, 0.7, 0.9], 2048: [1.0, 0.9, 1.0]})
+    out = sm.threshold_bootstrap(table, n_boot=500)
+    row = out.iloc[0]
+    expected = sm.threshold(sm.final_values(table), interpolate=True)[None]
+    assert row["threshold"] == pytest.approx(expected)
+    assert row["lo"] <= row["threshold"] <= row["hi"] and row["lo"] < row["hi"]
+    assert row["reached"] == 1.0 and row["min_seeds"] == 3
+    plain = sm.threshold_bootstrap(table, interpolate=False, n_boot=200).iloc[0]
+    assert plain["threshold"] == sm.threshold(sm.final_values(table))[None] == 512.0
+    same = _finals({128: [0.1] * 3, 512: [0.7] * 3, 2048: [1.0] * 3})
+    row = sm.threshold_bootstrap(same, n_boot=300).iloc[0]
+    assert row["lo"] == row["hi"] == pytest.approx(row["threshold"])  # 128 * 4^(0.4/0.6)
+    assert row["threshold"] == pytest.approx(128 * 4 ** (0.4 / 0.6))
+
+
+def test_threshold_bootstrap_interval_matches_the_exact_resampling_distribution():
+    # two seeds at K=512 (0.3, 0.9): a resampled mean is 0.3, 0.6 or 0.9 with probability
+    # 1/4, 1/2, 1/4; the others are the same for both seeds
+    table = _finals({128: [0.1, 0.1], 512: [0.3, 0.9], 2048: [1.0, 1.0]})
+    row = sm.threshold_bootstrap(table, n_boot=4000, seed=1).iloc[0]
+    at_09 = 128 * 4 ** (0.4 / 0.8)  # = 256: mean 0.9 crosses 0.5 between 128 (0.1) and 512
+    at_03 = 512 * 4 ** (0.2 / 0.7)  # mean 0.3: the crossing moves between 512 and 2048 (1.0)
+    assert row["lo"] == pytest.approx(at_09) and row["hi"] == pytest.approx(at_03)
+    assert row["threshold"] == pytest.approx(128 * 4 ** (0.4 / 0.5))  # mean 0.6
+    plain = sm.threshold_bootstrap(table, interpolate=False, n_boot=4000).iloc[0]
+    assert (plain["threshold"], plain["lo"], plain["hi"]) == (512.0, 512.0, 2048.0)
+
+
+def test_threshold_bootstrap_counts_resamples_that_never_reach_the_level_and_splits_by_group():
+    table = _finals({128: [0.1, 0.1], 512: [0.2, 0.2], 2048: [0.4, 0.6]})
+    row = sm.threshold_bootstrap(table, interpolate=False, n_boot=2000).iloc[0]
+    assert row["threshold"] == 2048.0 and row["hi"] == math.inf
+    assert row["reached"] == pytest.approx(0.75, abs=0.04)  # mean 0.4 (1 in 4 resamples) never reaches 0.5
+    assert sm.format_threshold_interval(row, 2048) == "2048 [2048, > 2048]"
+    never = _finals({128: [0.1], 512: [0.2]})
+    row = sm.threshold_bootstrap(never, n_boot=50).iloc[0]
+    assert math.isnan(row["threshold"]) and row["lo"] == math.inf and row["reached"] == 0.0
+    assert sm.format_threshold_interval(row, 512) == "> 512 [> 512, > 512]"
+    both = pd.concat(
+        [
+            _finals({128: [0.1, 0.2], 512: [0.9, 0.8]}).assign(heads=1),
+            _finals({128: [0.6, 0.7], 512: [0.9, 1.0]}).assign(heads=8),
+        ]
+    )
+    out = sm.threshold_bootstrap(both, by=["heads"], interpolate=False, n_boot=100).set_index("heads")
+    assert out.loc[1, "threshold"] == 512.0 and out.loc[8, "threshold"] == 128.0
+    assert out.loc[8, "lo"] == out.loc[8, "hi"] == 128.0  # both seeds of heads=8 reach 0.5 at K=128
+    with pytest.raises(ValueError, match="model.n_heads"):
+        sm.threshold_bootstrap(both, by=["model.n_heads"])
+    with pytest.raises(ValueError, match="n_boot"):
+        sm.threshold_bootstrap(both, n_boot=0)

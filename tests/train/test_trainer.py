@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -198,3 +199,183 @@ def test_run_killed_before_its_first_checkpoint_restarts_from_scratch_on_resume(
     train(config, broken, resume=True, progress=False)
     assert ck.read_metrics(broken) == ck.read_metrics(tmp_path / "whole")
     assert ck.list_checkpoints(broken) == ck.list_checkpoints(tmp_path / "whole")
+
+
+# ---------------------------------------------------------------------- nothing lost, nothing silent
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mmicl_interp.cli", *args],
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+DIVERGING = {"model": {"norm": "none"}, "train": {"optimizer": "sgd", "lr": 1000.0, "momentum": 0.9}}
+
+
+def test_nan_loss_stops_training_naming_the_step_and_keeps_only_finite_checkpoints(tmp_path):
+    from mmicl_interp.train.trainer import Diverged
+
+    config = tiny_run_config(**DIVERGING)
+    run = tmp_path / "run"
+    with pytest.raises(Diverged) as err:
+        train(config, run, progress=False)
+    assert err.value.field == "train.lr"
+    assert f"at step {err.value.step}" in err.value.message and "lower train.lr" in err.value.message
+    kept = ck.list_checkpoints(run)
+    assert kept and err.value.last_step == max(kept) < err.value.step < config.train.steps
+    assert f"kept checkpoints up to step {max(kept)}" in err.value.message
+    for step in kept:  # no nan checkpoint: every kept weight is finite
+        assert all(torch.isfinite(w).all() for w in load_file(ck.ckpt_path(run, step)).values()), step
+    assert all(math.isfinite(r["loss"]) for r in ck.read_metrics(run))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "diverged" and manifest["last_step"] == max(kept)
+    assert f"step {err.value.step}" in manifest["diverged"]
+    # the same config would diverge again: neither a rerun nor --resume trains into that folder
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match="diverged"):
+            train(config, run, resume=resume, progress=False)
+
+
+def test_cli_reports_divergence_in_one_line_and_exits_2(tmp_path, capsys):
+    from mmicl_interp.cli import main
+
+    cfg = _write_toml(tmp_path / "div.toml", tiny_run_config(**DIVERGING))
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "train.lr: loss became nan at step" in lines[0], lines
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_the_resume_is_bit_identical(tmp_path):
+    config = tiny_run_config(train={"threads": 1})
+    cfg = _write_toml(tmp_path / "tiny.toml", config)
+    stopped = tmp_path / "stopped"
+    proc = _cli(
+        "train", str(cfg), "--out", str(stopped), "--quiet", env={"MMICL_TEST_INTERRUPT_AT_STEP": "9"}
+    )
+    assert proc.returncode == 130, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    kept = max(ck.list_checkpoints(stopped))
+    assert kept < 9
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert f"stopped at step 9; checkpoints up to step {kept} kept in {stopped}" in lines[0]
+    assert f"--out {stopped} --resume" in lines[0]
+    assert json.loads((stopped / "manifest.json").read_text())["status"] == "running"
+    train(config, stopped, resume=True, progress=False)
+    train(config, tmp_path / "whole", progress=False)
+    assert ck.read_metrics(stopped) == ck.read_metrics(tmp_path / "whole")
+    assert ck.list_checkpoints(stopped) == ck.list_checkpoints(tmp_path / "whole")
+    for step in ck.list_checkpoints(stopped):
+        a, b = load_file(ck.ckpt_path(stopped, step)), load_file(ck.ckpt_path(tmp_path / "whole", step))
+        assert all(torch.equal(a[k], b[k]) for k in a), f"weights differ at step {step}"
+
+
+def test_interrupt_names_a_shipped_config_in_the_resume_hint(tmp_path, monkeypatch):
+    from mmicl_interp.config import load_config
+    from mmicl_interp.io import Interrupted
+
+    config = load_config("default", [])
+    config.train.steps, config.task.K, config.task.eval_size = 3, 64, 16  # smaller, no longer "default"
+    monkeypatch.setenv("MMICL_TEST_INTERRUPT_AT_STEP", "2")
+    hint = r"resume with: mmicl train CONFIG --out .* --resume \(with the same config"
+    with pytest.raises(Interrupted, match=hint):
+        train(config, tmp_path / "r", progress=False)
+    from mmicl_interp.train.trainer import _config_ref
+
+    assert _config_ref(load_config("default", [])) == "default"
+
+
+def test_run_interrupted_right_after_its_step_0_checkpoint_resumes_without_duplicate_rows(
+    tmp_path, monkeypatch
+):
+    from mmicl_interp.io import Interrupted
+
+    config = tiny_run_config()
+    monkeypatch.setenv("MMICL_TEST_INTERRUPT_AT_STEP", "1")  # before step 1's checkpoint
+    with pytest.raises(Interrupted, match="stopped at step 1; checkpoints up to step 0 kept"):
+        train(config, tmp_path / "stopped", progress=False)
+    monkeypatch.delenv("MMICL_TEST_INTERRUPT_AT_STEP")
+    assert ck.list_checkpoints(tmp_path / "stopped") == [0]
+    train(config, tmp_path / "stopped", resume=True, progress=False)
+    train(config, tmp_path / "whole", progress=False)
+    rows = ck.read_metrics(tmp_path / "stopped")
+    assert len(rows) == len({(r["step"], r["suite"]) for r in rows})  # each (step, suite) once
+    assert rows == ck.read_metrics(tmp_path / "whole")
+
+
+@pytest.mark.slow
+def test_sigint_sent_from_outside_during_training_exits_130_and_resumes_bit_identical(tmp_path):
+    import signal
+    import time
+
+    # one thread: with two, MKL may pick its thread count by load and round evals differently
+    config = tiny_run_config(train={"steps": 300, "eval_every": 100, "ckpt_every": 100, "threads": 1})
+    cfg = _write_toml(tmp_path / "tiny.toml", config)
+    stopped = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmicl_interp.cli", "train", str(cfg), "--out", str(stopped), "--quiet"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = ck.ckpt_path(stopped, 1)
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmicl: interrupted: stopped at step"), stderr
+    assert ck.list_checkpoints(stopped)[-1] < 300
+    train(config, stopped, resume=True, progress=False)
+    train(config, tmp_path / "whole", progress=False)
+    a, b = load_file(ck.ckpt_path(stopped, 300)), load_file(ck.ckpt_path(tmp_path / "whole", 300))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert ck.read_metrics(stopped) == ck.read_metrics(tmp_path / "whole")
+
+
+def test_resume_of_a_missing_run_directory_is_refused_in_one_line(tmp_path, capsys):
+    from mmicl_interp.cli import main
+
+    cfg = _write_toml(tmp_path / "tiny.toml", tiny_run_config())
+    missing = tmp_path / "missing"
+    assert main(["train", str(cfg), "--out", str(missing), "--resume", "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"nothing to resume in {missing}" in lines[0] and "drop --resume" in lines[0]
+    assert not (missing / "manifest.json").exists() and not ck.list_checkpoints(missing)
+
+
+def test_resume_auto_starts_a_missing_run_and_continues_an_existing_one(tmp_path):
+    result = train(tiny_run_config(), tmp_path / "run", resume="auto", progress=False)
+    assert result.steps_trained == 12 and not result.already_complete
+    assert train(tiny_run_config(), tmp_path / "run", resume="auto", progress=False).already_complete
+
+
+def test_manifest_records_the_run_id_as_the_folder_name(tmp_path):
+    train(tiny_run_config(), tmp_path / "first-try", progress=False)
+    manifest = json.loads((tmp_path / "first-try" / "manifest.json").read_text())
+    assert manifest["run_id"] == "first-try" and manifest["name"] == "tiny"
+
+
+def test_train_restores_the_torch_thread_count(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train(tiny_run_config(train={"threads": 2}), tmp_path / "run", progress=False)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ConfigError):  # also when training fails
+            train(tiny_run_config(train={"threads": 2}, task={"K": 128}), tmp_path / "run", progress=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_progress_off_a_terminal_is_plain_lines_not_a_redrawn_bar(tmp_path, capsys):
+    train(tiny_run_config(), tmp_path / "run", progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "tiny: 12/12 step" in err
