@@ -68,7 +68,35 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     )
     for line in result.summary():
         print(line)
+    line = _correlation_line(result.out, result.run_id)
+    if line:
+        print(line)
     return 0
+
+
+def _correlation_line(table_path: Path, run_id: str) -> str | None:
+    """The best induction head's correlation with icl accuracy across checkpoints, as one line.
+
+    Moving-block bootstrap interval (checkpoints of one run are autocorrelated); None when the
+    table has no ``ih`` or icl accuracy rows (e.g. an encoder run) or too few checkpoints.
+    """
+    from mmicl_interp.analyses.correlation import format_correlation, ih_icl_correlation
+    from mmicl_interp.analyses.tables import read_table
+
+    table = read_table(table_path)
+    table = table[table["run"] == run_id]
+    has = set(table["metric"].unique())
+    if "ih" not in has or "accuracy" not in has:
+        return None
+    corr = ih_icl_correlation(table)
+    best = corr[corr["best"]]
+    if best.empty:
+        return None
+    row = best.iloc[0]
+    return (
+        f"best induction head L{int(row['layer'])}H{int(row['head'])}: ih vs icl accuracy over "
+        f"{int(row['n'])} checkpoints: {format_correlation(row)}"
+    )
 
 
 def _open_decoder_run(args: argparse.Namespace):

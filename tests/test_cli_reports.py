@@ -75,3 +75,31 @@ def test_report_writes_one_self_contained_html_page(run_copy, capsys):
     ):
         assert title in html
     assert external_resources(html) == []  # nothing is fetched from the network
+
+
+def test_analyze_ends_with_the_best_heads_correlation_and_its_block_bootstrap(tmp_path, capsys):
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    run = tmp_path / "ex"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "checkpoints" / "example", run)
+    assert main(["analyze", str(run), "--quiet"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    m = re.fullmatch(
+        r"best induction head L(\d)H(\d): ih vs icl accuracy over (\d+) checkpoints: "
+        r"Pearson r ([\d.]+) \[([\d.]+), ([\d.]+)\], moving-block bootstrap, block (\d+)",
+        last,
+    )
+    assert m, last
+    layer, head, n, r, lo, hi, block = m.groups()
+    # independent: Pearson r of that head's ih with icl accuracy, straight from the table
+    table = pd.read_parquet(run / "analysis.parquet")
+    table = table[table["run"] == "ex"]
+    ih = table[(table["metric"] == "ih") & (table["layer"] == int(layer)) & (table["head"] == int(head))]
+    acc = table[(table["metric"] == "accuracy") & (table["suite"] == "icl")]
+    joined = ih.set_index("step")["value"].to_frame("ih").join(acc.set_index("step")["value"].rename("acc"))
+    assert len(joined) == int(n) == 50
+    assert abs(np.corrcoef(joined["ih"], joined["acc"])[0, 1] - float(r)) < 5e-4
+    assert float(lo) < float(r) < float(hi) and int(block) > 1
