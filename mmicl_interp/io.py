@@ -99,19 +99,26 @@ def check_writable(path: str | Path, field: str = "--out") -> Path:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(field, f"{path} is a directory; give a file path")
-    parent = path.parent
-    for ancestor in [parent, *parent.parents]:
+    parent = _ensure_folder(path.parent, path, field)
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(field, f"cannot write {path}: permission denied")
+    return path
+
+
+def _ensure_folder(folder: Path, path: Path, field: str) -> Path:
+    """Create ``folder`` (for writing ``path``) or raise ConfigError naming the blocking file."""
+    from mmicl_interp.config import ConfigError
+
+    for ancestor in [folder, *folder.parents]:
         if ancestor.exists():
             if not ancestor.is_dir():
                 raise ConfigError(field, f"cannot write {path}: {ancestor} is a file, not a folder")
             break
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(field, f"cannot create folder {parent}: {err.strerror}") from None
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ConfigError(field, f"cannot write {path}: permission denied")
-    return path
+        raise ConfigError(field, f"cannot create folder {folder}: {err.strerror}") from None
+    return folder
 
 
 def check_writable_dir(path: str | Path, field: str = "--out") -> Path:
@@ -121,15 +128,7 @@ def check_writable_dir(path: str | Path, field: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(field, f"{path} is a file; give a folder")
-    for ancestor in path.parents:
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise ConfigError(field, f"cannot write {path}: {ancestor} is a file, not a folder")
-            break
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(field, f"cannot create folder {path}: {err.strerror}") from None
+    _ensure_folder(path, path, field)
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(field, f"cannot write into {path}: permission denied")
     return path

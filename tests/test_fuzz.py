@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import io
 import json
-import math
 import os
 import random
 import re
@@ -31,6 +30,7 @@ from safetensors.torch import load_file
 
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.cli import main
+from mmicl_interp.sweep.grid import toml_value
 from tests.conftest import TINY_TOML
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,30 +85,12 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
 # configs
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(value)
-
-
 def _to_toml(data: dict) -> str:
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = [f"{k} = {toml_value('fuzz', v)}" for k, v in data.items() if not isinstance(v, dict)]
     for section, values in data.items():
         if isinstance(values, dict):
             lines.append(f"[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+            lines += [f"{k} = {toml_value('fuzz', v)}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
 
 

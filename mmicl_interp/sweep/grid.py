@@ -120,14 +120,14 @@ class Grid:
         keys = list(self.axes)
         points: list[Point] = []
         seen: dict[str, dict[str, Any]] = {}
-        fixed_overrides = [f"{k}={_toml_value(f'set.{k}', v)}" for k, v in self.fixed.items()]
+        fixed_overrides = [f"{k}={toml_value(f'set.{k}', v)}" for k, v in self.fixed.items()]
         for combo in itertools.product(*(self.axes[k] for k in keys)):
             values = dict(zip(keys, combo, strict=True))
             name = "_".join(f"{labels[k]}={_safe(_value_text(v))}" for k, v in values.items())
             if name in seen:
                 raise ConfigError("grid", f"points {seen[name]} and {values} get the same name {name!r}")
             seen[name] = values
-            overrides = fixed_overrides + [f"{k}={_toml_value(f'grid.{k}', v)}" for k, v in values.items()]
+            overrides = fixed_overrides + [f"{k}={toml_value(f'grid.{k}', v)}" for k, v in values.items()]
             config = self._load(overrides, name)
             config.name = name
             points.append(Point(name=name, values=values, config=config))
@@ -216,7 +216,7 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+\-]", "-", text).strip(".")
 
 
-def _toml_value(where: str, value: Any) -> str:
+def toml_value(where: str, value: Any) -> str:
     """``value`` in TOML syntax, for :func:`~mmicl_interp.config.parse_override`."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -231,5 +231,5 @@ def _toml_value(where: str, value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(where, v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(where, v) for v in value) + "]"
     raise ConfigError(where, f"values must be numbers, strings, booleans or lists, got {value!r}")
