@@ -274,3 +274,17 @@ def test_rows_another_analysis_writes_meanwhile_are_kept(tmp_path, monkeypatch):
     assert sorted(rows_of(table, "t1")["step"].unique()) == [0, 500, 1000]
     assert sorted(rows_of(table, "t2")["step"].unique()) == [1000]
     assert set(table_runs(shared)) == {"t1", "t2"}
+
+
+def test_the_table_records_n_and_refuses_to_mix_two_ns_in_one_run(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    run = copy_run(tmp_path, "nrun", steps=(0, 1000))
+    out = tmp_path / "t.parquet"
+    assert main(["analyze", str(run), "--out", str(out), "--n-seqs", "16", "--quiet"]) == 0
+    record = json.loads(pq.read_schema(out).metadata[b"mmicl_runs"])
+    assert record["nrun"]["n_seqs"] == "16"
+    capsys.readouterr()
+    assert main(["analyze", str(run), "--out", str(out), "--n-seqs", "32", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--n-seqs" in err[0] and "n = 16" in err[0]

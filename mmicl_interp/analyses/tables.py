@@ -498,7 +498,20 @@ def analyze_run(
                 raise
             replaced = store.set_aside()
     store.check_owner(rid, identity, run)
+    # the n behind every number: recorded with the run, and never mixed within one run's rows
+    # (no --n-seqs: the n this run's rows were scored on, so a resume never mixes two n)
     before = store.rows_of(rid)
+    recorded_n = (store.runs.get(rid) or {}).get("n_seqs") if len(before) else None
+    if n_seqs is None and recorded_n and not force:
+        n_seqs = int(recorded_n)
+    n_eff = int(n_seqs or run.config.task.eval_size)
+    identity = {**identity, "n_seqs": str(n_eff)}
+    if recorded_n and int(recorded_n) != n_eff and len(before) and not force:
+        raise ConfigError(
+            "--n-seqs",
+            f"{out} holds run {rid} scored on n = {recorded_n} sequences per suite, not {n_eff}; "
+            f"rerun with --n-seqs {recorded_n}, or add --force to rescore it on {n_eff}",
+        )
     done = set() if force else set(before["step"])
     todo = [s for s in steps if s not in done]
 
