@@ -1,6 +1,6 @@
 """The multimodal asymmetry (SCIENCE.md section 4, claim 4), measured with one command.
 
-Trains stage 1 (``analyses/configs/mm_stage1.toml``) once, then for each K2 a stage-2 run
+Trains stage 1 (``mmicl_interp/configs/mm_stage1.toml``) once, then for each K2 a stage-2 run
 (frozen stage-1 decoder, projector + final norm + read-out trained) and an early-fusion run
 (the same multimodal training from scratch, same step budget), and writes the final
 accuracies as a Markdown table and a plotly figure into ``analyses/results/``.

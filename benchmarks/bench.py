@@ -13,6 +13,11 @@ one-hot APE of width 65, 2 layers, 1 head, the published gated MLP):
   default model (target <= 10 s);
 - 8 seeds of the default config trained stacked in one process (``train/stacked.py``)
   vs one seed, time per step (target <= 3x);
+- the speed options at the paper's point without W_O (as published): the whole training
+  step as ``train()`` runs it (``trainer.make_update``: CPU sampling, copy to the device,
+  read-out forward, backward, Adam) for fp32 / bf16 autocast x eager / ``torch.compile``, as
+  ratios to the published code's 41 ms (targets: fastest <= 0.5x, best fp32 <= 0.75x), on the
+  CPU, and on CUDA when a GPU is present;
 - peak resident memory of the process.
 """
 
@@ -22,6 +27,7 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,6 +39,7 @@ from reference import PlainICLModel  # noqa: E402
 
 from mmicl_interp.config import load_config  # noqa: E402
 from mmicl_interp.data.task import Task  # noqa: E402
+from mmicl_interp.device import resolve_device, synchronize  # noqa: E402
 from mmicl_interp.model.transformer import ICLTransformer  # noqa: E402
 
 PUBLISHED_MS_PER_STEP = 41.0  # published code at the paper's point on this machine (34 model + 7 data)
@@ -148,16 +155,87 @@ def bench_stacked(n_seeds: int = 8, steps: int = 40) -> dict[str, float]:
     return {"one_ms": times[1], "stacked_ms": times[n_seeds], "ratio": times[n_seeds] / times[1]}
 
 
+PAPER_POINT = ["task.D=64", "model.n_max=32", "model.mlp=paper_gated", "train.batch_size=128"]
+"""The paper's point on top of the default config (K 8192, L 32, N 8, B 2, rms, 2 layers, 1 head)."""
+OPTIONS = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
+FASTEST_TARGET, FP32_TARGET = 0.5, 0.75  # x the published 41 ms, whole step with data
+
+
+def bench_options(device: str, repeats: int = 9, inner: int = 10) -> list[dict]:
+    """Whole training step (data included) at the paper's point (no W_O), for each precision x
+    compile option on ``device``: ms per step (median of interleaved rounds) and first-call time."""
+    from mmicl_interp.train.trainer import make_optimizer, make_update
+
+    where = resolve_device(device)
+    config = load_config("default", [*PAPER_POINT, "model.use_w_o=false"])
+    task = Task.create(config.task)
+    updates = {}
+    for precision, compiled in OPTIONS:
+        tc = replace(config.train, precision=precision, compile=compiled)
+        model = ICLTransformer.from_task(config.model, config.task)
+        model.readout_only, model.check_inputs = True, False  # as train() runs it
+        model.to(where)
+        g = torch.Generator().manual_seed(0)
+        update = make_update(
+            model, make_optimizer(model, config), task, tc, where, g, model.max_shift_for(task.layout.n_ctx)
+        )
+        t0 = time.perf_counter()
+        update()  # compiles, when compiled
+        synchronize(where)
+        first_s = time.perf_counter() - t0
+        for _ in range(5):
+            update()
+        updates[(precision, compiled)] = (update, first_s)
+    times: dict[tuple[str, bool], list[float]] = {k: [] for k in updates}
+    for _ in range(repeats):  # interleaved, so machine noise hits all options alike
+        for key, (update, _) in updates.items():
+            synchronize(where)
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                update()
+            synchronize(where)
+            times[key].append((time.perf_counter() - t0) / inner * 1000)
+    return [
+        {
+            "device": str(where),
+            "precision": precision,
+            "compile": compiled,
+            "step_ms": statistics.median(times[(precision, compiled)]),
+            "first_s": updates[(precision, compiled)][1],
+        }
+        for precision, compiled in OPTIONS
+    ]
+
+
+def print_options(rows: list[dict]) -> bool:
+    """Print the options table; return whether the CPU targets are met (checked on the CPU only)."""
+    print(
+        f"paper point without W_O, whole training step with data, on {rows[0]['device']} "
+        f"(published code: {PUBLISHED_MS_PER_STEP:.0f} ms per step on this CPU):"
+    )
+    print(f"{'option':<16}{'step ms':>9}{'x published':>13}{'first call s':>14}")
+    for r in rows:
+        name = f"{r['precision']} {'compile' if r['compile'] else 'eager'}"
+        ratio = r["step_ms"] / PUBLISHED_MS_PER_STEP
+        print(f"{name:<16}{r['step_ms']:>9.2f}{ratio:>13.2f}{r['first_s']:>14.1f}")
+    fastest = min(r["step_ms"] for r in rows) / PUBLISHED_MS_PER_STEP
+    fp32 = min(r["step_ms"] for r in rows if r["precision"] == "fp32") / PUBLISHED_MS_PER_STEP
+    ok = fastest <= FASTEST_TARGET and fp32 <= FP32_TARGET
+    if rows[0]["device"] == "cpu":
+        print(
+            f"targets (fastest <= {FASTEST_TARGET}x: {fastest:.2f}x; best fp32 <= {FP32_TARGET}x: "
+            f"{fp32:.2f}x):",
+            "met" if ok else "NOT met",
+        )
+    return ok
+
+
 def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     points = [
         bench_point("default config", [], "none"),
-        bench_point(
-            "paper point",
-            ["task.D=64", "model.n_max=32", "model.mlp=paper_gated", "train.batch_size=128"],
-            "paper_gated",
-        ),
+        bench_point("paper point", PAPER_POINT, "paper_gated"),
     ]
     header = (
         f"{'point':<16}{'d_model':>8}{'steps/s':>9}{'step ms':>9}{'ours ms':>9}{'plain ms':>9}"
@@ -187,6 +265,12 @@ def main() -> None:
         f"8 seeds stacked in one process: {stacked['stacked_ms']:.1f} ms/step vs one seed "
         f"{stacked['one_ms']:.1f} ms/step: {stacked['ratio']:.2f}x (target <= {STACKED_TARGET:.0f}x)"
     )
+    print_options(bench_options("cpu"))
+    if torch.cuda.is_available():
+        print(f"GPU: {torch.cuda.get_device_name()}")
+        print_options(bench_options("cuda"))
+    else:
+        print("GPU: none found (CUDA figures are printed when torch sees a GPU)")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {peak_mb:.0f} MB")
     ok = all(p["ratio"] <= 1.15 and p["data_share"] < 0.10 for p in points)

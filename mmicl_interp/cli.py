@@ -1,21 +1,25 @@
 """The ``mmicl`` command line.
 
-``mmicl train CONFIG [--out DIR] [--set key=value ...] [--resume] [--quiet]``
-``mmicl analyze RUN [--out FILE] [--force]``
-``mmicl ablate RUN [--step S] [--heads L1H0,...] [--method zero|mean|resample] [--n-seqs N] [--seed S]``
+``mmicl train CONFIG [--out DIR] [--set key=value ...] [--resume] [--device D] [--quiet]``
+``mmicl analyze RUN [--out FILE] [--force] [--device D]``
+``mmicl ablate RUN [--step S] [--heads L1H0,...] [--method zero|mean|resample] [--n-seqs N] [--seed S]
+[--device D]``
 ``mmicl patch RUN [--step S] [--kind heads|resid|path|attribution] [--corruption label|item|item_m1|item_m2]
-[--n-seqs N] [--seed S]``
-``mmicl report RUN [--out FILE.html] [--n-seqs N]``
-``mmicl sweep GRID [--out DIR] [--executor local|ray [--address auto]] [--workers N] [--quiet]``
+[--n-seqs N] [--seed S] [--device D]``
+``mmicl report RUN [--out FILE.html] [--n-seqs N] [--device D]``
+``mmicl sweep GRID [--out DIR] [--executor local|ray [--address auto]] [--workers N] [--device D] [--quiet]``
 
-CONFIG is a TOML path or the name of a shipped config in ``analyses/configs`` (e.g.
+CONFIG is a TOML path or the name of a shipped config in ``mmicl_interp/configs`` (e.g.
 ``default``). Bad input (an invalid value, an unknown key, a TOML syntax error, a missing
 file, an output directory that holds another run, an output path that cannot be written,
 a corrupt file, an encoder run given to ablate/patch/report) prints one line naming the
 field and what is allowed, and exits with status 2, before any work. ``--heads`` is strict:
 ``L<layer>H<head>`` joined by commas, no spaces, each head of the model at most once.
 ``ablate``/``patch`` reports go to ``RUN/reports/`` under names that carry step, method or
-kind, seed and number of sequences. Ctrl-C prints one line (what was kept, how to resume)
+kind, seed and number of sequences. ``--device`` (auto, cpu, cuda, cuda:N, mps) says where
+models run: for train and sweep it sets ``train.device`` (default: the config's, ``auto``), for
+the analyses it defaults to the CPU; a device this machine lacks exits with status 2 and one
+line naming it and what is available. Ctrl-C prints one line (what was kept, how to resume)
 and exits with status 130.
 
 Only argparse and light modules load at start; each command imports torch and pandas
@@ -34,12 +38,49 @@ from mmicl_interp.io import CorruptFileError, Interrupted, check_writable, check
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+TRAIN_DEVICE_HELP = (
+    "auto | cpu | cuda | cuda:N | mps: where to train; sets train.device (default: the config's, "
+    "auto = CUDA if present, else CPU)"
+)
+ANALYSIS_DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps: where models run (default: cpu)"
+
+
+def _device(args: argparse.Namespace):
+    """``--device`` checked before any work: a torch.device (None when not given)."""
+    if args.device is None:
+        return None
+    from mmicl_interp.device import resolve_device
+
+    return resolve_device(args.device, "--device")
+
+
+def _on_device(run, device):
+    """``run`` whose models and suites come on ``device``: how analyze, ablate, patch and report
+    pass ``--device`` down (their code loads models and suites from the run it is given)."""
+    if device is None or device.type == "cpu":
+        return run
+    import copy
+
+    class DeviceRun(type(run)):
+        def model(self, step=None, device=None):
+            return super().model(step, device=device if device is not None else self.device)
+
+        def suites(self, *args, **kwargs):
+            return {name: b.to(self.device) for name, b in super().suites(*args, **kwargs).items()}
+
+    moved = copy.copy(run)
+    moved.__class__ = DeviceRun
+    moved.device = device
+    return moved
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmicl_interp.train.trainer import train
 
-    config = load_config(args.config, args.set or [])
+    overrides = list(args.set or [])
+    if _device(args) is not None:  # a config override, so the manifest records it
+        overrides.append(f'train.device="{args.device}"')
+    config = load_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("checkpoints") / config.name
     check_writable_dir(out, "--out")
     result = train(config, out, resume=args.resume, progress=not args.quiet, log=print)
@@ -58,7 +99,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from mmicl_interp.io import check_writable
     from mmicl_interp.runs import load_run
 
-    run = load_run(args.run)
+    device = _device(args)
+    run = _on_device(load_run(args.run), device)
     out = Path(args.out) if args.out else run.path / "analysis.parquet"
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError("--out", f"must end in .parquet or .csv, got {out.name!r}")
@@ -104,9 +146,10 @@ def _open_decoder_run(args: argparse.Namespace):
     from mmicl_interp.report.causal import check_decoder_run
     from mmicl_interp.runs import load_run
 
+    device = _device(args)
     run = load_run(args.run)
     check_decoder_run(run, args.command)
-    return run
+    return _on_device(run, device)
 
 
 def _report_out(run, table_report, quiet: bool) -> int:
@@ -158,8 +201,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from mmicl_interp.sweep import load_grid, make_executor, run_sweep
 
+    device = _device(args)
     executor = make_executor(args.executor, args.workers, args.address)
     grid = load_grid(args.grid)
+    if device is not None:  # every point trains there; like train.device, not part of a run's identity
+        if "train.device" in grid.axes:
+            raise ConfigError("--device", "the grid sweeps train.device; drop --device")
+        grid.fixed["train.device"] = args.device
     grid.points()  # every point's config is valid (cheap), before the output folder is made
     out = Path(args.out) if args.out else Path("checkpoints") / grid.name
     check_writable_dir(out, "--out")
@@ -203,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config value, e.g. --set task.K=512 (repeatable)",
     )
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    p.add_argument("--device", default=None, help=TRAIN_DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -227,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-seqs", type=positive_int, default=None, help="sequences per suite (default: the run's)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
     p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("ablate", help="ablate heads at one checkpoint; report on every suite")
@@ -244,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the resample permutation")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
+    p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
     p.set_defaults(func=_cmd_ablate)
 
     p = sub.add_parser("patch", help="activation / path / attribution patching at one checkpoint")
@@ -260,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-seqs", type=positive_int, default=200, help="icl sequences (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
+    p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
     p.set_defaults(func=_cmd_patch)
 
     p = sub.add_parser("report", help="write the run's one-page HTML report")
@@ -269,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-seqs", type=positive_int, default=200, help="icl sequences for ablation and patching"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("sweep", help="train every point of a TOML grid; collect one tidy table")
@@ -282,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="parallel runs (local) or CPUs of a local Ray (default: all)",
     )
     p.add_argument("--address", default=None, help="Ray cluster address, e.g. auto (--executor ray)")
+    p.add_argument("--device", default=None, help=TRAIN_DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
     return parser

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -35,7 +36,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "analyses" / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""The shipped configs (package data, so an installed copy has them too)."""
 
 
 class ConfigError(ValueError):
@@ -321,9 +323,19 @@ class ModelConfig:
         _number(self, "model", "rope_theta", 1.0)
 
 
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
+"""What ``train.device`` and ``--device`` accept (whether the device is present is checked
+when it is used: :func:`mmicl_interp.device.resolve_device`)."""
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+EXECUTION_FIELDS: tuple[str, ...] = ("device", "compile")
+"""``[train]`` fields that say where and how a run executes, not what it trains: a run resumed or
+checked with other values is the same run (results agree statistically, not bitwise)."""
+
+
 @dataclass
 class TrainConfig:
-    """Online training: optimiser, steps, eval and checkpoint schedule."""
+    """Online training: optimiser, steps, eval and checkpoint schedule, device and speed options."""
 
     steps: int = 1500
     batch_size: int = 128
@@ -346,6 +358,13 @@ class TrainConfig:
     """torch threads (0 = leave torch's default)."""
     seed: int = 0
     """Seed of the training data stream (the task has its own, task.seed)."""
+    device: str = "auto"
+    """Where to train: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``."""
+    precision: str = "fp32"
+    """``fp32``, or ``bf16``: the forward pass under ``torch.autocast(bfloat16)`` on the device;
+    weights, optimiser state, eval and checkpoints stay float32."""
+    compile: bool = False
+    """``torch.compile`` the model for the training step (eval stays eager)."""
 
     def validate(self) -> None:
         _positive_int(self, "train", ("steps", "batch_size", "eval_every", "ckpt_every"))
@@ -364,6 +383,11 @@ class TrainConfig:
             isinstance(s, int) and 0 <= s <= self.steps for s in self.ckpt_steps
         ):
             raise ConfigError("train.ckpt_steps", f"must be a list of integers in [0, steps={self.steps}]")
+        if not isinstance(self.device, str) or not re.fullmatch(DEVICE_PATTERN, self.device):
+            raise ConfigError("train.device", f"must be {DEVICE_CHOICES}; got {self.device!r}")
+        _choice(self, "train", "precision", PRECISIONS)
+        if not isinstance(self.compile, bool):
+            raise ConfigError("train.compile", f"must be true or false, got {self.compile!r}")
 
 
 @dataclass
@@ -805,7 +829,7 @@ def check_resources(config: RunConfig, out: str | Path | None = None) -> None:
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config file path, or the name of a shipped config in ``analyses/configs``."""
+    """A config file path, or the name of a shipped config in ``mmicl_interp/configs``."""
     path = Path(name_or_path)
     if path.is_file():
         return path

@@ -3,15 +3,16 @@
 ``run = load_run("checkpoints/default")`` gives a :class:`Run`; ``run.model(step)`` loads
 the weights of one checkpoint into a fresh hooked model, ``run.metrics()`` the eval table
 as a pandas DataFrame, ``run.suites()`` the run's eval suites (redrawn from the stored task
-and eval seed). ``run.run_id`` (also ``run.name``) names the run in tables and reports: the
-manifest's ``run_id``, else the folder's name (two runs of one config are two runs).
+and eval seed, cached; ``run.suites(n)`` is their first n sequences). ``run.run_id`` (also
+``run.name``) names the run in tables and reports: the manifest's ``run_id``, else the
+folder's name (two runs of one config are two runs).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from mmicl_interp.data.layout import Layout
 from mmicl_interp.data.multimodal import MultimodalTask, load_task
 from mmicl_interp.data.task import Batch, Task
 from mmicl_interp.model.encoder import EncoderClassifier
+from mmicl_interp.model.factory import build_model, training_task
 from mmicl_interp.model.transformer import ICLTransformer, max_pos_shift
-from mmicl_interp.train.pipeline import build_model, training_task
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Run:
     path: Path
     manifest: dict[str, Any]
     config: RunConfig
+    _suites: dict[int, dict[str, Batch]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Suite draws by size (see :meth:`suites`)."""
 
     @property
     def run_id(self) -> str:
@@ -78,11 +81,18 @@ class Run:
     def layout(self) -> Layout:
         return self.task.layout
 
-    def model(self, step: int | None = None) -> ICLTransformer | EncoderClassifier:
-        """A fresh model holding the weights of checkpoint ``step`` (default: the last).
+    def model(
+        self, step: int | None = None, device: str | None = None
+    ) -> ICLTransformer | EncoderClassifier:
+        """A fresh model holding the weights of checkpoint ``step`` (default: the last), in eval
+        mode, on ``device`` (a name or ``torch.device``; default: the CPU; ``auto``, ``cuda``,
+        ``cuda:N``, ``mps`` also work, and a device this machine lacks raises ConfigError naming it).
 
         The hooked decoder, or for an encoder-pretraining run its encoder + classifier.
         """
+        from mmicl_interp.device import resolve_device
+
+        where = resolve_device(device, "device")
         steps = self.steps
         if not steps:
             raise FileNotFoundError(f"no checkpoints in {self.path / ck.CKPT_DIR}")
@@ -92,14 +102,33 @@ class Run:
         model = build_model(self.config)
         ck.load_weights(model, ck.ckpt_path(self.path, step))
         model.eval()
-        return model
+        return model.to(where)
 
     def suites(self, size: int | None = None) -> dict[str, Batch]:
-        """The run's eval suites, redrawn from the stored task and eval seed."""
-        tc = self.config.task
-        task = training_task(self.config, self.task)
-        shift = max_pos_shift(self.config.model, task.layout.n_ctx) if task.layout else 0
-        return task.suites(tc.eval_seed, size or tc.eval_size, max_shift=shift)
+        """The run's eval suites, redrawn from the stored task and eval seed; the first ``size``
+        sequences of each (default: all ``task.eval_size``, the suites training evaluated on).
+
+        ``run.suites(100)["icl"]`` is ``run.suites()["icl"][:100]``: smaller sizes are prefixes
+        of one draw, so analyses at different sizes see the same sequences. A ``size`` above
+        ``eval_size`` cannot extend that draw (the suites share one generator), so it is a
+        separate draw of ``size`` sequences from the same seed, the same on every call, whose
+        first ``eval_size`` differ from the eval suites. Draws are cached on the run; the
+        batches share tensors with the cache, so do not modify them in place.
+        """
+        eval_size = self.config.task.eval_size
+        size = eval_size if size is None else size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size: expected a positive number of sequences, got {size!r}")
+        drawn = self._draw(max(size, eval_size))
+        return {name: batch[:size] for name, batch in drawn.items()}
+
+    def _draw(self, size: int) -> dict[str, Batch]:
+        """All suites at ``size`` sequences each, drawn once per size and kept."""
+        if size not in self._suites:
+            task = training_task(self.config, self.task)
+            shift = max_pos_shift(self.config.model, task.layout.n_ctx) if task.layout else 0
+            self._suites[size] = task.suites(self.config.task.eval_seed, size, max_shift=shift)
+        return self._suites[size]
 
     def metrics(self) -> pd.DataFrame:
         """The eval table: one row per (step, suite) with accuracy, loss, chance."""

@@ -45,3 +45,14 @@ def test_unknown_package_attributes_still_raise_attribute_error():
         except AttributeError:
             continue
         raise AssertionError(f"{module.__name__}.no_such_name did not raise AttributeError")
+
+
+def test_every_public_analysis_is_reachable_from_the_analyses_package():
+    import inspect
+
+    import mmicl_interp.analyses as analyses
+
+    for name in analyses.__all__:
+        value = getattr(analyses, name)
+        assert callable(value), name
+        assert inspect.getmodule(value).__name__.startswith("mmicl_interp"), name

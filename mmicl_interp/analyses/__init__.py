@@ -1,39 +1,65 @@
 """Analyses over checkpoints: attention measures, accuracies, ablations, patching, correlation.
 
-One module per family; each is a plain function over (model, batch, layout), and
-:mod:`~mmicl_interp.analyses.tables` maps them over a run's checkpoints into the tidy
-table (run, step, suite, metric, layer, head, value). The names below are imported on
-first use (module ``__getattr__``), so importing the package does not load torch.
+One module per family; each is a plain function over ``(model, prompts)`` (an
+:class:`~mmicl_interp.prompts.ICLPrompts`; the older ``(model, batch, layout)`` forms still
+work), and :mod:`~mmicl_interp.analyses.tables` maps them over a run's checkpoints into the
+tidy table (run, step, suite, metric, layer, head, value). Every public analysis is
+reachable from here; the names are imported on first use (module ``__getattr__``), so
+importing the package does not load torch.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-_LAZY = {
-    "attention_measures": "attention",
-    "context_label_accuracy": "attention",
-    "pattern_measures": "attention",
-    "ih_icl_correlation": "correlation",
-    "onset_step": "correlation",
-    "phases": "correlation",
-    "stage_comparison": "stages",
-    "circuit_scores": "tables",
-    "read_table": "tables",
-    "write_table": "tables",
+_FAMILIES: dict[str, tuple[str, ...]] = {
+    "mmicl_interp.prompts": ("ICLPrompts", "TokenReadout", "as_prompts", "as_prompt_suites"),
+    "mmicl_interp.analyses.attention": ("attention_measures", "context_label_accuracy", "pattern_measures"),
+    "mmicl_interp.analyses.ablation": (
+        "ablate_each_head",
+        "ablate_heads",
+        "ablated_logits",
+        "ablation_over_checkpoints",
+        "parse_heads",
+    ),
+    "mmicl_interp.analyses.patching": (
+        "attribution_patch",
+        "corrupt_batch",
+        "patch_head_outputs",
+        "patch_head_outputs_by_pos",
+        "patch_resid_pre",
+        "path_patch",
+        "patching_setup",
+        "patching_table",
+        "prepare_patching",
+    ),
+    "mmicl_interp.analyses.weights": (
+        "all_composition_scores",
+        "composition_over_checkpoints",
+        "composition_scores",
+        "ov_circuit",
+        "qk_circuit",
+    ),
+    "mmicl_interp.analyses.correlation": (
+        "best_head",
+        "format_correlation",
+        "ih_icl_correlation",
+        "lead_lag",
+        "onset",
+        "onset_step",
+        "phases",
+    ),
+    "mmicl_interp.analyses.stats": ("config_hash", "dedupe_runs", "dedupe_table", "icl_relative"),
+    "mmicl_interp.analyses.stages": ("stage_comparison",),
+    "mmicl_interp.analyses.tables": ("analyze_run", "circuit_scores", "read_table", "write_table"),
 }
-
-if TYPE_CHECKING:
-    from mmicl_interp.analyses.attention import attention_measures, context_label_accuracy, pattern_measures
-    from mmicl_interp.analyses.correlation import ih_icl_correlation, onset_step, phases
-    from mmicl_interp.analyses.stages import stage_comparison
-    from mmicl_interp.analyses.tables import circuit_scores, read_table, write_table
+_LAZY = {name: module for module, names in _FAMILIES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -43,15 +69,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = [
-    "attention_measures",
-    "circuit_scores",
-    "context_label_accuracy",
-    "ih_icl_correlation",
-    "onset_step",
-    "phases",
-    "pattern_measures",
-    "read_table",
-    "stage_comparison",
-    "write_table",
-]
+__all__ = sorted(_LAZY)

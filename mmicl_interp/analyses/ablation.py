@@ -5,8 +5,10 @@ resampling): a head's output ``z`` (``blocks.{l}.attn.hook_z``, [batch, pos, hea
 before ``W_O``) is replaced, at every position, by
 
 - ``zero``: 0 (the head writes nothing but ``b_O``);
-- ``mean``: its mean over the suite's sequences, per position:
-  ``z_abl[b, t, h] = mean_b' z[b', t, h]``;
+- ``mean``: its mean over the suite's prompts, per position:
+  ``z_abl[b, t, h] = mean_b' z[b', t, h]``; with padding (``prompts.token_mask``), over the
+  prompts with a real token at t only:
+  ``z_abl[b, t, h] = sum_b' m[b', t] z[b', t, h] / sum_b' m[b', t]`` (0 where no prompt has one);
 - ``resample``: its value on another sequence of the same suite,
   ``z_abl[b, t, h] = z[pi(b), t, h]`` with pi a seeded derangement (no sequence keeps its
   own value).
@@ -16,8 +18,15 @@ later layers then see the ablated residual stream. The effect is reported per su
 metric (accuracy, loss) as clean, ablated and ``delta = ablated - clean``; an induction
 head's ablation should drop icl accuracy to chance (SCIENCE.md section 6, claim 5).
 
+Every function takes ``(model, prompts)`` (:class:`~mmicl_interp.prompts.ICLPrompts`; a
+synthetic-task :class:`Batch` is converted): the model is called as
+``model.run_with_hooks(prompts.inputs, **prompts.kwargs, ...)`` (so sequences keep their own
+``pos_shift``) and its output read through ``prompts.label_logits``; values are computed on
+the model's device. Resampling takes the other prompt's value at the same position, so it
+means most when prompts share their positions.
+
 Heads are written ``L{layer}H{head}`` and joined by commas (``"L1H0,L0H0"``); see
-:func:`parse_heads` and :func:`format_heads`. Sequences keep their own ``pos_shift``.
+:func:`parse_heads` and :func:`format_heads`.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import torch
 from jaxtyping import Float
 
 from mmicl_interp.data.task import Batch
+from mmicl_interp.prompts import ICLPrompts, as_prompt_suites, as_prompts
 from mmicl_interp.runs import Run
 from mmicl_interp.train.evaluate import accuracy_and_loss
 from mmicl_interp.types import ABLATION_METHODS, AblationMethod
@@ -110,55 +120,72 @@ def _z_name(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_z"
 
 
+def _heads_by_layer(heads) -> dict[int, list[int]]:
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    return by_layer
+
+
 @torch.no_grad()
 def ablation_values(
     model: torch.nn.Module,
-    batch: Batch,
+    prompts: ICLPrompts | Batch,
     heads: Sequence[Head],
     method: AblationMethod,
     seed: int = 0,
 ) -> dict[Head, Float[torch.Tensor, "batch pos d_head"]]:
-    """The value each head's ``hook_z`` is replaced by, for every sequence of ``batch``."""
+    """The value each head's ``hook_z`` is replaced by, for every prompt (on the prompts' device).
+
+    With padding (``prompts.token_mask``) the mean at a position is taken over the prompts
+    with a real token there (0 where none has).
+    """
     _check_method(method)
+    prompts = as_prompts(prompts)
     layers = sorted({layer for layer, _ in heads})
-    n_batch, n_pos = batch.inputs.shape[:2]
+    n_batch, n_pos = prompts.inputs.shape[:2]
     d_head = model.cfg.d_head
     if method == "zero":
-        zero = torch.zeros(n_batch, n_pos, d_head, device=batch.inputs.device)
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else prompts.device
+        zero = torch.zeros(n_batch, n_pos, d_head, device=device)
         return {head: zero for head in heads}
     names = {_z_name(layer) for layer in layers}
-    _, cache = model.run_with_cache(
-        batch.inputs, batch.pos_shift, names_filter=names.__contains__, return_cache_object=False
-    )
+    _, cache = prompts.run(model, cache=sorted(names))
     values: dict[Head, torch.Tensor] = {}
     perm = derangement(n_batch, seed)
     for layer, head in heads:
         z = cache[_z_name(layer)][:, :, head]
-        if method == "mean":
+        if method == "mean" and prompts.token_mask is None:
             values[(layer, head)] = z.mean(0, keepdim=True).expand(n_batch, -1, -1)
+        elif method == "mean":
+            real = prompts.token_mask.to(z.device, z.dtype)[..., None]  # [batch, pos, 1]
+            mean = (z * real).sum(0, keepdim=True) / real.sum(0, keepdim=True).clamp(min=1.0)
+            values[(layer, head)] = mean.expand(n_batch, -1, -1)
         else:
-            values[(layer, head)] = z[perm]
+            values[(layer, head)] = z[perm.to(z.device)]
     return values
 
 
 @torch.no_grad()
 def ablated_logits(
     model: torch.nn.Module,
-    batch: Batch,
+    prompts: ICLPrompts | Batch,
     heads: Sequence[Head] | str,
     method: AblationMethod = "mean",
     seed: int = 0,
 ) -> Float[torch.Tensor, "batch n_labels"]:
-    """Logits of ``model`` on ``batch`` with ``heads`` ablated by ``method``."""
+    """Label logits of ``model`` on ``prompts`` with ``heads`` ablated by ``method``."""
     heads = check_heads(heads, model)
-    values = ablation_values(model, batch, heads, method, seed)
-    return _run_ablated(model, batch, values)
+    prompts = as_prompts(prompts)
+    values = ablation_values(model, prompts, heads, method, seed)
+    return _run_ablated(model, prompts, values)
 
 
-def _run_ablated(model: torch.nn.Module, batch: Batch, values: Mapping[Head, torch.Tensor]) -> torch.Tensor:
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in values:
-        by_layer.setdefault(layer, []).append(head)
+def _run_ablated(
+    model: torch.nn.Module, prompts: ICLPrompts, values: Mapping[Head, torch.Tensor]
+) -> Float[torch.Tensor, "batch n_labels"]:
+    by_layer = _heads_by_layer(values)
 
     def make_hook(layer: int):
         def hook(z, hook):
@@ -173,17 +200,16 @@ def _run_ablated(model: torch.nn.Module, batch: Batch, values: Mapping[Head, tor
     was_training = model.training
     model.eval()
     try:
-        return model.run_with_hooks(batch.inputs, batch.pos_shift, fwd_hooks=fwd_hooks)
+        return prompts.label_logits(prompts.run(model, fwd_hooks)[0])
     finally:
         model.train(was_training)
 
 
-def _as_suites(suites: Mapping[str, Batch] | Batch) -> dict[str, Batch]:
-    if isinstance(suites, Batch):
-        return {"batch": suites}
-    if not isinstance(suites, Mapping) or not suites:
-        raise ValueError("suites: expected a Batch or a non-empty dict of suite name -> Batch")
-    return dict(suites)
+def _on_model(model: torch.nn.Module, suites: dict[str, ICLPrompts]) -> dict[str, ICLPrompts]:
+    param = next(model.parameters(), None)
+    if param is None:
+        return suites
+    return {name: prompts.to(param.device) for name, prompts in suites.items()}
 
 
 def _rows(
@@ -206,25 +232,26 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 @torch.no_grad()
 def ablate_heads(
     model: torch.nn.Module,
-    suites: Mapping[str, Batch] | Batch,
+    suites: Mapping[str, ICLPrompts | Batch] | ICLPrompts | Batch,
     heads: Sequence[Head] | str,
     method: AblationMethod = "mean",
     seed: int = 0,
 ) -> pd.DataFrame:
     """Ablate a set of heads together; effect on every suite's accuracy and loss.
 
-    Returns a DataFrame with columns suite, metric ('accuracy', 'loss'), heads (e.g.
-    ``"L1H0,L0H0"``), method, clean, ablated, delta (= ablated - clean). A single
-    :class:`Batch` is reported as suite ``"batch"``.
+    ``suites`` maps suite names to prompts (:class:`ICLPrompts`, or synthetic-task
+    batches); they run on the model's device. Returns a DataFrame with columns suite, metric
+    ('accuracy', 'loss'), heads (e.g. ``"L1H0,L0H0"``), method, clean, ablated, delta
+    (= ablated - clean). A single prompts object or batch is reported as suite ``"batch"``.
     """
     _check_method(method)
     heads = check_heads(heads, model)
     label = format_heads(heads)
     rows: list[dict] = []
-    for name, batch in _as_suites(suites).items():
-        clean = accuracy_and_loss(_run_ablated(model, batch, {}), batch.targets)
-        values = ablation_values(model, batch, heads, method, seed)
-        ablated = accuracy_and_loss(_run_ablated(model, batch, values), batch.targets)
+    for name, prompts in _on_model(model, as_prompt_suites(suites)).items():
+        clean = accuracy_and_loss(_run_ablated(model, prompts, {}), prompts.targets)
+        values = ablation_values(model, prompts, heads, method, seed)
+        ablated = accuracy_and_loss(_run_ablated(model, prompts, values), prompts.targets)
         rows.extend(_rows(name, label, method, clean, ablated))
     return _frame(rows)
 
@@ -232,7 +259,7 @@ def ablate_heads(
 @torch.no_grad()
 def ablate_each_head(
     model: torch.nn.Module,
-    suites: Mapping[str, Batch] | Batch,
+    suites: Mapping[str, ICLPrompts | Batch] | ICLPrompts | Batch,
     method: AblationMethod = "mean",
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -240,11 +267,11 @@ def ablate_each_head(
     _check_method(method)
     all_heads = [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
     rows: list[dict] = []
-    for name, batch in _as_suites(suites).items():
-        clean = accuracy_and_loss(_run_ablated(model, batch, {}), batch.targets)
-        values = ablation_values(model, batch, all_heads, method, seed)
+    for name, prompts in _on_model(model, as_prompt_suites(suites)).items():
+        clean = accuracy_and_loss(_run_ablated(model, prompts, {}), prompts.targets)
+        values = ablation_values(model, prompts, all_heads, method, seed)
         for head in all_heads:
-            ablated = accuracy_and_loss(_run_ablated(model, batch, {head: values[head]}), batch.targets)
+            ablated = accuracy_and_loss(_run_ablated(model, prompts, {head: values[head]}), prompts.targets)
             rows.extend(_rows(name, format_heads([head]), method, clean, ablated))
     return _frame(rows)
 
@@ -257,11 +284,13 @@ def ablation_over_checkpoints(
     *,
     n_seqs: int | None = None,
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> pd.DataFrame:
     """Ablation across a run's checkpoints: the :func:`ablate_heads` table plus run, step.
 
     ``heads=None`` ablates each head in turn (:func:`ablate_each_head`); ``steps`` defaults
-    to every checkpoint; ``n_seqs`` caps the sequences per suite.
+    to every checkpoint; ``n_seqs`` caps the sequences per suite; ``device`` (default: where
+    the run's model loads) runs the models and prompts there.
     """
     _check_method(method)
     available = run.steps
@@ -269,10 +298,12 @@ def ablation_over_checkpoints(
     missing = sorted(set(steps) - set(available))
     if missing:
         raise ValueError(f"steps: {missing} have no checkpoint in {run.path}; available: {available}")
-    suites = run.suites(n_seqs)
+    suites = as_prompt_suites(run.suites(n_seqs), run.layout)
     frames = []
     for step in steps:
         model = run.model(step)
+        if device is not None:
+            model = model.to(device)
         if heads is None:
             df = ablate_each_head(model, suites, method, seed)
         else:

@@ -22,8 +22,14 @@ target label, as in SCIENCE.md section 5):
   ``item_m2`` is the corruption whose effect travels through the offset-1 previous-token
   head.
 
-Targets stay the clean targets. Metric (Wang et al. 2022; Heimersheim & Nanda 2024):
-the logit difference ``LD = logit[target] - logit[a]``, averaged over sequences, normalised
+Any other corruption comes as a pair of aligned :class:`~mmicl_interp.prompts.ICLPrompts`
+(clean, corrupted; the same shape) with the alternative per prompt:
+:func:`patching_setup` (model, clean, corrupted) builds the setup every method below takes;
+:func:`prepare_patching` does it for the synthetic corruptions above.
+
+Targets stay the clean targets. Metric (Wang et al. 2022; Heimersheim & Nanda 2024): on
+label logits (``prompts.label_logits`` of the model output), the logit difference
+``LD_b = logit_b[target_b] - logit_b[a_b]``, averaged over prompts, normalised
 ``(LD_patched - LD_corrupt) / (LD_clean - LD_corrupt)``: 0 = the corrupted run,
 1 = the clean run.
 
@@ -32,9 +38,10 @@ Methods (Meng et al. 2022; Wang et al. 2022; Nanda 2023 "Attribution patching"):
 - activation patching: run the corrupted input with one activation set to its clean
   value: head outputs ``hook_z`` over all positions ([layer, head]) and by position
   ([layer, pos, head]), the residual stream ``hook_resid_pre`` by layer and position
-  ([layer, pos]). Uses ``transformer_lens.patching.generic_activation_patch`` with an
-  explicit ``index_df`` (its position sweeps infer positions from token ids, wrong for
-  continuous inputs).
+  ([layer, pos]); "by position" patches the same absolute position of every prompt. The
+  loop of ``transformer_lens.patching.generic_activation_patch`` with its patch setters,
+  calling the model through the prompts (``model.run_with_hooks(prompts.inputs,
+  **prompts.kwargs, ...)``, so ``pos_shift`` / ``attention_mask`` reach it).
 - path patching (direct paths): for sender head s and a later receiver head r, run the
   corrupted input but recompute only r's k (or q, or v) from
   ``ln1(resid_pre_corrupt + (z_clean[s] - z_corrupt[s]) W_O[s])``: the sender's output is
@@ -46,28 +53,30 @@ Methods (Meng et al. 2022; Wang et al. 2022; Nanda 2023 "Attribution patching"):
   for every head and position at once; summed over batch, positions (for heads) and
   features. It estimates the activation-patching result on the same scale.
 
-All runs use ``pos_shift = 0`` (TransformerLens patching passes the corrupted input as the
-only argument), the model in eval mode, and everything but attribution under no_grad.
+The synthetic setups use ``pos_shift = 0``. All runs use the model in eval mode, on the
+model's device (prompts are moved there), and everything but attribution under no_grad.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
-from transformer_lens import ActivationCache
 from transformer_lens import patching as tl_patching
 
 from mmicl_interp.data.layout import Layout
 from mmicl_interp.data.multimodal import MultimodalTask
 from mmicl_interp.data.task import Batch, Task
+from mmicl_interp.progress import progress as progress_iter
+from mmicl_interp.prompts import ICLPrompts
 from mmicl_interp.types import CORRUPTIONS, Corruption
 
 QKV: tuple[str, ...] = ("k", "q", "v")
@@ -172,26 +181,42 @@ def normalised_logit_diff(
 
 @dataclass
 class PatchingSetup:
-    """A clean batch, its corruption and both runs' caches: the input of every patching method."""
+    """Clean and corrupted prompts and both runs' caches: the input of every patching method.
 
-    clean: Batch
-    corrupted: Batch
+    ``clean`` / ``corrupted`` are :class:`ICLPrompts` of the same shape; the logits are
+    label logits (``prompts.label_logits``); the caches (name -> activation) hold ``hook_z``
+    and ``hook_resid_pre`` of every layer. ``clean_batch`` / ``corrupted_batch`` are the
+    synthetic-task batches when the setup came from :func:`prepare_patching`, else None.
+    """
+
+    clean: ICLPrompts
+    corrupted: ICLPrompts
     alt: Int[torch.Tensor, " batch"]
     kind: str
     clean_logits: Float[torch.Tensor, "batch n_labels"]
     corrupt_logits: Float[torch.Tensor, "batch n_labels"]
-    clean_cache: ActivationCache
-    corrupt_cache: ActivationCache
+    clean_cache: Mapping[str, torch.Tensor]
+    corrupt_cache: Mapping[str, torch.Tensor]
     clean_ld: float
     corrupt_ld: float
+    clean_batch: Batch | None = None
+    corrupted_batch: Batch | None = None
 
     @property
     def correct(self) -> Int[torch.Tensor, " batch"]:
         return self.clean.targets
 
     def metric(self, logits: Float[torch.Tensor, "batch n_labels"]) -> Float[torch.Tensor, ""]:
-        """Normalised logit difference of ``logits`` (0 = corrupted run, 1 = clean run)."""
+        """Normalised logit difference of label ``logits`` (0 = corrupted run, 1 = clean run)."""
         return normalised_logit_diff(logits, self.correct, self.alt, self.clean_ld, self.corrupt_ld)
+
+    def output_metric(self, output) -> Float[torch.Tensor, ""]:
+        """:meth:`metric` of a model output on the corrupted prompts (read out to label logits)."""
+        return self.metric(self.corrupted.label_logits(output))
+
+    def run_corrupted(self, model: torch.nn.Module, fwd_hooks=()) -> Float[torch.Tensor, ""]:
+        """The normalised metric of one corrupted run with ``fwd_hooks``."""
+        return self.output_metric(self.corrupted.run(model, fwd_hooks)[0])
 
 
 @contextlib.contextmanager
@@ -204,43 +229,53 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-@contextlib.contextmanager
-def _quiet_tl(progress: bool) -> Iterator[None]:
-    """Silence the progress bar of ``transformer_lens.patching`` unless asked for."""
-    if progress:
-        yield
-        return
-    saved = tl_patching.tqdm
-    tl_patching.tqdm = lambda iterable, *args, **kwargs: iterable
-    try:
-        yield
-    finally:
-        tl_patching.tqdm = saved
+def _model_device(model: torch.nn.Module, fallback: torch.device) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else fallback
+
+
+def _cache_names(n_layers: int) -> list[str]:
+    z = [f"blocks.{layer}.attn.hook_z" for layer in range(n_layers)]
+    return z + [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
 
 
 @torch.no_grad()
-def prepare_patching(
+def patching_setup(
     model: torch.nn.Module,
-    batch: Batch,
-    task: Task | MultimodalTask,
-    layout: Layout,
-    kind: Corruption = "label",
-    seed: int = 0,
+    clean: ICLPrompts,
+    corrupted: ICLPrompts,
+    alt: Int[torch.Tensor, " batch"] | None = None,
+    kind: str = "custom",
 ) -> PatchingSetup:
-    """Corrupt ``batch``, run clean and corrupted (pos_shift 0) and cache both runs."""
-    zero = torch.zeros_like(batch.pos_shift)
-    clean = replace(batch, pos_shift=zero)
-    corrupted, alt = corrupt_batch(clean, task, layout, kind, seed)
+    """Run clean and corrupted prompts (model in eval mode) and cache both runs.
+
+    ``alt`` (the alternative of the logit difference, per prompt) defaults to
+    ``corrupted.alternatives``, then ``clean.alternatives``. The prompts must have the same
+    shape; they are moved to the model's device. The targets are the clean targets.
+    """
+    if alt is None:
+        alt = corrupted.alternatives if corrupted.alternatives is not None else clean.alternatives
+    if alt is None:
+        raise ValueError("alt: give the alternative label per prompt (alt=, or prompts.alternatives)")
+    if clean.inputs.shape != corrupted.inputs.shape:
+        raise ValueError(
+            f"corrupted: inputs of shape {list(corrupted.inputs.shape)} differ from the clean "
+            f"{list(clean.inputs.shape)}; patching needs aligned prompts"
+        )
+    device = _model_device(model, clean.device)
+    clean, corrupted, alt = clean.to(device), corrupted.to(device), alt.to(device)
+    names = _cache_names(model.cfg.n_layers)
     with _eval_mode(model):
-        clean_logits, clean_cache = model.run_with_cache(clean.inputs)
-        corrupt_logits, corrupt_cache = model.run_with_cache(corrupted.inputs)
+        clean_out, clean_cache = clean.run(model, cache=names)
+        corrupt_out, corrupt_cache = corrupted.run(model, cache=names)
+    clean_logits, corrupt_logits = clean.label_logits(clean_out), corrupted.label_logits(corrupt_out)
     clean_ld = logit_diff(clean_logits, clean.targets, alt).mean().item()
     corrupt_ld = logit_diff(corrupt_logits, clean.targets, alt).mean().item()
     if abs(clean_ld - corrupt_ld) < 1e-6:
         warnings.warn(
             f"the {kind} corruption does not change the logit difference (clean {clean_ld:.3g}, "
             f"corrupted {corrupt_ld:.3g}); normalised patching results are meaningless here",
-            stacklevel=2,
+            stacklevel=3,
         )
     return PatchingSetup(
         clean,
@@ -256,27 +291,62 @@ def prepare_patching(
     )
 
 
+@torch.no_grad()
+def prepare_patching(
+    model: torch.nn.Module,
+    batch: Batch,
+    task: Task | MultimodalTask,
+    layout: Layout,
+    kind: Corruption = "label",
+    seed: int = 0,
+) -> PatchingSetup:
+    """Corrupt a synthetic-task ``batch`` (:func:`corrupt_batch`), run clean and corrupted
+    (pos_shift 0) and cache both runs (:func:`patching_setup`)."""
+    clean = replace(batch, pos_shift=torch.zeros_like(batch.pos_shift))
+    corrupted, alt = corrupt_batch(clean, task, layout, kind, seed)
+    setup = patching_setup(
+        model,
+        ICLPrompts.from_batch(clean, layout, alternatives=alt),
+        ICLPrompts.from_batch(corrupted, layout, alternatives=alt),
+        alt,
+        kind,
+    )
+    return replace(setup, clean_batch=clean, corrupted_batch=corrupted)
+
+
 # ---------------------------------------------------------------------- activation patching
+def _value_dtype(setup: PatchingSetup) -> torch.dtype:
+    """float32, or float64 for a float64 model (never a half type)."""
+    return torch.promote_types(torch.float32, setup.clean_logits.dtype)
+
+
+Setter = Callable[[torch.Tensor, Sequence[int], torch.Tensor], torch.Tensor]
+
+
 def _generic_patch(
     model: torch.nn.Module,
     setup: PatchingSetup,
     activation: str,
-    setter,
+    setter: Setter,
     ranges: Sequence[int],
-    columns: Sequence[str],
     progress: bool,
 ) -> torch.Tensor:
-    index_df = tl_patching.make_df_from_ranges(list(ranges), list(columns))
-    with torch.no_grad(), _eval_mode(model), _quiet_tl(progress):
-        out = tl_patching.generic_activation_patch(
-            model,
-            setup.corrupted.inputs,
-            setup.clean_cache,
-            setup.metric,
-            setter,
-            activation,
-            index_df=index_df,
-        )
+    """The normalised metric for every index in ``ranges`` (first axis: layer), patching the
+    clean ``blocks.{layer}`` ``activation`` into the corrupted run through ``setter`` (one of
+    TransformerLens's patch setters); ``generic_activation_patch``'s loop, with the model
+    called through the prompts."""
+    name = {"z": "blocks.{}.attn.hook_z", "resid_pre": "blocks.{}.hook_resid_pre"}[activation]
+    out = torch.zeros(math.prod(ranges), device=setup.clean_logits.device, dtype=_value_dtype(setup))
+    indices = list(itertools.product(*(range(r) for r in ranges)))
+    with torch.no_grad(), _eval_mode(model):
+        for c, index in enumerate(progress_iter(indices, desc=f"patching {activation}", enabled=progress)):
+            hook_name = name.format(index[0])
+            clean_act = setup.clean_cache[hook_name]
+
+            def hook(act, hook, index=index, clean_act=clean_act):
+                return setter(act.clone() if act.requires_grad else act, list(index), clean_act)
+
+            out[c] = setup.run_corrupted(model, [(hook_name, hook)])
     return out.reshape(*ranges)
 
 
@@ -286,29 +356,23 @@ def patch_head_outputs(
     """Normalised metric with each head's clean output (``hook_z``, all positions) patched in."""
     cfg = model.cfg
     return _generic_patch(
-        model,
-        setup,
-        "z",
-        tl_patching.layer_head_vector_patch_setter,
-        (cfg.n_layers, cfg.n_heads),
-        ("layer", "head"),
-        progress,
+        model, setup, "z", tl_patching.layer_head_vector_patch_setter, (cfg.n_layers, cfg.n_heads), progress
     )
 
 
 def patch_head_outputs_by_pos(
     model: torch.nn.Module, setup: PatchingSetup, progress: bool = False
 ) -> Float[torch.Tensor, "layer pos head"]:
-    """Normalised metric with one head's clean output at one position patched in."""
+    """Normalised metric with one head's clean output at one position patched in (the same
+    absolute position in every prompt)."""
     cfg = model.cfg
-    n_pos = setup.clean.inputs.shape[1]
+    n_pos = setup.clean.n_positions
     return _generic_patch(
         model,
         setup,
         "z",
         tl_patching.layer_pos_head_vector_patch_setter,
         (cfg.n_layers, n_pos, cfg.n_heads),
-        ("layer", "pos", "head"),
         progress,
     )
 
@@ -317,15 +381,9 @@ def patch_resid_pre(
     model: torch.nn.Module, setup: PatchingSetup, progress: bool = False
 ) -> Float[torch.Tensor, "layer pos"]:
     """Normalised metric with the clean residual stream (``hook_resid_pre``) at one layer and position."""
-    n_pos = setup.clean.inputs.shape[1]
+    n_pos = setup.clean.n_positions
     return _generic_patch(
-        model,
-        setup,
-        "resid_pre",
-        tl_patching.layer_pos_patch_setter,
-        (model.cfg.n_layers, n_pos),
-        ("layer", "pos"),
-        progress,
+        model, setup, "resid_pre", tl_patching.layer_pos_patch_setter, (model.cfg.n_layers, n_pos), progress
     )
 
 
@@ -347,7 +405,8 @@ def path_patch(
     cfg = model.cfg
     n_layers, n_heads = cfg.n_layers, cfg.n_heads
     size = n_layers * n_heads
-    out = {c: torch.full((size, size), float("nan")) for c in inputs}
+    like = dict(device=setup.clean_logits.device, dtype=_value_dtype(setup))
+    out = {c: torch.full((size, size), float("nan"), **like) for c in inputs}
     with _eval_mode(model):
         for s_layer in range(n_layers - 1):
             attn = model.blocks[s_layer].attn
@@ -364,13 +423,9 @@ def path_patch(
                             w = getattr(block.attn, f"W_{c.upper()}")[r_head]
                             b = getattr(block.attn, f"b_{c.upper()}")[r_head]
                             new = x @ w + b
-                            logits = model.run_with_hooks(
-                                setup.corrupted.inputs,
-                                fwd_hooks=[(f"blocks.{r_layer}.attn.hook_{c}", _head_setter(r_head, new))],
-                            )
-                            out[c][s_layer * n_heads + s_head, r_layer * n_heads + r_head] = setup.metric(
-                                logits
-                            ).item()
+                            hook = (f"blocks.{r_layer}.attn.hook_{c}", _head_setter(r_head, new))
+                            value = setup.run_corrupted(model, [hook])
+                            out[c][s_layer * n_heads + s_head, r_layer * n_heads + r_head] = value
     return out
 
 
@@ -397,12 +452,17 @@ def attribution_patch(model: torch.nn.Module, setup: PatchingSetup) -> dict[str,
     acts: dict[str, torch.Tensor] = {}
 
     def keep(act, hook):
+        if not act.requires_grad:  # e.g. a frozen model on token ids: make it a leaf of the graph
+            act.requires_grad_(True)
         acts[hook.name] = act
 
-    inputs = setup.corrupted.inputs.detach().clone().requires_grad_(True)
+    prompts = setup.corrupted
+    inputs = prompts.inputs.detach().clone()
+    if inputs.is_floating_point():
+        inputs.requires_grad_(True)
     with torch.enable_grad(), _eval_mode(model):
-        logits = model.run_with_hooks(inputs, fwd_hooks=[(name, keep) for name in names])
-        metric = setup.metric(logits)
+        out = model.run_with_hooks(inputs, **prompts.kwargs, fwd_hooks=[(name, keep) for name in names])
+        metric = setup.output_metric(out)
         grads = dict(zip(names, torch.autograd.grad(metric, [acts[name] for name in names]), strict=True))
     by_pos, resid = [], []
     for layer in range(n_layers):
@@ -422,9 +482,9 @@ def attribution_patch(model: torch.nn.Module, setup: PatchingSetup) -> dict[str,
 # ---------------------------------------------------------------------- tidy table
 def patching_table(
     model: torch.nn.Module,
-    batch: Batch,
-    task: Task | MultimodalTask,
-    layout: Layout,
+    batch: Batch | PatchingSetup,
+    task: Task | MultimodalTask | None = None,
+    layout: Layout | None = None,
     kind: Corruption = "label",
     seed: int = 0,
     *,
@@ -438,8 +498,15 @@ def patching_table(
     ``act_patch_head`` and ``attr_patch_head`` (layer/head the patched head, src NA),
     ``path_patch_k`` / ``_q`` / ``_v`` (layer/head the receiver, src_layer/src_head the
     sender). Values are normalised logit differences under the ``kind`` corruption.
+    ``patching_table(model, setup, run=..., ...)`` tabulates a ready :class:`PatchingSetup`
+    (e.g. from :func:`patching_setup` on any prompts) instead.
     """
-    setup = prepare_patching(model, batch, task, layout, kind, seed)
+    if isinstance(batch, PatchingSetup):
+        setup = batch
+    else:
+        if task is None or layout is None:
+            raise ValueError("task, layout: patching_table(model, batch, task, layout, ...) needs both")
+        setup = prepare_patching(model, batch, task, layout, kind, seed)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     rows: list[dict] = []
 
@@ -458,13 +525,14 @@ def patching_table(
             )
         )
 
-    heads = patch_head_outputs(model, setup)
-    attr = attribution_patch(model, setup)["head_out"]
+    heads = patch_head_outputs(model, setup).cpu()  # one device sync, not one per value
+    attr = attribution_patch(model, setup)["head_out"].cpu()
     for layer in range(n_layers):
         for head in range(n_heads):
             add("act_patch_head", layer, head, heads[layer, head])
             add("attr_patch_head", layer, head, attr[layer, head])
     for c, values in path_patch(model, setup).items():
+        values = values.cpu()
         for s in range(n_layers * n_heads):
             for r in range(n_layers * n_heads):
                 if not math.isnan(values[s, r]):
@@ -484,6 +552,7 @@ __all__ = [
     "patch_head_outputs_by_pos",
     "patch_resid_pre",
     "path_patch",
+    "patching_setup",
     "patching_table",
     "prepare_patching",
 ]

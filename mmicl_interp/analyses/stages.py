@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from mmicl_interp.analyses.attention import attention_measures
+from mmicl_interp.prompts import ICLPrompts
 from mmicl_interp.runs import Run, load_run
 
 STAGE_COLUMNS = ["metric", "layer", "head", "stage1", "stage2", "change"]
@@ -40,24 +41,28 @@ def stage1_run(run: Run) -> Run:
         raise FileNotFoundError(f"the stage-1 run {source} of {run.name} no longer exists ({err})") from None
 
 
-def _measures(run: Run, n_seqs: int) -> dict[str, torch.Tensor]:
+def _measures(run: Run, n_seqs: int, device: torch.device | str | None) -> dict[str, torch.Tensor]:
     step = run.steps[-1] if run.steps else None
     if step is None:
         raise FileNotFoundError(f"no checkpoints in {run.path}")
-    batch = run.suites(n_seqs)["icl"]
-    return attention_measures(run.model(step), batch, run.layout)
+    prompts = ICLPrompts.from_batch(run.suites(n_seqs)["icl"], run.layout)
+    model = run.model(step)
+    if device is not None:
+        model = model.to(device)
+    return {k: v.cpu() for k, v in attention_measures(model, prompts).items()}
 
 
-def stage_comparison(run: Run, n_seqs: int = 300) -> pd.DataFrame:
+def stage_comparison(run: Run, n_seqs: int = 300, device: torch.device | str | None = None) -> pd.DataFrame:
     """Every head's attention measures at the end of stage 1 and at the end of stage 2.
 
     ``run`` is the stage-2 run. Returns columns metric, layer, head, stage1, stage2 and
     change (stage2 - stage1), one row per (measure, layer, head), measures in stage 2's
     order then stage-1-only ones. ``attrs`` holds both runs' names and steps and stage 2's
-    ``init_step``. Both runs are scored on ``n_seqs`` sequences of their own icl suite.
+    ``init_step``. Both runs are scored on ``n_seqs`` sequences of their own icl suite (as
+    :class:`~mmicl_interp.prompts.ICLPrompts`), on ``device`` (default: where the models load).
     """
     first = stage1_run(run)
-    s1, s2 = _measures(first, n_seqs), _measures(run, n_seqs)
+    s1, s2 = _measures(first, n_seqs, device), _measures(run, n_seqs, device)
     if "tiia" in s1 and "tiia" not in s2 and "tiia_m1" in s2:
         s1["tiia_m1"] = s1.pop("tiia")  # stage 1's items are M1 items
     rows: list[dict] = []

@@ -58,7 +58,8 @@ trained from the same configuration are repeats of one point, not independent ev
 (two sweeps can share a grid point). The hash is the SHA-256 (first 16 hex digits) of the
 config as JSON with sorted keys, compact separators, after filling defaults
 (``RunConfig.from_dict``) and dropping the fields that do not change what is trained
-(:data:`NON_SEMANTIC_FIELDS`: the run name, run id, output paths, the torch thread count).
+(:data:`NON_SEMANTIC_FIELDS`: the run name, run id, output paths, the torch thread count,
+the device and torch.compile, none of which change what is learned beyond float rounding).
 """
 
 from __future__ import annotations
@@ -77,7 +78,16 @@ from jaxtyping import Float, Int
 
 BlockRule = Literal["acf", "politis-white"]
 BLOCK_RULES: tuple[str, ...] = ("acf", "politis-white")
-NON_SEMANTIC_FIELDS: tuple[str, ...] = ("name", "run_id", "out", "output", "output_dir", "train.threads")
+NON_SEMANTIC_FIELDS: tuple[str, ...] = (
+    "name",
+    "run_id",
+    "out",
+    "output",
+    "output_dir",
+    "train.threads",
+    "train.device",
+    "train.compile",
+)
 """Config fields (dotted paths) left out of :func:`config_hash`: names, ids, output paths, threads."""
 
 T = TypeVar("T")

@@ -15,6 +15,7 @@ convention of TransformerLens, ``x W``):
   induction edge) or ``W_B = W_OV^B`` (V-composition). Random matrices already score about
   ``1/sqrt(d_model)``-ish; compare heads with each other or with an untrained checkpoint.
 
+Weights only: no prompts. Everything stays on the model's device (and dtype).
 All matrices are TransformerLens ``FactoredMatrix`` objects; the scores come from
 ``transformer_lens.utilities.composition_scores`` (one SVD per head, no d_model x d_model
 product per pair). With ``fold_norm=True`` (default) each head's pre-norm weight is folded into its
@@ -68,10 +69,12 @@ def _norm_fold(model: torch.nn.Module, layer: int) -> Float[torch.Tensor, "d_mod
     ln = model.blocks[layer].ln1
     if ln.kind == "none":
         return None
-    d_model = ln.w.shape[0]
-    fold = torch.diag(ln.w.detach())
+    w = ln.w.detach()
+    d_model = w.shape[0]
+    fold = torch.diag(w)
     if ln.kind == "ln":
-        fold = (torch.eye(d_model) - torch.full((d_model, d_model), 1.0 / d_model)) @ fold
+        like = dict(device=w.device, dtype=w.dtype)
+        fold = (torch.eye(d_model, **like) - torch.full((d_model, d_model), 1.0 / d_model, **like)) @ fold
     return fold
 
 
@@ -136,7 +139,8 @@ def composition_scores(
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     # every sender against every receiver: [sl, sh] x [rl, rh] (one SVD per head, not per pair)
     scores = tl_composition_scores(ov, right, broadcast_dims=True)
-    later = torch.arange(n_layers)[None, :] > torch.arange(n_layers)[:, None]  # [sl, rl]
+    layers = torch.arange(n_layers, device=scores.device)
+    later = layers[None, :] > layers[:, None]  # [sl, rl]
     mask = later[:, None, :, None].expand(n_layers, n_heads, n_layers, n_heads)
     return scores.masked_fill(~mask, float("nan"))
 
@@ -154,6 +158,7 @@ def composition_rows(
     """Tidy rows of every (sender, later receiver) composition score of one model."""
     rows = []
     for metric, scores in all_composition_scores(model, fold_norm).items():
+        scores = scores.cpu()  # one device sync, not one per value
         sl_n, sh_n, rl_n, rh_n = scores.shape
         for sl in range(sl_n):
             for sh in range(sh_n):

@@ -67,6 +67,14 @@ class Batch:
     def __getitem__(self, index: slice | torch.Tensor) -> Batch:
         return Batch(**{k: v[index] for k, v in self.__dict__.items() if v is not None})
 
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> Batch:
+        """The batch with every tensor on ``device`` (itself when they all are there already)."""
+        device = torch.device(device)
+        tensors = {k: v for k, v in self.__dict__.items() if v is not None}
+        if all(v.device == device for v in tensors.values()):
+            return self
+        return Batch(**{k: v.to(device, non_blocking=non_blocking) for k, v in tensors.items()})
+
     def matches(self) -> Bool[torch.Tensor, "batch n"]:
         """Exemplars whose label equals the query's target label (the set M of SCIENCE.md)."""
         return self.context_labels == self.targets[:, None]

@@ -18,6 +18,9 @@ blocks, ``ln_final`` and the read-out
 (the query). Training sets ``readout_only``: the last block then computes its attention
 query, output and MLP at the query position alone (keys and values from every position),
 the same logits for about a third less work in a 2-layer model.
+
+The model is built on the CPU; ``model.to(device)`` moves it and ``cfg.device`` (which
+TransformerLens's tools allocate on) follows; inputs go where the weights are.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class ICLTransformer(HookedRootModule):
             n_heads=mc.n_heads,
             d_mlp=d_mlp if mc.mlp != "none" else None,
             d_vocab=n_labels,
-            device="cpu",
+            device="cpu",  # built on the CPU; moving the model updates it (see _apply)
             positional_embedding_type=pos_type,
             attn_only=mc.mlp == "none",
             gated_mlp=mc.mlp in ("swiglu", "paper_gated"),
@@ -162,6 +165,18 @@ class ICLTransformer(HookedRootModule):
         """Largest one-hot shift for sequences of length ``n_ctx`` (0 unless onehot)."""
         return max_pos_shift(self.model_config, n_ctx)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live (``cfg.device`` follows it)."""
+        return self.W_U.device
+
+    def _apply(self, fn, *args, **kwargs):
+        # every move (.to, .cuda, .cpu) goes through here: keep TransformerLens's cfg.device,
+        # which its tools allocate on (e.g. transformer_lens.patching), in step with the weights
+        out = super()._apply(fn, *args, **kwargs)
+        self.cfg.device = str(self.W_U.device)
+        return out
+
     def run_with_cache(self, *model_args, return_cache_object: bool = True, **kwargs):
         """Run and cache activations; returns ``(logits, ActivationCache)`` like TransformerLens.
 
@@ -202,6 +217,7 @@ class ICLTransformer(HookedRootModule):
         if positions == "onehot":
             if pos_shift is None:
                 pos_shift = torch.zeros(n_batch, dtype=torch.long, device=inputs.device)
+            pos_shift = pos_shift.to(inputs.device)  # a no-op when it is there already
             block = self.hook_pos_embed(onehot_block(n_ctx, self.pos_width, pos_shift, self.check_inputs))
             resid = torch.cat([resid, block], dim=-1)
         elif positions == "learned":

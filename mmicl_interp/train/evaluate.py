@@ -11,18 +11,21 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 from mmicl_interp.data.task import Batch
+from mmicl_interp.device import model_device
 
 
 @torch.no_grad()
 def suite_logits(
     model: torch.nn.Module, batch: Batch, chunk: int = 2048
 ) -> Float[torch.Tensor, "batch n_labels"]:
-    """Logits of a model on a batch, in chunks, without gradients."""
+    """Logits of a model on a batch, in chunks, without gradients, on the model's device (the
+    batch is moved there chunk by chunk if it is elsewhere)."""
     was_training = model.training
     model.eval()
+    device = model_device(model)
     out = torch.cat(
         [
-            model(batch.inputs[i : i + chunk], batch.pos_shift[i : i + chunk])
+            model(batch.inputs[i : i + chunk].to(device), batch.pos_shift[i : i + chunk].to(device))
             for i in range(0, len(batch), chunk)
         ]
     )
@@ -34,8 +37,9 @@ def accuracy_and_loss(
     logits: Float[torch.Tensor, "batch n_labels"], targets: Int[torch.Tensor, " batch"]
 ) -> tuple[float, float]:
     """Accuracy of argmax predictions and mean cross-entropy."""
+    targets = targets.to(logits.device)
     acc = (logits.argmax(-1) == targets).float().mean().item()
-    loss = F.cross_entropy(logits, targets).item()
+    loss = F.cross_entropy(logits.float(), targets).item()
     return acc, loss
 
 

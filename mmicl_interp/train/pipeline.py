@@ -27,7 +27,7 @@ from mmicl_interp.config import FREEZABLE, ConfigError, RunConfig
 from mmicl_interp.data.encoder import EncoderTask
 from mmicl_interp.data.multimodal import MultimodalTask, make_task
 from mmicl_interp.data.task import Task
-from mmicl_interp.model.encoder import EncoderClassifier
+from mmicl_interp.model.factory import build_model, training_task  # also importable from here
 from mmicl_interp.model.transformer import ICLTransformer
 
 PART_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -90,18 +90,6 @@ def freeze_parts(model: nn.Module, parts: list[str]) -> list[str]:
             param.requires_grad_(False)
             frozen.append(name)
     return frozen
-
-
-def build_model(config: RunConfig) -> nn.Module:
-    """A freshly initialised model for a run config (the decoder, or an encoder to pretrain)."""
-    if config.kind == "encoder":
-        return EncoderClassifier(config.model, config.task)
-    return ICLTransformer.from_task(config.model, config.task)
-
-
-def training_task(config: RunConfig, task: Task | MultimodalTask) -> Task | MultimodalTask | EncoderTask:
-    """What a run samples its batches from: the task itself, or its M2 classification view."""
-    return EncoderTask(task) if config.kind == "encoder" else task
 
 
 def build_task_and_model(

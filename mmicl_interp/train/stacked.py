@@ -22,13 +22,20 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from mmicl_interp.config import RunConfig
 from mmicl_interp.data.task import Task
+from mmicl_interp.device import resolve_device
 from mmicl_interp.model.transformer import ICLTransformer
 
 
 def train_seeds(
-    config: RunConfig, seeds: list[int], task: Task | None = None
+    config: RunConfig, seeds: list[int], task: Task | None = None, device: str | None = None
 ) -> list[dict[str, torch.Tensor]]:
-    """Train ``config`` for every seed in ``seeds`` at once; return each seed's final state dict."""
+    """Train ``config`` for every seed in ``seeds`` at once; return each seed's final state dict
+    (on the CPU).
+
+    ``device`` (default: ``train.device``) is where the stack trains; the data is sampled on the
+    CPU and copied there, as in :func:`~mmicl_interp.train.trainer.train`.
+    """
+    where = resolve_device(config.train.device if device is None else device, "device")
     if config.kind != "unimodal":
         raise ValueError(f"kind: stacked training supports unimodal runs, got {config.kind!r}")
     if not seeds or len(set(seeds)) != len(seeds):
@@ -39,6 +46,8 @@ def train_seeds(
     template = models[0]
     template.check_inputs = False  # no data-dependent checks under vmap
     template.readout_only = True  # as in train(): the last block at the query position only
+    for model in models:
+        model.to(where)
     params, buffers = stack_module_state(models)
     buffers = {k: v[0] for k, v in buffers.items()}  # identical across seeds (masks, rope tables)
     opt_params = list(params.values())
@@ -57,13 +66,13 @@ def train_seeds(
     batched = vmap(forward)
     for _ in range(tc.steps):
         batches = [task.sample(tc.batch_size, g, max_shift=max_shift) for g in generators]
-        inputs = torch.stack([b.inputs for b in batches])
-        shifts = torch.stack([b.pos_shift for b in batches])
-        targets = torch.stack([b.targets for b in batches])
+        inputs = torch.stack([b.inputs for b in batches]).to(where, non_blocking=True)
+        shifts = torch.stack([b.pos_shift for b in batches]).to(where, non_blocking=True)
+        targets = torch.stack([b.targets for b in batches]).to(where, non_blocking=True)
         logits = batched(params, inputs, shifts)  # [seeds, batch, L]
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
         loss = loss.view(len(seeds), -1).mean(1).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return [{k: v[i].detach().clone() for k, v in params.items()} for i in range(len(seeds))]
+    return [{k: v[i].detach().cpu().clone() for k, v in params.items()} for i in range(len(seeds))]

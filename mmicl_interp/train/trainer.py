@@ -5,6 +5,23 @@ query, and at the schedule's steps scores the four eval suites and writes a chec
 The data stream comes from its own ``torch.Generator``; its state and the optimiser state
 are saved with each checkpoint, so ``resume`` after a kill continues exactly where the
 uninterrupted run would be: same batches, same updates, same weights.
+
+Devices. The model, its optimiser state and the eval suites live on ``train.device``; the
+loop does not wait for the device between eval steps: each update's loss stays on the device
+and is read back, with the accuracy count, once per eval interval (a nan/inf loss is then
+named by its step, and no checkpoint is written after it).
+
+Where the data is sampled: on the CPU, from a CPU ``torch.Generator``, then copied to the
+device (``non_blocking``). The trade-off: a device generator would skip the copy and the CPU
+work (about 1 ms a batch at the paper's point, 3% of a CPU step; on a GPU, whose step is a
+few ms, a larger share, partly hidden because the GPU runs the previous step's kernels while
+the CPU samples), but the CPU stream is the same on every machine: the same config and seed
+give the same batches on CPU, CUDA and MPS, the generator state in ``train_state`` resumes on
+any device, and the task's class means stay in host memory (K x D can be large). Hence: the
+same config, seed and device give identical results (tested on the CPU; on CUDA up to the
+non-determinism of its atomic-add kernels, which the multimodal index ops use); across devices
+(and with ``train.compile``) the data are identical but float rounding differs, so results
+agree statistically, not bitwise.
 """
 
 from __future__ import annotations
@@ -13,8 +30,10 @@ import math
 import os
 import platform
 import signal
+import subprocess
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,13 +43,22 @@ import torch.nn.functional as F
 
 from mmicl_interp import __version__
 from mmicl_interp import checkpoints as ck
-from mmicl_interp.config import ConfigError, RunConfig, check_resources, load_config
+from mmicl_interp.config import (
+    EXECUTION_FIELDS,
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    check_resources,
+    load_config,
+)
 from mmicl_interp.data.multimodal import load_task
+from mmicl_interp.device import resolve_device
 from mmicl_interp.io import Interrupted
+from mmicl_interp.model.factory import build_model, training_task
 from mmicl_interp.model.transformer import ICLTransformer, parameter_count
 from mmicl_interp.progress import progress_bar
 from mmicl_interp.train.evaluate import evaluate_suites
-from mmicl_interp.train.pipeline import build_model, build_task_and_model, freeze_parts, training_task
+from mmicl_interp.train.pipeline import build_task_and_model, freeze_parts
 from mmicl_interp.train.schedule import checkpoint_steps, eval_steps
 
 KILL_ENV = "MMICL_TEST_KILL_AT_STEP"
@@ -84,19 +112,36 @@ def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Opt
 
 
 def _git_commit() -> str | None:
-    head = Path(__file__).resolve().parents[2] / ".git" / "HEAD"
+    """The commit of the source this package runs from, or None when it is not a git checkout.
+
+    Asks ``git`` in this module's folder, and only when this file is tracked there: an installed
+    copy (site-packages, even inside someone's repository) or a tree without git gives None.
+    Never reads a ``.git`` folder by a path relative to the source.
+    """
+    here = Path(__file__).resolve()
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
     try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            return (head.parent / ref[5:]).read_text().strip()
-        return ref
-    except OSError:
+        for args in (["ls-files", "--error-unmatch", here.name], ["rev-parse", "--verify", "HEAD"]):
+            done = subprocess.run(
+                ["git", *args], cwd=here.parent, env=env, capture_output=True, text=True, timeout=10
+            )
+            done.check_returncode()
+    except (OSError, subprocess.SubprocessError):
         return None
+    return done.stdout.strip() or None
 
 
 def _is_stale_temp(path: Path) -> bool:
     """A temporary file an atomic write left behind when killed (``.NAME.xxxx.tmp``)."""
     return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _identity(config: RunConfig) -> dict[str, Any]:
+    """What a run trains, as a dict: its config without where and how it executes
+    (``train.device``, ``train.compile``), so a run resumes or is reused on another device."""
+    data = config.to_dict()
+    data["train"] = {k: v for k, v in data["train"].items() if k not in EXECUTION_FIELDS}
+    return data
 
 
 def _prepare_run_dir(out: Path, config: RunConfig, resume: bool | str) -> dict | None:
@@ -114,8 +159,8 @@ def _prepare_run_dir(out: Path, config: RunConfig, resume: bool | str) -> dict |
             )
         return None
     manifest = ck.read_manifest(out)
-    old = RunConfig.from_dict(manifest["config"]).to_dict()
-    new = config.to_dict()
+    old = _identity(RunConfig.from_dict(manifest["config"]))
+    new = _identity(config)
     if old != new:
         diffs = [
             f"{section}.{key}: {old[section][key]!r} -> {new[section][key]!r}"
@@ -196,8 +241,16 @@ def train(
     nan or inf stops training with :class:`Diverged` (a ConfigError): the checkpoints before it
     are kept, none after, and the manifest's status becomes ``diverged``. torch's thread count
     is restored on return.
+
+    ``train.device`` says where it trains (a device this machine lacks is refused before any
+    work, naming ``train.device`` and what is available); ``train.precision = "bf16"`` runs the
+    forward pass under bf16 autocast and ``train.compile`` compiles the model for the training
+    step. Neither device nor compile is part of the run's identity: a run trained on one device
+    resumes, or is found complete, with any other. Checkpoints are CPU float32 whatever the
+    device and precision.
     """
     config.validate()
+    resolve_device(config.train.device, "train.device")
     out = Path(out)
     manifest = _prepare_run_dir(out, config, resume)
     if manifest is not None and manifest.get("status") == "complete":
@@ -259,6 +312,56 @@ def _new_manifest(
     }
 
 
+def make_update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    task: Any,
+    tc: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+    max_shift: int = 0,
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """One training update as :func:`train` runs it, as a function of no arguments.
+
+    Each call samples ``tc.batch_size`` sequences on the CPU from ``generator``, copies them to
+    ``device``, runs the forward pass (compiled when ``tc.compile``, under bf16 autocast when
+    ``tc.precision = "bf16"``), the backward pass and the optimiser step, and returns the loss
+    and the number of correct predictions as device tensors (reading them syncs the host).
+    ``model`` must already be on ``device``; its weights stay float32 and are ``model``'s own
+    (the compiled wrapper shares them).
+    """
+    step_model = torch.compile(model) if tc.compile else model
+    bf16 = tc.precision == "bf16"
+
+    def update() -> tuple[torch.Tensor, torch.Tensor]:
+        batch = task.sample(tc.batch_size, generator, max_shift=max_shift)
+        inputs, shift, targets = (
+            t.to(device, non_blocking=True) for t in (batch.inputs, batch.pos_shift, batch.targets)
+        )
+        with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+            logits = step_model(inputs, shift)
+            loss = F.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), (logits.detach().argmax(-1) == targets).sum()
+
+    return update
+
+
+def _execution(device: torch.device, tc: TrainConfig, start_step: int) -> dict[str, Any]:
+    """Where and how one training session ran (the manifest's ``trained_on`` list)."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or None
+    return {
+        "from_step": start_step,
+        "device": str(device),
+        "device_name": name,
+        "precision": tc.precision,
+        "compile": tc.compile,
+        "torch_version": torch.__version__,
+    }
+
+
 def _all_finite(model: torch.nn.Module) -> bool:
     """Whether every parameter is finite (one host sync)."""
     return bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())
@@ -273,6 +376,7 @@ def _train(
     where: _Where,
 ) -> TrainResult:
     tc = config.train
+    device = resolve_device(tc.device, "train.device")
     ckpts = checkpoint_steps(tc)
     evals = set(eval_steps(tc))
 
@@ -290,11 +394,14 @@ def _train(
         task, model, provenance = build_task_and_model(config)
     if isinstance(model, ICLTransformer):
         model.readout_only = True  # the same logits for less work; the model is not returned
+        model.check_inputs = False  # shifts come from our sampler; the check would sync every step
     frozen = freeze_parts(model, config.pipeline.freeze)
+    model.to(device)  # before the optimiser: its state lives beside the weights
     optimizer = make_optimizer(model, config)
-    generator = torch.Generator().manual_seed(tc.seed)
+    generator = torch.Generator().manual_seed(tc.seed)  # a CPU generator: see the module docstring
     max_shift = model.max_shift_for(task.layout.n_ctx) if task.layout else 0
     suites = task.suites(config.task.eval_seed, config.task.eval_size, max_shift=max_shift)
+    suites = {name: batch.to(device) for name, batch in suites.items()}
 
     if resuming:
         start_step = ck.load_train_state(out / ck.TRAIN_STATE, optimizer, generator)
@@ -313,6 +420,7 @@ def _train(
         ck.write_metrics(out, [])
         task.save(out / ck.TASK)
     manifest.setdefault("run_id", out.name)
+    manifest.setdefault("trained_on", []).append(_execution(device, tc, start_step))
     manifest["status"] = "running"
     ck.write_manifest(out, manifest)
     where.started = True
@@ -323,8 +431,15 @@ def _train(
     t0 = time.perf_counter()
     model.train()
     bar = progress_bar(tc.steps, config.name, progress, initial=start_step, unit="step")
-    train_loss_sum, train_seen = 0.0, 0
-    train_correct = torch.zeros((), dtype=torch.long)  # summed on the device: no sync per step
+    train_seen = 0
+    train_correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device
+    # each update's loss, kept on the device until the next eval step (the only host syncs):
+    # there the interval's train loss is summed and the first nan/inf loss, if any, is named
+    eval_list = sorted(evals)
+    window = max([1, *(b - a for a, b in zip(eval_list, eval_list[1:], strict=False))])
+    step_losses = torch.zeros(window, device=device)
+    pending = 0
+    update = make_update(model, optimizer, task, tc, device, generator, max_shift)
     final: dict[str, float] = {}
     step = start_step
     where.step = step
@@ -340,20 +455,25 @@ def _train(
         while True:
             fresh = not (resuming and step == start_step)  # a resumed step's eval and checkpoint exist
             if step in evals and fresh:
+                losses = step_losses[:pending].tolist()  # one host sync for the whole interval
+                bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+                if bad is not None:
+                    raise diverge(f"loss became {losses[bad]}", step - pending + bad + 1)
                 if step > start_step and not _all_finite(model):
                     raise diverge("a weight became nan or inf", step)
                 rows = evaluate_suites(model, suites, step)
                 if train_seen:
+                    per_step = train_seen // pending
                     rows.append(
                         {
                             "step": step,
                             "suite": "train",
                             "accuracy": int(train_correct) / train_seen,
-                            "loss": train_loss_sum / train_seen,
+                            "loss": sum(v * per_step for v in losses) / train_seen,
                             "chance": rows[0]["chance"],
                         }
                     )
-                    train_loss_sum, train_seen = 0.0, 0
+                    train_seen, pending = 0, 0
                     train_correct.zero_()
                 ck.append_metrics(out, rows)
                 final = {r["suite"]: r["accuracy"] for r in rows}
@@ -378,18 +498,11 @@ def _train(
                 ck.write_manifest(out, manifest)
             if step >= tc.steps:
                 break
-            batch = task.sample(tc.batch_size, generator, max_shift=max_shift)
-            logits = model(batch.inputs, batch.pos_shift)
-            loss = F.cross_entropy(logits, batch.targets)
-            loss_value = loss.item()  # the one host sync per step
-            if not math.isfinite(loss_value):
-                raise diverge(f"loss became {loss_value}", step + 1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            train_loss_sum += loss_value * len(batch)
-            train_correct += (logits.argmax(-1) == batch.targets).sum()
-            train_seen += len(batch)
+            loss, correct = update()
+            step_losses[pending] = loss  # no host sync: checked at the next eval step
+            pending += 1
+            train_correct += correct
+            train_seen += tc.batch_size
             step += 1
             where.step = step
             bar.update(1)

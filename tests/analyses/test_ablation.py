@@ -19,6 +19,7 @@ from mmicl_interp.analyses.ablation import (
 )
 from mmicl_interp.analyses.attention import context_label_accuracy
 from mmicl_interp.data.task import Batch
+from tests.test_prompts import LABEL_TOKENS, ToyLM, toy_patterns, toy_prompts
 
 
 @pytest.fixture
@@ -145,3 +146,41 @@ def test_ablation_over_checkpoints_adds_run_and_step(icl_run):
     assert icl_acc.loc[400, "delta"] < icl_acc.loc[0, "delta"]
     with pytest.raises(ValueError, match=r"steps: \[7\] have no checkpoint"):
         ablation_over_checkpoints(run, "L1H0", steps=[7])
+
+
+# ---------------------------------------------------------------------- token prompts (the seam)
+def test_mean_ablation_on_padded_prompts_averages_real_tokens_only():
+    prompts = toy_prompts()
+    model = ToyLM(toy_patterns(prompts))
+    _, cache = model.run_with_cache(prompts.inputs, **prompts.kwargs)
+    z = cache["blocks.0.attn.hook_z"][:, :, 1]
+    got = ablation_values(model, prompts, [(0, 1)], "mean")[(0, 1)]
+    real = prompts.token_mask
+    for t in range(prompts.n_positions):
+        rows = [b for b in range(len(prompts)) if real[b, t]]
+        want = z[rows, t].mean(0) if rows else torch.zeros(z.shape[-1])
+        for b in range(len(prompts)):
+            torch.testing.assert_close(got[b, t], want)
+    assert not real[:, 0].all() and not real[:, -1].all()  # both edges have padding somewhere
+
+
+def test_ablation_on_token_prompts_reads_label_logits_at_each_readout_row():
+    prompts = toy_prompts()
+    model = ToyLM(toy_patterns(prompts))
+
+    def zero_head(z, hook):
+        z = z.clone()
+        z[:, :, 1] = 0.0
+        return z
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(
+            prompts.inputs, **prompts.kwargs, fwd_hooks=[("blocks.1.attn.hook_z", zero_head)]
+        )
+    rows = torch.arange(len(prompts))
+    want = logits[rows, prompts.readout_position][:, list(LABEL_TOKENS)]
+    torch.testing.assert_close(ablated_logits(model, prompts, "L1H1", "zero"), want)
+    df = ablate_heads(model, {"toy": prompts}, "L1H1", "zero").set_index("metric")
+    acc = (want.argmax(-1) == prompts.targets).float().mean().item()
+    assert df.loc["accuracy", "ablated"] == pytest.approx(acc)
+    assert set(df["suite"]) == {"toy"}

@@ -16,27 +16,37 @@ O (spare: the read-out) and P (the one-hot position block).
 """
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from mmicl_interp.analyses.ablation import ablate_each_head, ablate_heads
-from mmicl_interp.analyses.attention import attention_measures
+from mmicl_interp.analyses.attention import attention_measures, pattern_measures
 from mmicl_interp.analyses.patching import patch_head_outputs, path_patch, prepare_patching
 from mmicl_interp.analyses.weights import all_composition_scores
 from mmicl_interp.config import ModelConfig, TaskConfig
+from mmicl_interp.data.layout import Layout
 from mmicl_interp.data.task import Task
 from mmicl_interp.model.transformer import ICLTransformer
+from mmicl_interp.prompts import ICLPrompts
 from mmicl_interp.train.evaluate import accuracy_and_loss, suite_logits
 
 D, L, N = 32, 16, 8
 PREV, INDUCTION = (0, 0), (1, 1)
 
 
-def build_induction_model(task: Task) -> ICLTransformer:
+def build_induction_model(task: Task, n_max: int = N) -> ICLTransformer:
     """The hand-set previous-token + induction circuit for ``task`` (see the module docstring)."""
     mc = ModelConfig(
-        positions="onehot", n_max=N, norm="none", mlp="none", n_layers=2, n_heads=2, d_embed=3 * D, d_head=D
+        positions="onehot",
+        n_max=n_max,
+        norm="none",
+        mlp="none",
+        n_layers=2,
+        n_heads=2,
+        d_embed=3 * D,
+        d_head=D,
     )
     model = ICLTransformer.from_task(mc, task.config)
     P = model.pos_width
@@ -130,3 +140,60 @@ def test_weights_show_pure_k_composition(circuit):
     assert k == pytest.approx(1 / math.sqrt(D), rel=1e-3)
     assert scores["q_comp"][(*PREV, *INDUCTION)].item() < 1e-6
     assert scores["v_comp"][(*PREV, *INDUCTION)].item() < 1e-6
+
+
+def test_the_circuit_is_found_on_padded_prompts_with_per_prompt_positions(circuit):
+    """The same icl sequences, padded with zero vectors: prompt b by b % 4 on the left and the
+    rest of 3 on the right (room for them: n_max N + 2), so every part, the query included,
+    sits at a per-prompt position. The circuit is relative (e_t against e_{u+1}), so it still
+    works, and the seam finds its two heads. Each group of equally padded prompts scored
+    alone with a fixed (shifted) layout gives the same numbers as the mixed batch."""
+    task, _, suites = circuit
+    model = build_induction_model(task, n_max=N + 2)
+    batch = suites["icl"]
+    n_batch, n_ctx = batch.inputs.shape[:2]
+    pad = torch.arange(n_batch) % 4
+    inputs = torch.zeros(n_batch, n_ctx + 3, batch.inputs.shape[-1])
+    mask = torch.zeros(n_batch, n_ctx + 3, dtype=torch.bool)
+    for b in range(n_batch):
+        inputs[b, pad[b] : pad[b] + n_ctx] = batch.inputs[b]
+        mask[b, pad[b] : pad[b] + n_ctx] = True
+    base = ICLPrompts.from_batch(replace(batch, pos_shift=torch.zeros_like(batch.pos_shift)), task.layout)
+    zeros = torch.zeros(n_batch, dtype=torch.long)
+    prompts = ICLPrompts(
+        inputs=inputs,
+        item_spans={"m1": base.item_spans["m1"] + pad[:, None, None]},
+        label_spans=base.label_spans + pad[:, None, None],
+        readout_position=base.readout_position + pad,
+        targets=batch.targets,
+        context_labels=batch.context_labels,
+        token_mask=mask,
+        model_kwargs={"pos_shift": zeros},
+    )
+    mixed = attention_measures(model, prompts)
+    ih, prev = mixed["ih"], mixed["prev_token_label"]
+    assert prev[PREV] > 0.95 and prev.flatten().topk(2).values[1] < 0.5
+    assert ih[INDUCTION] > 0.3 and ih.flatten().topk(2).values[1] < 0.1
+    # read at the unpadded query position instead, only the unpadded quarter keeps its score
+    wrong = replace(prompts, readout_position=torch.full((n_batch,), n_ctx - 1))
+    assert attention_measures(model, wrong)["ih"][INDUCTION] < 0.4 * ih[INDUCTION]
+    # the mixed batch = the average of each padding group scored with its own fixed layout
+    layout = task.layout
+    want: dict[str, torch.Tensor] = {}
+    for shift in range(4):
+        group = pad == shift
+        shifted = Layout(
+            n_exemplars=N,
+            n_ctx=n_ctx + 3,
+            item_positions={"m1": tuple(p + shift for p in layout.item_positions["m1"])},
+            label_positions=tuple(p + shift for p in layout.label_positions),
+            query_positions={"m1": layout.readout_position + shift},
+            readout_position=layout.readout_position + shift,
+        )
+        _, cache = model.run_with_cache(inputs[group], zeros[group])
+        for layer in range(2):
+            pattern = cache[f"blocks.{layer}.attn.hook_pattern"]
+            for name, value in pattern_measures(pattern, batch.matches()[group], shifted).items():
+                want.setdefault(name, torch.zeros(2, 2))[layer] += value * group.sum() / n_batch
+    for name in ("ih", "tila", "tla", "tiia", "prev_token_label"):
+        torch.testing.assert_close(mixed[name], want[name], rtol=0, atol=1e-6, msg=name)

@@ -15,6 +15,7 @@ from mmicl_interp.cli import main
 from mmicl_interp.config import ModelConfig, MultimodalTaskConfig, RunConfig
 from mmicl_interp.data.multimodal import MultimodalTask
 from mmicl_interp.model.transformer import ICLTransformer
+from mmicl_interp.prompts import ICLPrompts
 from mmicl_interp.report.run_report import build_run_report, stage_section
 from mmicl_interp.train import train
 from tests.conftest import tiny_run_config
@@ -71,6 +72,9 @@ def test_attention_measures_on_a_multimodal_model_give_the_multimodal_keys():
     q, matches = layout.readout_position, batch.matches().float()
     to_m2 = (pattern[:, :, q, m2] * matches[:, None]).sum(-1) / matches.sum(-1)[:, None]
     torch.testing.assert_close(measures["tiia_m2"][1], to_m2.mean(0))
+    # the prompts form: the same numbers, bit for bit
+    through_prompts = attention_measures(model, ICLPrompts.from_batch(batch, layout))
+    assert all(torch.equal(through_prompts[k], v) for k, v in measures.items())
 
 
 # ---------------------------------------------------------------------- corruptions
@@ -137,7 +141,7 @@ def test_patch_cli_accepts_item_m2_on_multimodal_runs_and_refuses_it_on_unimodal
 def test_stage_comparison_puts_both_stages_side_by_side(stages):
     stage1, stage2 = stages
     run = load_run(stage2)
-    table = stage_comparison(run, n_seqs=32)
+    table = stage_comparison(run, n_seqs=32, device="cpu")
     assert list(table.columns) == STAGE_COLUMNS
     assert set(table["metric"]) == MM_KEYS
     assert len(table) == len(MM_KEYS) * 2  # 2 layers x 1 head

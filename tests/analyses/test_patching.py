@@ -1,6 +1,8 @@
 """Patching: corruptions, the normalised metric, TransformerLens activation patching, path and
 attribution patching, on a random tiny model (exact invariants) and the trained ICL model."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -12,10 +14,12 @@ from mmicl_interp.analyses.patching import (
     patch_head_outputs,
     patch_head_outputs_by_pos,
     patch_resid_pre,
+    patching_setup,
     patching_table,
     path_patch,
     prepare_patching,
 )
+from tests.test_prompts import LABEL_TOKENS, ToyLM, toy_patterns, toy_prompts
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -79,7 +83,8 @@ def test_metric_is_one_on_the_clean_run_and_zero_on_the_corrupted_run(tiny_task,
     setup = prepare_patching(tiny_model, icl_batch, tiny_task, tiny_task.layout, "label")
     assert setup.metric(setup.clean_logits).item() == pytest.approx(1.0, abs=1e-5)
     assert setup.metric(setup.corrupt_logits).item() == pytest.approx(0.0, abs=1e-5)
-    assert (setup.clean.pos_shift == 0).all()
+    assert (setup.clean.model_kwargs["pos_shift"] == 0).all()
+    assert (setup.clean_batch.pos_shift == 0).all()
     ld = logit_diff(setup.clean_logits, setup.correct, setup.alt)
     assert ld.mean().item() == pytest.approx(setup.clean_ld)
 
@@ -128,11 +133,58 @@ def test_attribution_has_the_right_shapes_and_approximates_patching_at_init(tiny
     assert attr["head_out"].shape == (2, 2)
     assert attr["head_out_by_pos"].shape == (2, n_pos, 2)
     assert attr["resid_pre"].shape == (2, n_pos)
-    torch.testing.assert_close(attr["head_out"], attr["head_out_by_pos"].sum(1))
     # the last layer's head outputs reach the read-out through the final norm only:
     # at init both are near-linear, so attribution ~ activation patching there
     act = patch_head_outputs(tiny_model, setup)
     torch.testing.assert_close(attr["head_out"][1], act[1], rtol=0.1, atol=0.05)
+
+
+def test_attribution_is_the_directional_derivative_of_the_metric(tiny_task, tiny_model, icl_batch):
+    """Attribution = d metric / dt at t = 0 of the corrupted run with the activation moved to
+    ``act_corrupt + t (act_clean - act_corrupt)``: checked by central differences, patching by
+    hand with a forward hook, in float64 (so the difference quotient is exact to ~1e-8)."""
+    model = tiny_model.double().eval()
+    tiny_task.label_vectors = tiny_task.label_vectors.double()
+    batch = replace(icl_batch, inputs=icl_batch.inputs.double())
+    setup = prepare_patching(model, batch, tiny_task, tiny_task.layout, "label")
+    attr = attribution_patch(model, setup)
+    clean_in, corrupt_in = setup.clean_batch.inputs, setup.corrupted_batch.inputs
+    target, alt = icl_batch.targets, setup.alt
+
+    def ld(logits):  # mean logit difference, by hand
+        return (logits[torch.arange(len(target)), target] - logits[torch.arange(len(target)), alt]).mean()
+
+    with torch.no_grad():
+        _, clean_cache = model.run_with_cache(clean_in)
+        corrupt_logits, corrupt_cache = model.run_with_cache(corrupt_in)
+        clean_ld, corrupt_ld = ld(model(clean_in)), ld(corrupt_logits)
+
+    def derivative(name, where, eps=1e-4):
+        delta = clean_cache[name] - corrupt_cache[name]
+        values = []
+        for t in (eps, -eps):
+
+            def hook(act, hook, t=t):
+                act = act.clone()
+                act[where] = corrupt_cache[name][where] + t * delta[where]
+                return act
+
+            with torch.no_grad():
+                logits = model.run_with_hooks(corrupt_in, fwd_hooks=[(name, hook)])
+            values.append((ld(logits) - corrupt_ld) / (clean_ld - corrupt_ld))
+        return ((values[0] - values[1]) / (2 * eps)).item()
+
+    every = slice(None)
+    for layer in range(2):
+        for head in range(2):
+            want = derivative(f"blocks.{layer}.attn.hook_z", (every, every, head))
+            assert attr["head_out"][layer, head].item() == pytest.approx(want, rel=1e-5, abs=1e-7)
+    want = derivative("blocks.1.attn.hook_z", (every, 3, 0))  # head L1H0 at position 3 only
+    assert attr["head_out_by_pos"][1, 3, 0].item() == pytest.approx(want, rel=1e-5, abs=1e-7)
+    label = tiny_task.layout.label_positions[0]
+    want = derivative("blocks.0.hook_resid_pre", (every, label))
+    assert attr["resid_pre"][0, label].item() == pytest.approx(want, rel=1e-5, abs=1e-7)
+    assert abs(want) > 1e-4  # a label position the corruption changed: a non-trivial check
 
 
 def test_attribution_agrees_with_activation_patching_on_the_trained_model(icl_run):
@@ -171,3 +223,60 @@ def test_patching_table_is_tidy(tiny_task, tiny_model, icl_batch):
     assert (path["layer"] == 1).all() and (path["src_layer"] == 0).all()
     assert df[df.metric == "act_patch_head"]["src_layer"].isna().all()
     assert str(df["layer"].dtype) == "Int64" and set(df["step"]) == {3}
+
+
+# ---------------------------------------------------------------------- token prompts (the seam)
+def _label_corrupted(prompts):
+    """Each matching exemplar's label tokens now name one wrong label (the alternative)."""
+    alt = (prompts.targets + 1) % len(LABEL_TOKENS)
+    tokens = prompts.inputs.clone()
+    for b in range(len(prompts)):
+        for i in range(prompts.n_exemplars):
+            if prompts.matches[b, i] and prompts.exemplar_mask[b, i]:
+                tokens[b, prompts.label_spans[b, i, 0]] = LABEL_TOKENS[alt[b]]
+    return replace(prompts, inputs=tokens, alternatives=alt), alt
+
+
+def test_head_patching_and_attribution_on_token_prompts_match_hand_computations():
+    clean = toy_prompts()
+    corrupted, alt = _label_corrupted(clean)
+    model = ToyLM(toy_patterns(clean)).double().requires_grad_(False)  # frozen: attribution still works
+    setup = patching_setup(model, clean, corrupted, kind="label")
+    rows = torch.arange(len(clean))
+
+    def ld(out):  # logit difference at each read-out row, over the labels' first tokens, by hand
+        at = out[rows, clean.readout_position]
+        tokens = torch.tensor(LABEL_TOKENS)
+        return (at[rows, tokens[clean.targets]] - at[rows, tokens[alt]]).mean()
+
+    with torch.no_grad():
+        clean_out, clean_cache = model.run_with_cache(clean.inputs, **clean.kwargs)
+        corrupt_out, corrupt_cache = model.run_with_cache(corrupted.inputs, **corrupted.kwargs)
+    clean_ld, corrupt_ld = ld(clean_out), ld(corrupt_out)
+    assert setup.clean_ld == pytest.approx(clean_ld.item()) and setup.corrupt_ld == pytest.approx(
+        corrupt_ld.item()
+    )
+
+    def patched(name, where, t=1.0):
+        def hook(act, hook):
+            act = act.clone()
+            act[where] = corrupt_cache[name][where] + t * (
+                clean_cache[name][where] - corrupt_cache[name][where]
+            )
+            return act
+
+        with torch.no_grad():
+            out = model.run_with_hooks(corrupted.inputs, **corrupted.kwargs, fwd_hooks=[(name, hook)])
+        return ((ld(out) - corrupt_ld) / (clean_ld - corrupt_ld)).item()
+
+    heads = patch_head_outputs(model, setup)
+    attr = attribution_patch(model, setup)["head_out"]
+    every, eps = slice(None), 1e-5
+    for layer in range(2):
+        for head in range(2):
+            where = (every, every, head)
+            name = f"blocks.{layer}.attn.hook_z"
+            assert heads[layer, head].item() == pytest.approx(patched(name, where), abs=1e-9)
+            slope = (patched(name, where, eps) - patched(name, where, -eps)) / (2 * eps)
+            assert attr[layer, head].item() == pytest.approx(slope, rel=1e-5, abs=1e-8)
+    assert heads.abs().max() > 0.05  # the corruption matters to some head

@@ -103,3 +103,13 @@ def test_composition_over_checkpoints_is_tidy_and_shows_k_composition_forming(ic
     assert last["k_comp"] > 1.5 * first["k_comp"]
     with pytest.raises(ValueError, match=r"steps: \[5\] have no checkpoint"):
         composition_over_checkpoints(run, steps=[5])
+
+
+def test_folding_follows_the_models_dtype_and_device(model):
+    """The LayerNorm fold is built beside the weights (their device and dtype): a float64 model
+    scores in float64, equal to the float32 scores."""
+    want = composition_scores(model, "k")
+    double = copy.deepcopy(model).double()
+    got = composition_scores(double, "k")
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got.float(), want, equal_nan=True, rtol=1e-4, atol=1e-5)

@@ -508,6 +508,7 @@ JSON.stringify({
 """
 
 
+@pytest.mark.slow
 def test_report_renders_offline_in_headless_chromium(browser, tmp_path, tiny_model, tiny_task):
     scores = make_scores()
     batch = tiny_task.sample(2, torch.Generator().manual_seed(0), p_B=1.0)

@@ -379,3 +379,50 @@ def test_progress_off_a_terminal_is_plain_lines_not_a_redrawn_bar(tmp_path, caps
     train(tiny_run_config(), tmp_path / "run", progress=True)
     err = capsys.readouterr().err
     assert "\r" not in err and "tiny: 12/12 step" in err
+
+
+# ---------------------------------------------------------------------- devices
+def test_run_resumed_with_another_device_setting_is_bit_identical_and_records_both(tmp_path, monkeypatch):
+    """Device and compile are not the run's identity: resuming with other values continues it."""
+    from mmicl_interp.io import Interrupted
+
+    monkeypatch.setenv("MMICL_TEST_INTERRUPT_AT_STEP", "8")
+    with pytest.raises(Interrupted):
+        train(tiny_run_config(train={"device": "cpu"}), tmp_path / "stopped", progress=False)
+    monkeypatch.delenv("MMICL_TEST_INTERRUPT_AT_STEP")
+    train(tiny_run_config(train={"device": "auto"}), tmp_path / "stopped", resume=True, progress=False)
+    train(tiny_run_config(train={"device": "cpu"}), tmp_path / "whole", progress=False)
+    assert ck.read_metrics(tmp_path / "stopped") == ck.read_metrics(tmp_path / "whole")
+    wa, wb = (load_file(ck.ckpt_path(tmp_path / r, 12)) for r in ("stopped", "whole"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    manifest = json.loads((tmp_path / "stopped" / "manifest.json").read_text())
+    assert manifest["config"]["train"]["device"] == "cpu"  # as the run was made
+    assert [(s["from_step"], s["device"]) for s in manifest["trained_on"]] == [(0, "cpu"), (6, "cpu")]
+
+
+def test_train_loss_row_is_the_mean_of_the_interval_losses(tmp_path):
+    """The train row, summed on the device, equals the per-step losses recomputed on the host."""
+    from mmicl_interp.model.transformer import ICLTransformer
+    from mmicl_interp.train.trainer import make_optimizer
+
+    config = tiny_run_config(train={"device": "cpu", "steps": 6, "eval_every": 3, "ckpt_schedule": "linear"})
+    train(config, tmp_path / "run", progress=False)
+    rows = [r for r in ck.read_metrics(tmp_path / "run") if r["suite"] == "train"]
+    task = load_run(tmp_path / "run").task
+    model = ICLTransformer.from_task(config.model, config.task)
+    optimizer = make_optimizer(model, config)
+    g = torch.Generator().manual_seed(config.train.seed)
+    losses, correct = [], []
+    for _ in range(6):  # the plain loop, a loss read per step
+        batch = task.sample(16, g, max_shift=model.max_shift_for(task.layout.n_ctx))
+        logits = model(batch.inputs, batch.pos_shift)
+        loss = torch.nn.functional.cross_entropy(logits, batch.targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        correct.append(int((logits.argmax(-1) == batch.targets).sum()))
+    assert [r["step"] for r in rows] == [3, 6]
+    assert [r["accuracy"] for r in rows] == [sum(correct[:3]) / 48, sum(correct[3:]) / 48]
+    assert rows[0]["loss"] == pytest.approx(sum(losses[:3]) / 3, rel=1e-6)
+    assert rows[1]["loss"] == pytest.approx(sum(losses[3:]) / 3, rel=1e-6)
