@@ -54,26 +54,6 @@ def _device(args: argparse.Namespace):
     return resolve_device(args.device, "--device")
 
 
-def _on_device(run, device):
-    """``run`` whose models and suites come on ``device``: how analyze, ablate, patch and report
-    pass ``--device`` down (their code loads models and suites from the run it is given)."""
-    if device is None or device.type == "cpu":
-        return run
-    import copy
-
-    class DeviceRun(type(run)):
-        def model(self, step=None, device=None):
-            return super().model(step, device=device if device is not None else self.device)
-
-        def suites(self, *args, **kwargs):
-            return {name: b.to(self.device) for name, b in super().suites(*args, **kwargs).items()}
-
-    moved = copy.copy(run)
-    moved.__class__ = DeviceRun
-    moved.device = device
-    return moved
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmicl_interp.train.trainer import train
 
@@ -96,11 +76,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from mmicl_interp.analyses.tables import analyze_run
-    from mmicl_interp.io import check_writable
     from mmicl_interp.runs import load_run
 
     device = _device(args)
-    run = _on_device(load_run(args.run), device)
+    run = load_run(args.run)
+    run.device = device  # models and suites of the analysis come there
     out = Path(args.out) if args.out else run.path / "analysis.parquet"
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError("--out", f"must end in .parquet or .csv, got {out.name!r}")
@@ -149,7 +129,8 @@ def _open_decoder_run(args: argparse.Namespace):
     device = _device(args)
     run = load_run(args.run)
     check_decoder_run(run, args.command)
-    return _on_device(run, device)
+    run.device = device  # models and suites of the analysis come there
+    return run
 
 
 def _report_out(run, table_report, quiet: bool) -> int:

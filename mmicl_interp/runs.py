@@ -36,6 +36,9 @@ class Run:
     path: Path
     manifest: dict[str, Any]
     config: RunConfig
+    device: Any = field(default=None, compare=False)
+    """Where :meth:`model` and :meth:`suites` put models and batches unless told otherwise
+    (a device name or ``torch.device``; None: the CPU). ``mmicl ... --device`` sets it."""
     _suites: dict[int, dict[str, Batch]] = field(default_factory=dict, init=False, repr=False, compare=False)
     """Suite draws by size (see :meth:`suites`)."""
 
@@ -85,14 +88,15 @@ class Run:
         self, step: int | None = None, device: str | None = None
     ) -> ICLTransformer | EncoderClassifier:
         """A fresh model holding the weights of checkpoint ``step`` (default: the last), in eval
-        mode, on ``device`` (a name or ``torch.device``; default: the CPU; ``auto``, ``cuda``,
-        ``cuda:N``, ``mps`` also work, and a device this machine lacks raises ConfigError naming it).
+        mode, on ``device`` (a name or ``torch.device``; default: the run's :attr:`device`, else the
+        CPU; ``auto``, ``cuda``, ``cuda:N``, ``mps`` also work, and a device this machine lacks
+        raises ConfigError naming it).
 
         The hooked decoder, or for an encoder-pretraining run its encoder + classifier.
         """
         from mmicl_interp.device import resolve_device
 
-        where = resolve_device(device, "device")
+        where = resolve_device(self.device if device is None else device, "device")
         steps = self.steps
         if not steps:
             raise FileNotFoundError(f"no checkpoints in {self.path / ck.CKPT_DIR}")
@@ -112,15 +116,22 @@ class Run:
         of one draw, so analyses at different sizes see the same sequences. A ``size`` above
         ``eval_size`` cannot extend that draw (the suites share one generator), so it is a
         separate draw of ``size`` sequences from the same seed, the same on every call, whose
-        first ``eval_size`` differ from the eval suites. Draws are cached on the run; the
-        batches share tensors with the cache, so do not modify them in place.
+        first ``eval_size`` differ from the eval suites. Draws are cached on the run (on the
+        CPU); the batches share tensors with the cache, so do not modify them in place. With a
+        run :attr:`device` set, the batches come on that device.
         """
         eval_size = self.config.task.eval_size
         size = eval_size if size is None else size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size: expected a positive number of sequences, got {size!r}")
         drawn = self._draw(max(size, eval_size))
-        return {name: batch[:size] for name, batch in drawn.items()}
+        suites = {name: batch[:size] for name, batch in drawn.items()}
+        if self.device is None:
+            return suites
+        from mmicl_interp.device import resolve_device
+
+        where = resolve_device(self.device, "device")
+        return {name: batch.to(where) for name, batch in suites.items()}
 
     def _draw(self, size: int) -> dict[str, Batch]:
         """All suites at ``size`` sequences each, drawn once per size and kept."""

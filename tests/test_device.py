@@ -218,14 +218,16 @@ def test_run_model_loads_on_the_device_asked_for(example_copy):
 def test_analysis_commands_hand_the_device_to_models_and_suites(example_copy, monkeypatch):
     """``--device`` reaches every model and suite an analysis loads from its run (meta stands in)."""
     import mmicl_interp.device as dev
-    from mmicl_interp.cli import _on_device
 
     monkeypatch.setattr(dev, "resolve_device", lambda name, field="device": torch.device(name or "cpu"))
-    run = _on_device(load_run(example_copy), torch.device("meta"))
+    plain = load_run(example_copy)
+    assert plain.device is None and {b.inputs.device.type for b in plain.suites(10).values()} == {"cpu"}
+    run = load_run(example_copy)
+    run.device = torch.device("meta")  # what ``--device`` does to the run an analysis is given
     model = run.model(run.steps[0])
     assert model.cfg.device == "meta" and all(p.device.type == "meta" for p in model.parameters())
     assert {b.inputs.device.type for b in run.suites(10).values()} == {"meta"}
-    assert _on_device(run, torch.device("cpu")) is run  # the CPU needs no wrapper
+    assert run.model(run.steps[0], device="cpu").cfg.device == "cpu"  # an explicit device wins
 
 
 def test_suite_logits_moves_a_batch_to_the_models_device(tiny_model, tiny_task, generator):
