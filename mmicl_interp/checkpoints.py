@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import nn
 
 from mmicl_interp.io import CorruptFileError, atomic_write, read_json, write_json
@@ -152,26 +152,15 @@ def _remedy(path: Path) -> str:
     return RETRAIN
 
 
-def _verify(path: Path) -> tuple[dict[str, str], bool]:
-    """Check a file's checksum; return its metadata and whether it had a checksum."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if not 0 <= n <= path.stat().st_size - 8:
-            raise ValueError("header length runs past the end of the file")
-        header, _ = _split(head + f.read(n))
-        meta = header.get("__metadata__") or {}
-        expected = meta.get(CHECKSUM_KEY)
-        if expected is None:
-            return meta, False
-        digest = hashlib.sha256()
-        chunk = bytearray(1 << 18)
-        view = memoryview(chunk)
-        while size := f.readinto(chunk):
-            digest.update(view[:size])
-    digest.update(_canonical(meta))
-    actual = digest.hexdigest()
-    if actual != expected:
+def _verify(path: Path, blob: bytes | memoryview) -> tuple[dict[str, str], bool]:
+    """Check the checksum of ``blob`` (the bytes of ``path``); return its metadata and whether
+    it had a checksum."""
+    header, start = _split(blob)
+    meta = header.get("__metadata__") or {}
+    expected = meta.get(CHECKSUM_KEY)
+    if expected is None:
+        return meta, False
+    if checksum(memoryview(blob)[start:], meta) != expected:
         raise CorruptFileError(
             path,
             f"{_describe(path, meta)} fails its sha256 check: its bytes changed after it was written; "
@@ -183,13 +172,14 @@ def _verify(path: Path) -> tuple[dict[str, str], bool]:
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str], bool]:
     """Tensors, metadata and whether the checksum was verified (False: a file from before
     checksums). A missing file raises FileNotFoundError; a truncated, unreadable or
-    checksum-failing one CorruptFileError naming it."""
+    checksum-failing one CorruptFileError naming it. The file is read once."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
-        tensors = load_file(str(path))  # first: a truncated file reports as truncated
-        meta, verified = _verify(path)
+        blob = path.read_bytes()
+        tensors = load(blob)  # first: a truncated file reports as truncated
+        meta, verified = _verify(path, blob)
     except (SafetensorError, OSError, ValueError) as err:
         raise CorruptFileError(path, err) from None
     return tensors, {k: v for k, v in meta.items() if k != CHECKSUM_KEY}, verified
@@ -199,11 +189,11 @@ def verify_file(path: str | Path) -> bool:
     """True if the file's checksum matches, False if it has none (written before checksums);
     raises CorruptFileError on a mismatch."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
     try:
-        return _verify(path)[1]
+        return _verify(path, path.read_bytes())[1]
     except (OSError, ValueError) as err:
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file: {path}") from None
         raise CorruptFileError(path, err) from None
 
 
