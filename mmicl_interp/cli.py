@@ -81,12 +81,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     device = _device(args)
     run = load_run(args.run)
     run.device = device  # models and suites of the analysis come there
-    out = Path(args.out) if args.out else run.path / "analysis.parquet"
-    if out.suffix not in (".parquet", ".csv"):
-        raise ConfigError("--out", f"must end in .parquet or .csv, got {out.name!r}")
-    check_writable(out, "--out")  # before any work
-    result = analyze_run(
-        run, out, run_id=args.run_id, force=args.force, n_seqs=args.n_seqs, progress=not args.quiet
+    result = analyze_run(  # checks --out (suffix, writable) before any work
+        run, args.out, run_id=args.run_id, force=args.force, n_seqs=args.n_seqs, progress=not args.quiet
     )
     for line in result.summary():
         print(line)

@@ -39,7 +39,7 @@ import torch
 from mmicl_interp.analyses.attention import attention_measures, context_label_accuracy
 from mmicl_interp.config import ConfigError
 from mmicl_interp.data.task import Batch
-from mmicl_interp.io import CorruptFileError, Interrupted, atomic_write, write_json
+from mmicl_interp.io import CorruptFileError, Interrupted, atomic_write, check_writable, write_json
 from mmicl_interp.progress import progress_bar
 from mmicl_interp.runs import Run, load_run, run_id_of
 from mmicl_interp.train.evaluate import accuracy_and_loss, suite_logits
@@ -481,6 +481,7 @@ def analyze_run(
     out = Path(out) if out is not None else run.path / "analysis.parquet"
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError("--out", f"must end in .parquet or .csv, got {out.name!r}")
+    check_writable(out, "--out")  # before any work
     rid = run.run_id if run_id is None else run_id.strip()
     if not rid:
         raise ConfigError("--run-id", "must be a non-empty name")
@@ -506,7 +507,7 @@ def analyze_run(
         n_seqs = int(recorded_n)
     n_eff = int(n_seqs or run.config.task.eval_size)
     identity = {**identity, "n_seqs": str(n_eff)}
-    if recorded_n and int(recorded_n) != n_eff and len(before) and not force:
+    if recorded_n and int(recorded_n) != n_eff and not force:
         raise ConfigError(
             "--n-seqs",
             f"{out} holds run {rid} scored on n = {recorded_n} sequences per suite, not {n_eff}; "
