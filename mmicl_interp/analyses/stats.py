@@ -76,6 +76,8 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float, Int
 
+from mmicl_interp.config import EXECUTION_FIELDS
+
 BlockRule = Literal["acf", "politis-white"]
 BLOCK_RULES: tuple[str, ...] = ("acf", "politis-white")
 NON_SEMANTIC_FIELDS: tuple[str, ...] = (
@@ -85,8 +87,7 @@ NON_SEMANTIC_FIELDS: tuple[str, ...] = (
     "output",
     "output_dir",
     "train.threads",
-    "train.device",
-    "train.compile",
+    *(f"train.{name}" for name in EXECUTION_FIELDS),
 )
 """Config fields (dotted paths) left out of :func:`config_hash`: names, ids, output paths, threads."""
 
