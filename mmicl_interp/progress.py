@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 
 class _PlainProgress:
-    """tqdm's small API (update, close, set_postfix_str, context manager) as plain lines."""
+    """tqdm's small API (update, set_postfix_str, clear, refresh, close, context manager) as plain lines."""
 
     def __init__(self, total: int | None, desc: str, initial: int, unit: str, every_s: float, file: TextIO):
         self.total, self.desc, self.n, self.unit = total, desc, initial, unit
@@ -37,6 +37,12 @@ class _PlainProgress:
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
         self._postfix = text
 
+    def clear(self) -> None:
+        """Nothing to clear: plain lines never share a line with other output."""
+
+    def refresh(self) -> None:
+        pass
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -54,6 +60,12 @@ class _NoProgress:
         pass
 
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def refresh(self) -> None:
         pass
 
     def close(self) -> None:
@@ -75,7 +87,7 @@ def progress_bar(
     every_s: float = 30.0,
     file: TextIO | None = None,
 ) -> Any:
-    """A progress object with ``update(n)``, ``set_postfix_str`` and ``close``.
+    """A progress object with ``update(n)``, ``set_postfix_str``, ``clear``, ``refresh`` and ``close``.
 
     tqdm when ``enabled`` and ``file`` (default stderr) is a terminal; plain lines every
     ``every_s`` seconds when enabled off a terminal; nothing when not enabled.

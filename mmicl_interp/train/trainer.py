@@ -484,11 +484,9 @@ def _train(
                     "  ".join(f"{k} {v:.2f}" for k, v in final.items() if k in ("icl", "iwl"))
                 )
                 if log is not None:
-                    if hasattr(bar, "clear"):  # a tqdm bar: keep the log line off the bar's line
-                        bar.clear()
+                    bar.clear()  # a tqdm bar: keep the log line off the bar's line
                     log(line)
-                    if hasattr(bar, "refresh"):
-                        bar.refresh()
+                    bar.refresh()
             if step in ckpts and fresh:
                 ck.save_weights(model, ck.ckpt_path(out, step), step)
                 ck.save_train_state(out / ck.TRAIN_STATE, step, optimizer, generator)
