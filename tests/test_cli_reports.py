@@ -8,6 +8,7 @@ import pytest
 
 from mmicl_interp.cli import main
 from mmicl_interp.report.html import external_resources
+from mmicl_interp.runs import load_run
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "checkpoints" / "example"
 
@@ -26,7 +27,7 @@ def test_ablate_prints_a_table_and_writes_markdown_json_and_html(run_copy, capsy
     stem = run_copy / "reports" / "ablate_step1000_zero_L1H0_seed0_n100"
     data = json.loads(stem.with_suffix(".json").read_text())
     icl = next(r for r in data["rows"] if r["suite"] == "icl" and r["metric"] == "accuracy")
-    assert icl["clean"] > 0.9 and icl["ablated"] < 0.5  # the induction head carries icl
+    assert icl["clean"] > 0.9 and icl["value"] < 0.5  # the induction head carries icl
     assert "| suite" in stem.with_suffix(".md").read_text()
     assert "plotly" in stem.with_suffix(".html").read_text()
 
@@ -35,8 +36,11 @@ def test_patch_path_puts_the_effect_on_the_prev_token_to_induction_key_path(run_
     assert main(["patch", str(run_copy), "--kind", "path", "--n-seqs", "100", "--quiet"]) == 0
     data = json.loads((run_copy / "reports" / "patch_step1000_path_item_seed0_n100.json").read_text())
     by_input = {
-        r["input"]: r["value"] for r in data["rows"] if r["sender"] == "L0H0" and r["receiver"] == "L1H0"
+        r["metric"].removeprefix("path_patch_"): r["value"]
+        for r in data["rows"]
+        if (r["src_layer"], r["src_head"], r["layer"], r["head"]) == (0, 0, 1, 0)
     }
+    assert {r["run"] for r in data["rows"]} == {load_run(run_copy).run_id} and len(by_input) == 3
     assert by_input["k"] > 0.5 > max(abs(by_input["q"]), abs(by_input["v"]))
 
 

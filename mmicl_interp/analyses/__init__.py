@@ -2,9 +2,10 @@
 
 One module per family; each is a plain function over ``(model, prompts)`` (an
 :class:`~mmicl_interp.prompts.ICLPrompts`; the older ``(model, batch, layout)`` forms still
-work), and :mod:`~mmicl_interp.analyses.tables` maps them over a run's checkpoints into the
-tidy table (run, step, suite, metric, layer, head, value). Every public analysis is
-reachable from here; the names are imported on first use (module ``__getattr__``), so
+work), and :mod:`~mmicl_interp.analyses.tables` maps them over a run's checkpoints. Every
+table comes in one long format (:mod:`~mmicl_interp.analyses.tidy`: run, step, suite,
+metric, layer, head, src_layer, src_head, position, value, plus an analysis's own columns).
+Every public analysis is reachable from here; the names are imported on first use (module ``__getattr__``), so
 importing the package does not load torch.
 """
 
@@ -51,7 +52,8 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
         "phases",
     ),
     "mmicl_interp.analyses.stats": ("config_hash", "dedupe_runs", "dedupe_table", "icl_relative"),
-    "mmicl_interp.analyses.stages": ("stage_comparison",),
+    "mmicl_interp.analyses.stages": ("stage_comparison", "stage_wide"),
+    "mmicl_interp.analyses.tidy": ("tidy_table", "head_rows"),
     "mmicl_interp.analyses.tables": ("analyze_run", "circuit_scores", "read_table", "write_table"),
 }
 _LAZY = {name: module for module, names in _FAMILIES.items() for name in names}

@@ -15,7 +15,10 @@ before ``W_O``) is replaced, at every position, by
 
 Mean and resampled values are taken from the clean (unablated) run of the suite; heads of
 later layers then see the ablated residual stream. The effect is reported per suite and
-metric (accuracy, loss) as clean, ablated and ``delta = ablated - clean``; an induction
+metric (accuracy, loss) as clean, ablated and ``delta = ablated - clean``, in the shared long
+format of :mod:`~mmicl_interp.analyses.tidy`: ``value`` is the ablated value, ``layer``/
+``head`` the ablated head when it is one head alone (NA for a set), and the extra columns
+``heads`` (the set, e.g. ``"L1H0,L0H0"``), ``method``, ``clean`` and ``delta``; an induction
 head's ablation should drop icl accuracy to chance (SCIENCE.md section 6, claim 5).
 
 Every function takes ``(model, prompts)`` (:class:`~mmicl_interp.prompts.ICLPrompts`; a
@@ -39,6 +42,7 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 
+from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.data.task import Batch
 from mmicl_interp.prompts import ICLPrompts, as_prompt_suites, as_prompts
 from mmicl_interp.runs import Run
@@ -48,7 +52,13 @@ from mmicl_interp.types import ABLATION_METHODS, AblationMethod
 Head = tuple[int, int]
 """A head as ``(layer, head)``."""
 
-ABLATION_COLUMNS = ["suite", "metric", "heads", "method", "clean", "ablated", "delta"]
+ABLATION_EXTRA: dict[str, str] = {
+    "heads": "string",
+    "method": "string",
+    "clean": "float64",
+    "delta": "float64",
+}
+"""The columns an ablation table adds to the shared ones (:mod:`~mmicl_interp.analyses.tidy`)."""
 
 _HEAD_RE = re.compile(r"^\s*L(\d+)\s*H(\d+)\s*$", re.IGNORECASE)
 
@@ -213,20 +223,27 @@ def _on_model(model: torch.nn.Module, suites: dict[str, ICLPrompts]) -> dict[str
 
 
 def _rows(
-    suite: str, heads: str, method: str, clean: tuple[float, float], ablated: tuple[float, float]
+    suite: str, heads: Sequence[Head], method: str, clean: tuple[float, float], ablated: tuple[float, float]
 ) -> list[dict]:
+    layer, head = heads[0] if len(heads) == 1 else (None, None)
     return [
-        dict(suite=suite, metric=metric, heads=heads, method=method, clean=c, ablated=a, delta=a - c)
+        dict(
+            suite=suite,
+            metric=metric,
+            layer=layer,
+            head=head,
+            value=a,
+            heads=format_heads(heads),
+            method=method,
+            clean=c,
+            delta=a - c,
+        )
         for metric, c, a in zip(("accuracy", "loss"), clean, ablated, strict=True)
     ]
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=ABLATION_COLUMNS)
-    return df.astype(
-        {"suite": "string", "metric": "string", "heads": "string", "method": "string"}
-        | {c: "float64" for c in ("clean", "ablated", "delta")}
-    )
+def _frame(rows: list[dict], **constants) -> pd.DataFrame:
+    return tidy_table(rows, ABLATION_EXTRA, **constants)
 
 
 @torch.no_grad()
@@ -240,19 +257,19 @@ def ablate_heads(
     """Ablate a set of heads together; effect on every suite's accuracy and loss.
 
     ``suites`` maps suite names to prompts (:class:`ICLPrompts`, or synthetic-task
-    batches); they run on the model's device. Returns a DataFrame with columns suite, metric
-    ('accuracy', 'loss'), heads (e.g. ``"L1H0,L0H0"``), method, clean, ablated, delta
-    (= ablated - clean). A single prompts object or batch is reported as suite ``"batch"``.
+    batches); they run on the model's device. Returns the shared long table (run and step
+    NA) with, per suite and metric ('accuracy', 'loss'), ``value`` = the ablated value and
+    the extra columns heads (e.g. ``"L1H0,L0H0"``), method, clean and delta (= ablated -
+    clean); see the module docstring. A single prompts object or batch is suite ``"batch"``.
     """
     _check_method(method)
     heads = check_heads(heads, model)
-    label = format_heads(heads)
     rows: list[dict] = []
     for name, prompts in _on_model(model, as_prompt_suites(suites)).items():
         clean = accuracy_and_loss(_run_ablated(model, prompts, {}), prompts.targets)
         values = ablation_values(model, prompts, heads, method, seed)
         ablated = accuracy_and_loss(_run_ablated(model, prompts, values), prompts.targets)
-        rows.extend(_rows(name, label, method, clean, ablated))
+        rows.extend(_rows(name, heads, method, clean, ablated))
     return _frame(rows)
 
 
@@ -272,7 +289,7 @@ def ablate_each_head(
         values = ablation_values(model, prompts, all_heads, method, seed)
         for head in all_heads:
             ablated = accuracy_and_loss(_run_ablated(model, prompts, {head: values[head]}), prompts.targets)
-            rows.extend(_rows(name, format_heads([head]), method, clean, ablated))
+            rows.extend(_rows(name, [head], method, clean, ablated))
     return _frame(rows)
 
 
@@ -286,7 +303,7 @@ def ablation_over_checkpoints(
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> pd.DataFrame:
-    """Ablation across a run's checkpoints: the :func:`ablate_heads` table plus run, step.
+    """Ablation across a run's checkpoints: the :func:`ablate_heads` table with run and step.
 
     ``heads=None`` ablates each head in turn (:func:`ablate_each_head`); ``steps`` defaults
     to every checkpoint; ``n_seqs`` caps the sequences per suite; ``device`` (default: where
@@ -308,16 +325,12 @@ def ablation_over_checkpoints(
             df = ablate_each_head(model, suites, method, seed)
         else:
             df = ablate_heads(model, suites, heads, method, seed)
-        df.insert(0, "step", step)
-        df.insert(0, "run", run.name)
-        frames.append(df)
-    if not frames:
-        frames.append(_frame([]).assign(run=pd.Series(dtype="string"), step=pd.Series(dtype="int64")))
-    return pd.concat(frames, ignore_index=True)[["run", "step", *ABLATION_COLUMNS]]
+        frames.append(_frame(df, run=run.run_id, step=step))
+    return pd.concat(frames, ignore_index=True) if frames else _frame([])
 
 
 __all__ = [
-    "ABLATION_COLUMNS",
+    "ABLATION_EXTRA",
     "Head",
     "ablate_each_head",
     "ablate_heads",

@@ -72,10 +72,12 @@ from mmicl_interp.analyses.stats import (
     block_bootstrap_indices,
     correlation_block_length,
 )
+from mmicl_interp.analyses.tidy import COLUMNS
 
 CorrelationMethod = Literal["pearson", "spearman"]
 CORRELATION_METHODS: tuple[str, ...] = ("pearson", "spearman")
-SCORE_COLUMNS: tuple[str, ...] = ("run", "step", "suite", "metric", "layer", "head", "value")
+SCORE_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in ("src_layer", "src_head", "position"))
+"""The shared columns (:mod:`~mmicl_interp.analyses.tidy`) a score table must have."""
 MIN_POINTS = 3
 """Fewer checkpoints than this give NaN correlations and onsets."""
 MIN_RISE = 0.05

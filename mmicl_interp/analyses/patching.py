@@ -72,6 +72,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from transformer_lens import patching as tl_patching
 
+from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.data.layout import Layout
 from mmicl_interp.data.multimodal import MultimodalTask
 from mmicl_interp.data.task import Batch, Task
@@ -81,13 +82,6 @@ from mmicl_interp.types import CORRUPTIONS, Corruption
 
 QKV: tuple[str, ...] = ("k", "q", "v")
 """The receiver inputs path patching can reach."""
-PATCH_COLUMNS = ["run", "step", "suite", "metric", "layer", "head", "src_layer", "src_head", "value"]
-_DTYPES = {
-    **dict.fromkeys(("run", "suite", "metric"), "string"),
-    "step": "int64",
-    **dict.fromkeys(("layer", "head", "src_layer", "src_head"), "Int64"),
-    "value": "float64",
-}
 
 
 # ---------------------------------------------------------------------- corruption
@@ -494,7 +488,7 @@ def patching_table(
 ) -> pd.DataFrame:
     """Head-level patching results as a tidy table.
 
-    Columns run, step, suite, metric, layer, head, src_layer, src_head, value. Metrics:
+    The shared long format (:mod:`~mmicl_interp.analyses.tidy`; position is NA). Metrics:
     ``act_patch_head`` and ``attr_patch_head`` (layer/head the patched head, src NA),
     ``path_patch_k`` / ``_q`` / ``_v`` (layer/head the receiver, src_layer/src_head the
     sender). Values are normalised logit differences under the ``kind`` corruption.
@@ -537,12 +531,10 @@ def patching_table(
             for r in range(n_layers * n_heads):
                 if not math.isnan(values[s, r]):
                     add(f"path_patch_{c}", r // n_heads, r % n_heads, values[s, r], divmod(s, n_heads))
-    df = pd.DataFrame(rows, columns=PATCH_COLUMNS)
-    return df.astype(_DTYPES)
+    return tidy_table(rows)
 
 
 __all__ = [
-    "PATCH_COLUMNS",
     "PatchingSetup",
     "attribution_patch",
     "corrupt_batch",

@@ -11,7 +11,12 @@ The measures are defined by the layouts, so the same name can mean different tok
 1 but the M2 item in the triplet layout of stage 2; ``prev_token_label2`` (label -> M1 item,
 offset 2) exists only in stage 2. Stage 1's ``tiia`` (attention to the matching items, all
 M1) is reported as ``tiia_m1`` when stage 2 is multimodal, next to stage 2's ``tiia_m1``.
-A measure one stage lacks is NaN there.
+A measure one stage lacks is absent from that stage's rows (NaN in :func:`stage_wide`).
+
+:func:`stage_comparison` returns the shared long table (:mod:`~mmicl_interp.analyses.tidy`):
+each stage's rows carry its own run id and last step, suite ``icl`` and the extra column
+``stage`` (``stage1`` / ``stage2``); :func:`stage_wide` puts them side by side with
+``change = stage2 - stage1`` for reading.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import pandas as pd
 import torch
 
 from mmicl_interp.analyses.attention import attention_measures
+from mmicl_interp.analyses.tidy import head_rows, tidy_table
 from mmicl_interp.prompts import ICLPrompts
 from mmicl_interp.runs import Run, load_run
 
-STAGE_COLUMNS = ["metric", "layer", "head", "stage1", "stage2", "change"]
+STAGES: tuple[str, ...] = ("stage1", "stage2")
 
 
 def stage1_run(run: Run) -> Run:
@@ -55,28 +61,24 @@ def _measures(run: Run, n_seqs: int, device: torch.device | str | None) -> dict[
 def stage_comparison(run: Run, n_seqs: int = 300, device: torch.device | str | None = None) -> pd.DataFrame:
     """Every head's attention measures at the end of stage 1 and at the end of stage 2.
 
-    ``run`` is the stage-2 run. Returns columns metric, layer, head, stage1, stage2 and
-    change (stage2 - stage1), one row per (measure, layer, head), measures in stage 2's
-    order then stage-1-only ones. ``attrs`` holds both runs' names and steps and stage 2's
-    ``init_step``. Both runs are scored on ``n_seqs`` sequences of their own icl suite (as
+    ``run`` is the stage-2 run. Returns the long table (see the module docstring): one row
+    per (stage, measure, layer, head), measures in stage 2's order then stage-1-only ones.
+    ``attrs`` holds both runs' names and steps and stage 2's ``init_step``. Both runs are
+    scored on ``n_seqs`` sequences of their own icl suite (as
     :class:`~mmicl_interp.prompts.ICLPrompts`), on ``device`` (default: where the models load).
     """
     first = stage1_run(run)
     s1, s2 = _measures(first, n_seqs, device), _measures(run, n_seqs, device)
     if "tiia" in s1 and "tiia" not in s2 and "tiia_m1" in s2:
         s1["tiia_m1"] = s1.pop("tiia")  # stage 1's items are M1 items
+    order = [*s2, *(m for m in s1 if m not in s2)]
     rows: list[dict] = []
-    for metric in [*s2, *(m for m in s1 if m not in s2)]:
-        a, b = s1.get(metric), s2.get(metric)
-        shape = (b if b is not None else a).shape
-        for layer in range(shape[0]):
-            for head in range(shape[1]):
-                v1 = _at(a, layer, head)
-                v2 = _at(b, layer, head)
-                rows.append(dict(metric=metric, layer=layer, head=head, stage1=v1, stage2=v2, change=v2 - v1))
-    table = pd.DataFrame(rows, columns=STAGE_COLUMNS).astype(
-        {"metric": "string", "layer": "int64", "head": "int64"}
-    )
+    for stage, source, values in (("stage1", first, s1), ("stage2", run, s2)):
+        keys = dict(run=source.run_id, step=source.steps[-1], suite="icl", stage=stage)
+        for metric in order:
+            if metric in values:
+                rows.extend(head_rows(values[metric], metric, **keys))
+    table = tidy_table(rows, {"stage": "string"})
     table.attrs.update(
         stage1_run=first.name,
         stage1_path=str(first.path),
@@ -88,10 +90,16 @@ def stage_comparison(run: Run, n_seqs: int = 300, device: torch.device | str | N
     return table
 
 
-def _at(values: torch.Tensor | None, layer: int, head: int) -> float:
-    if values is None or layer >= values.shape[0] or head >= values.shape[1]:
-        return float("nan")
-    return float(values[layer, head])
+def stage_wide(table: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`stage_comparison` table side by side: metric, layer, head, stage1, stage2,
+    change (= stage2 - stage1; NaN where a stage lacks the measure), in the table's order."""
+    wide = table.pivot_table(
+        index=["metric", "layer", "head"], columns="stage", values="value", aggfunc="first", sort=False
+    )
+    wide = wide.reindex(columns=list(STAGES)).reset_index()
+    wide.columns.name = None
+    wide["change"] = wide["stage2"] - wide["stage1"]
+    return wide
 
 
-__all__ = ["STAGE_COLUMNS", "stage1_run", "stage_comparison"]
+__all__ = ["STAGES", "stage1_run", "stage_comparison", "stage_wide"]

@@ -2,16 +2,17 @@
 
 ``circuit_scores(run)`` loads every checkpoint, scores each head's attention measures on
 the icl suite (:mod:`mmicl_interp.analyses.attention`) and each suite's accuracy, loss
-and CLA, and returns a pandas DataFrame with one value per row:
+and CLA, and returns a pandas DataFrame with one value per row, in the shared long format
+of :mod:`mmicl_interp.analyses.tidy`:
 
-    run, step, suite, metric, layer, head, value
+    run, step, suite, metric, layer, head, src_layer, src_head, position, value
 
 ``layer`` and ``head`` are nullable integers, NA for model-level metrics (accuracy, loss,
-cla). ``run`` is the run id (:attr:`~mmicl_interp.runs.Run.run_id`: the manifest's
-``run_id``, else the run folder's name), never the config name, so tables of several runs
-concatenate; plots and correlations read this format. An encoder-pretraining run
-(``kind = "encoder"``) has no attention heads and no context: its table holds accuracy and
-loss only.
+cla); ``src_layer``, ``src_head`` and ``position`` are always NA here. ``run`` is the run
+id (:attr:`~mmicl_interp.runs.Run.run_id`: the manifest's ``run_id``, else the run folder's
+name), never the config name, so tables of several runs concatenate; plots and
+correlations read this format. An encoder-pretraining run (``kind = "encoder"``) has no
+attention heads and no context: its table holds accuracy and loss only.
 
 ``analyze_run(run, out)`` (``mmicl analyze``) adds a run to a table file that may hold
 other runs: it recomputes only this run's missing checkpoints, keeps every other run's
@@ -37,6 +38,8 @@ import pyarrow.parquet as pq
 import torch
 
 from mmicl_interp.analyses.attention import attention_measures, context_label_accuracy
+from mmicl_interp.analyses.tidy import COLUMNS as TIDY_COLUMNS
+from mmicl_interp.analyses.tidy import empty, tidy_table
 from mmicl_interp.config import ConfigError
 from mmicl_interp.data.task import Batch
 from mmicl_interp.io import CorruptFileError, Interrupted, atomic_write, check_writable, write_json
@@ -44,7 +47,9 @@ from mmicl_interp.progress import progress_bar
 from mmicl_interp.runs import Run, load_run, run_id_of
 from mmicl_interp.train.evaluate import accuracy_and_loss, suite_logits
 
-COLUMNS = ["run", "step", "suite", "metric", "layer", "head", "value"]
+COLUMNS = list(TIDY_COLUMNS)
+OPTIONAL = ("src_layer", "src_head", "position")
+"""Shared columns a table written before they existed may lack (read as null)."""
 RUNS_KEY = b"mmicl_runs"
 """Parquet key-value metadata: JSON ``{run id: identity of the run directory}``."""
 FORCE_HINT = "rerun `mmicl analyze` with --force to recompute it"
@@ -55,21 +60,7 @@ RunRecord = dict[str, dict[str, str]]
 
 def empty_table() -> pd.DataFrame:
     """A tidy table with no rows and the right column types."""
-    return _typed(pd.DataFrame(columns=COLUMNS))
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    return df.astype(
-        {
-            "run": "string",
-            "step": "int64",
-            "suite": "string",
-            "metric": "string",
-            "layer": "Int64",
-            "head": "Int64",
-            "value": "float64",
-        }
-    )
+    return empty()
 
 
 def checkpoint_rows(
@@ -168,7 +159,7 @@ def _score_steps(
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
-    return _typed(pd.DataFrame(rows, columns=COLUMNS)) if rows else empty_table()
+    return tidy_table(rows)
 
 
 def circuit_scores(
@@ -241,12 +232,12 @@ def _read(path: Path) -> tuple[pd.DataFrame, RunRecord]:
                 source = _sidecar(path)
                 runs = json.loads(source.read_text())
                 source = path
-        missing = [c for c in COLUMNS if c not in df.columns]
+        missing = [c for c in COLUMNS if c not in df.columns and c not in OPTIONAL]
         if missing:
             raise ValueError(f"no columns {missing}: not a table written by `mmicl analyze`")
         if not isinstance(runs, dict):
             raise ValueError("its run record is not a JSON object")
-        return _typed(df[COLUMNS]), runs
+        return tidy_table(df[[c for c in COLUMNS if c in df.columns]]), runs
     except FileNotFoundError:
         raise
     except (OSError, ValueError, TypeError, KeyError, pa.ArrowException) as err:

@@ -23,8 +23,8 @@ W_Q / W_K / W_V (``diag(w) W``; LayerNorm also its centring ``I - 11^T/d``), as
 TransformerLens's ``fold_ln`` does; the norm's data-dependent scale is not a weight and is
 ignored.
 
-Tidy table (:func:`composition_over_checkpoints`): columns run, step, suite, metric, layer,
-head, src_layer, src_head, value, with metrics ``q_comp``, ``k_comp``, ``v_comp``;
+Tidy table (:func:`composition_over_checkpoints`, the shared format of :mod:`~mmicl_interp.analyses.tidy`):
+metrics ``q_comp``, ``k_comp``, ``v_comp`` (position NA);
 ``layer``/``head`` name the RECEIVER and ``src_layer``/``src_head`` the SENDER (nullable
 Int64, so the table concatenates with the attention-measure table, whose rows have NA
 there). Weight scores depend on no data: ``suite`` is NA.
@@ -41,18 +41,12 @@ from jaxtyping import Float
 from transformer_lens import FactoredMatrix
 from transformer_lens.utilities import composition_scores as tl_composition_scores
 
+from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.runs import Run
 
 CompositionKind = Literal["q", "k", "v"]
 """Which input of the receiver the sender's output feeds: queries, keys or values."""
 COMPOSITION_KINDS: tuple[str, ...] = get_args(CompositionKind)
-COMPOSITION_COLUMNS = ["run", "step", "suite", "metric", "layer", "head", "src_layer", "src_head", "value"]
-_DTYPES = {
-    **dict.fromkeys(("run", "suite", "metric"), "string"),
-    "step": "int64",
-    **dict.fromkeys(("layer", "head", "src_layer", "src_head"), "Int64"),
-    "value": "float64",
-}
 
 
 def _check_head(model: torch.nn.Module, layer: int, head: int) -> None:
@@ -180,10 +174,6 @@ def composition_rows(
     return rows
 
 
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    return df.astype(_DTYPES)
-
-
 def composition_over_checkpoints(
     run: Run, steps: Iterable[int] | None = None, *, fold_norm: bool = True
 ) -> pd.DataFrame:
@@ -195,12 +185,11 @@ def composition_over_checkpoints(
         raise ValueError(f"steps: {missing} have no checkpoint in {run.path}; available: {available}")
     rows: list[dict] = []
     for step in steps:
-        rows.extend(composition_rows(run.model(step), run=run.name, step=step, fold_norm=fold_norm))
-    return _typed(pd.DataFrame(rows, columns=COMPOSITION_COLUMNS))
+        rows.extend(composition_rows(run.model(step), run=run.run_id, step=step, fold_norm=fold_norm))
+    return tidy_table(rows)
 
 
 __all__ = [
-    "COMPOSITION_COLUMNS",
     "COMPOSITION_KINDS",
     "CompositionKind",
     "all_composition_scores",

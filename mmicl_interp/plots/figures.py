@@ -56,7 +56,6 @@ ONSET_MARKS: tuple[tuple[str, str, str], ...] = (  # phases() column, label, col
 )
 XScale = Literal["category", "linear", "log"]
 X_SCALES: tuple[str, ...] = ("category", "linear", "log")
-ABLATION_COLUMNS: tuple[str, ...] = ("suite", "metric", "heads", "method", "clean", "ablated", "delta")
 SUITE_COLORS = {"test": "#636efa", "icl": "#ef553b", "icl_flip": "#00cc96", "iwl": "#ab63fa"}
 MEASURE_TITLES = {
     "prev_token": "previous-token",
@@ -476,14 +475,19 @@ def ablation_bars(
 ) -> go.Figure:
     """Bars of an ablation table: x = ablated heads, colour = suite, one panel per method.
 
-    ``value`` is ``"delta"`` (ablated - clean, default) or ``"ablated"``; clean and ablated
-    values are in the hover text.
+    ``ablation_df`` is an ablation table (:mod:`mmicl_interp.analyses.ablation`: the shared
+    columns, ``value`` = the ablated value, plus heads, method, clean, delta). ``value`` is
+    ``"delta"`` (ablated - clean, default) or ``"ablated"``; clean and ablated values are in
+    the hover text.
     """
+    from mmicl_interp.analyses.ablation import ABLATION_EXTRA
+
+    needed = ("suite", "metric", "value", *ABLATION_EXTRA)
     if not isinstance(ablation_df, pd.DataFrame):
         raise ValueError(f"ablation_df must be a pandas DataFrame, got {type(ablation_df).__name__}")
-    missing = [c for c in ABLATION_COLUMNS if c not in ablation_df.columns]
+    missing = [c for c in needed if c not in ablation_df.columns]
     if missing:
-        raise ValueError(f"ablation_df lacks columns {missing}; expected {', '.join(ABLATION_COLUMNS)}")
+        raise ValueError(f"ablation_df lacks columns {missing}; expected {', '.join(needed)}")
     if value not in ("delta", "ablated"):
         raise ValueError(f"value must be 'delta' or 'ablated'; got {value!r}")
     if ablation_df.empty:
@@ -505,12 +509,12 @@ def ablation_bars(
             fig.add_trace(
                 go.Bar(
                     x=sub["heads"].astype(str).tolist(),
-                    y=sub[value].astype(float).tolist(),
+                    y=sub["delta" if value == "delta" else "value"].astype(float).tolist(),
                     name=suite,
                     legendgroup=suite,
                     showlegend=j == 1,
                     marker_color=SUITE_COLORS.get(suite),
-                    customdata=np.stack([sub["clean"].astype(float), sub["ablated"].astype(float)], axis=1),
+                    customdata=np.stack([sub["clean"].astype(float), sub["value"].astype(float)], axis=1),
                     hovertemplate=(
                         "%{x}<br>clean %{customdata[0]:.3f}<br>ablated %{customdata[1]:.3f}"
                         "<br>delta %{y:.3f}<extra>" + suite + "</extra>"
@@ -737,7 +741,6 @@ def export_png(
 
 
 __all__ = [
-    "ABLATION_COLUMNS",
     "MIN_ONSET_RISE",
     "ONSET_MARKS",
     "X_SCALES",

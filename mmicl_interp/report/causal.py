@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.config import ConfigError
 from mmicl_interp.io import atomic_write_text
 from mmicl_interp.runs import Run
@@ -34,9 +35,14 @@ class TableReport:
     figures: list[tuple[str, Any]] = field(default_factory=list)
     notes: str = ""
 
+    @property
+    def shown(self) -> pd.DataFrame:
+        """The table as displayed: without the columns that are null on every row."""
+        return self.table.dropna(axis=1, how="all") if len(self.table) else self.table
+
     def to_markdown(self) -> str:
         meta = "\n".join(f"- {k}: {v}" for k, v in self.meta.items())
-        body = self.table.to_markdown(index=False, floatfmt=".4f") if len(self.table) else "(empty)"
+        body = self.shown.to_markdown(index=False, floatfmt=".4f") if len(self.table) else "(empty)"
         notes = f"\n{self.notes}\n" if self.notes else ""
         return f"# {self.title}\n\n{meta}\n{notes}\n{body}\n"
 
@@ -58,7 +64,7 @@ class TableReport:
         ]
         if self.notes:
             sections.append(("Notes", self.notes))
-        sections += [*self.figures, ("Table", self.table)]
+        sections += [*self.figures, ("Table", self.shown)]
         write_report(html, sections, title=self.title)
         return [md, js, html]
 
@@ -69,11 +75,10 @@ class TableReport:
 
         console = console or Console()
         table = Table(title=self.title, caption=", ".join(f"{k}={v}" for k, v in self.meta.items()))
-        for column in self.table.columns:
-            table.add_column(
-                str(column), justify="right" if self.table[column].dtype.kind in "fi" else "left"
-            )
-        for _, row in self.table.head(max_rows).iterrows():
+        shown = self.shown
+        for column in shown.columns:
+            table.add_column(str(column), justify="right" if shown[column].dtype.kind in "fi" else "left")
+        for _, row in shown.head(max_rows).iterrows():
             table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.tolist()))
         console.print(table)
         if self.notes:
@@ -248,16 +253,18 @@ def patching_report(
         for layer in range(n_layers):
             for head in range(n_heads):
                 rows.append(
-                    {"layer": layer, "head": head, "pos": "all", "value": float(per_head[layer, head])}
+                    dict(metric="act_patch_head", layer=layer, head=head, value=per_head[layer, head])
                 )
                 for pos in range(by_pos.shape[1]):
                     rows.append(
-                        {
-                            "layer": layer,
-                            "head": head,
-                            "pos": pos_names[pos],
-                            "value": float(by_pos[layer, pos, head]),
-                        }
+                        dict(
+                            metric="act_patch_head_pos",
+                            layer=layer,
+                            head=head,
+                            position=pos,
+                            position_kind=kinds[pos],
+                            value=by_pos[layer, pos, head],
+                        )
                     )
         figures.append(
             (
@@ -289,7 +296,13 @@ def patching_report(
     elif kind == "resid":
         resid = P.patch_resid_pre(model, setup)
         rows = [
-            {"layer": layer, "pos": pos_names[pos], "value": float(resid[layer, pos])}
+            dict(
+                metric="act_patch_resid_pre",
+                layer=layer,
+                position=pos,
+                position_kind=kinds[pos],
+                value=resid[layer, pos],
+            )
             for layer in range(n_layers)
             for pos in range(resid.shape[1])
         ]
@@ -304,11 +317,20 @@ def patching_report(
     elif kind == "path":
         paths = P.path_patch(model, setup)
         for which, values in paths.items():
-            for s, sender in enumerate(head_names):
-                for r, receiver in enumerate(head_names):
+            for s in range(len(head_names)):
+                for r in range(len(head_names)):
                     value = float(values[s, r])
                     if value == value:  # NaN where the receiver is not later than the sender
-                        rows.append({"sender": sender, "receiver": receiver, "input": which, "value": value})
+                        rows.append(
+                            dict(
+                                metric=f"path_patch_{which}",
+                                layer=r // n_heads,
+                                head=r % n_heads,
+                                src_layer=s // n_heads,
+                                src_head=s % n_heads,
+                                value=value,
+                            )
+                        )
             figures.append(
                 (
                     f"Path patching into receivers' {which}",
@@ -325,16 +347,11 @@ def patching_report(
     else:
         attribution = P.attribution_patch(model, setup)
         activation = P.patch_head_outputs(model, setup)
+        per_metric = (("attr_patch_head", attribution["head_out"]), ("act_patch_head", activation))
         for layer in range(n_layers):
             for head in range(n_heads):
-                rows.append(
-                    {
-                        "layer": layer,
-                        "head": head,
-                        "attribution": float(attribution["head_out"][layer, head]),
-                        "activation": float(activation[layer, head]),
-                    }
-                )
+                for metric, values in per_metric:
+                    rows.append(dict(metric=metric, layer=layer, head=head, value=values[layer, head]))
         figures.append(
             (
                 "Attribution patching, head outputs",
@@ -379,7 +396,13 @@ def patching_report(
     return TableReport(
         f"patch_step{step}_{kind}_{corruption}_seed{seed}_n{len(batch)}",
         f"Patching ({kind}): {run.name}, step {step}",
-        pd.DataFrame(rows),
+        tidy_table(
+            [{**r, "value": float(r["value"])} for r in rows],
+            {"position_kind": "string"},
+            run=run.run_id,
+            step=step,
+            suite="icl",
+        ),
         meta,
         figures,
         notes,

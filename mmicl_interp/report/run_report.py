@@ -140,7 +140,7 @@ def _n_text(n: int, n_seqs: int, recorded: bool, n_ckpt: int) -> str:
 def stage_section(run: Run, n_seqs: int = 200) -> Any:
     """The "Stage 1 vs stage 2 heads" section of a stage-2 run: a note and the table, or a
     note saying why there is no table (the stage-1 run is gone)."""
-    from mmicl_interp.analyses.stages import stage_comparison
+    from mmicl_interp.analyses.stages import stage_comparison, stage_wide
 
     try:
         table = stage_comparison(run, n_seqs=n_seqs)
@@ -160,7 +160,7 @@ def stage_section(run: Run, n_seqs: int = 200) -> Any:
             f" Caution: stage 2 was initialised from step {a['init_step']} of stage 1, not from its "
             f"last checkpoint {a['stage1_step']}."
         )
-    return [note, table]
+    return [note, stage_wide(table)]
 
 
 def onset_section(scores: pd.DataFrame, min_rise: float) -> list[Any]:

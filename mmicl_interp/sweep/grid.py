@@ -9,7 +9,7 @@
     [grid]                      # crossed in file order, the last key varying fastest
     "task.K" = [64, 512]
     "model.positions" = ["onehot", "rope"]
-    "train.seed" = [0, 1]
+    seed = [0, 1, 2]            # one seed for task, model and training data together
 
 Keys are dotted config fields (``section.key``); unquoted dotted keys (``task.K = [...]``)
 mean the same. :func:`load_grid` parses and checks the file; :meth:`Grid.points` expands
@@ -17,6 +17,12 @@ it into :class:`Point` s, each with its validated :class:`~mmicl_interp.config.R
 and a readable, filesystem-safe name built from its swept values
 (``K=64_positions=rope_seed=0``). Every problem raises :class:`ConfigError` naming the
 field (``base``, ``grid.task.K``, ``set.train.steps``, ...).
+
+The bare key ``seed`` (in ``[grid]`` or ``[set]``) is a seed axis that varies everything a
+run's randomness comes from: it sets ``task.seed``, ``model.seed`` and ``train.seed`` to the
+same value, so a "seed" is an independent task, initialisation and data stream. The
+evaluation suites' ``task.eval_seed`` stays fixed, so every seed is scored on the same
+held-out sequences. Sweeping ``train.seed`` alone varies only the data stream.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ else:  # pragma: no cover
 
 TOP_KEYS: tuple[str, ...] = ("base", "name", "set", "grid")
 RESERVED: tuple[str, ...] = ("name",)
+SEED_KEY = "seed"
+SEED_FIELDS: tuple[str, ...] = ("task.seed", "model.seed", "train.seed")
+"""What the bare ``seed`` key sets (see the module docstring)."""
 """Keys a grid may not set: each point's run is named by the sweep."""
 
 
@@ -99,6 +108,14 @@ class Grid:
         for key in axes:
             if key in fixed:
                 raise ConfigError(f"set.{key}", "is also swept in [grid]; keep it in one of them")
+        for section, table, other in (("grid", axes, fixed), ("set", fixed, axes)):
+            if SEED_KEY in table:
+                both = [k for k in SEED_FIELDS if k in table or k in other]
+                if both:
+                    raise ConfigError(
+                        f"{section}.{SEED_KEY}",
+                        f"sets {', '.join(SEED_FIELDS)} together; drop {', '.join(both)}",
+                    )
         return cls(base=_resolve_base(base, root), name=name, fixed=fixed, axes=axes)
 
     def labels(self) -> dict[str, str]:
@@ -120,14 +137,16 @@ class Grid:
         keys = list(self.axes)
         points: list[Point] = []
         seen: dict[str, dict[str, Any]] = {}
-        fixed_overrides = [f"{k}={toml_value(f'set.{k}', v)}" for k, v in self.fixed.items()]
+        fixed_overrides = [o for k, v in self.fixed.items() for o in _overrides("set", k, v)]
         for combo in itertools.product(*(self.axes[k] for k in keys)):
             values = dict(zip(keys, combo, strict=True))
             name = "_".join(f"{labels[k]}={_safe(_value_text(v))}" for k, v in values.items())
             if name in seen:
                 raise ConfigError("grid", f"points {seen[name]} and {values} get the same name {name!r}")
             seen[name] = values
-            overrides = fixed_overrides + [f"{k}={toml_value(f'grid.{k}', v)}" for k, v in values.items()]
+            overrides = fixed_overrides + [
+                o for k, v in values.items() for o in _overrides("grid", k, v)
+            ]
             config = self._load(overrides, name)
             config.name = name
             points.append(Point(name=name, values=values, config=config))
@@ -144,6 +163,16 @@ class Grid:
                     if key == err.field or key.startswith(err.field + "."):
                         raise ConfigError(f"{section}.{key}", err.message) from None
             raise ConfigError(err.field, f"{err.message} (at grid point {point})") from None
+
+
+def _overrides(section: str, key: str, value: Any) -> list[str]:
+    """``key=value`` overrides for one grid or set entry; ``seed`` expands to its fields."""
+    text = toml_value(f"{section}.{key}", value)
+    if key == SEED_KEY:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{section}.{key}", f"must be a non-negative integer, got {value!r}")
+        return [f"{field}={text}" for field in SEED_FIELDS]
+    return [f"{key}={text}"]
 
 
 def load_grid(path: str | Path) -> Grid:

@@ -6,9 +6,10 @@ unfinished one continues from its last checkpoint, a new one starts. The points 
 training go to an :class:`~mmicl_interp.sweep.executors.Executor`. Afterwards the metrics
 of every run become one tidy DataFrame, written to ``OUT/sweep.parquet``::
 
-    run, step, suite, metric, value, <one column per swept key, e.g. task.K>
+    run, step, suite, metric, layer, ..., value, <one column per swept key, e.g. task.K>
 
-with ``metric`` in ``accuracy, loss``; rows in grid order, then step, suite, metric.
+(the shared columns of :mod:`~mmicl_interp.analyses.tidy`, layer/head/... NA) with
+``metric`` in ``accuracy, loss``; rows in grid order, then step, suite, metric.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmicl_interp import checkpoints as ck
+from mmicl_interp.analyses.tidy import COLUMNS, tidy_table
 from mmicl_interp.config import ConfigError, RunConfig
 from mmicl_interp.io import CorruptFileError, Interrupted, atomic_write, read_json
 from mmicl_interp.progress import progress_bar
@@ -28,7 +30,8 @@ from mmicl_interp.sweep.grid import Grid, Point, load_grid
 
 TABLE = "sweep.parquet"
 METRICS: tuple[str, ...] = ("accuracy", "loss")
-BASE_COLUMNS: list[str] = ["run", "step", "suite", "metric", "value"]
+BASE_COLUMNS: tuple[str, ...] = COLUMNS
+"""A sweep table's shared columns (:mod:`~mmicl_interp.analyses.tidy`); the swept keys follow."""
 
 
 @dataclass
@@ -177,11 +180,8 @@ def sweep_table(points: list[Point], out: str | Path) -> pd.DataFrame:
                             "value": row[metric],
                         }
                     )
-    df = pd.DataFrame(records, columns=["_order", *BASE_COLUMNS])
+    df = tidy_table(records, {"_order": "int64"})
     df = df.sort_values(["_order", "step", "suite", "metric"], kind="stable", ignore_index=True)
-    df = df.astype(
-        {"run": "string", "step": "int64", "suite": "string", "metric": "string", "value": "float64"}
-    )
     by_name = {p.name: p for p in points}
     for key in keys:
         values = [p.values[key] for p in points]

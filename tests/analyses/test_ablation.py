@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmicl_interp.analyses.ablation import (
-    ABLATION_COLUMNS,
+    ABLATION_EXTRA,
     ablate_each_head,
     ablate_heads,
     ablated_logits,
@@ -18,6 +18,7 @@ from mmicl_interp.analyses.ablation import (
     parse_heads,
 )
 from mmicl_interp.analyses.attention import context_label_accuracy
+from mmicl_interp.analyses.tidy import COLUMNS
 from mmicl_interp.data.task import Batch
 from tests.test_prompts import LABEL_TOKENS, ToyLM, toy_patterns, toy_prompts
 
@@ -99,16 +100,18 @@ def test_mean_and_resample_ablation_change_nothing_on_identical_sequences(tiny_m
 
 def test_ablation_table_has_one_row_per_suite_and_metric(tiny_model, tiny_suites):
     df = ablate_heads(tiny_model, tiny_suites, [(1, 0), (0, 0)], "resample", seed=1)
-    assert list(df.columns) == ABLATION_COLUMNS
+    assert list(df.columns) == [*COLUMNS, *ABLATION_EXTRA]
     assert len(df) == 2 * len(tiny_suites)
+    assert df["layer"].isna().all() and df["run"].isna().all()  # a set of heads; no run given
     assert set(df["heads"]) == {"L1H0,L0H0"} and set(df["method"]) == {"resample"}
     assert set(df["metric"]) == {"accuracy", "loss"}
     torch.testing.assert_close(
-        torch.tensor(df["delta"].to_numpy()), torch.tensor((df["ablated"] - df["clean"]).to_numpy())
+        torch.tensor(df["delta"].to_numpy()), torch.tensor((df["value"] - df["clean"]).to_numpy())
     )
     each = ablate_each_head(tiny_model, tiny_suites["icl"], "zero")
     assert list(each["heads"].unique()) == ["L0H0", "L0H1", "L1H0", "L1H1"]
     assert set(each["suite"]) == {"batch"}
+    assert [(int(r.layer), int(r.head)) for r in each.itertuples()][::2] == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
 def test_ablating_the_trained_induction_head_removes_icl(icl_run):
@@ -125,12 +128,12 @@ def test_ablating_the_trained_induction_head_removes_icl(icl_run):
     for method in ("zero", "mean", "resample"):
         df = ablate_heads(icl_run.model, suites, "L1H0", method).set_index(["suite", "metric"])
         assert df.loc[("icl", "accuracy"), "clean"] > 0.8
-        assert df.loc[("icl", "accuracy"), "ablated"] < 1.5 / n_context_labels, method
+        assert df.loc[("icl", "accuracy"), "value"] < 1.5 / n_context_labels, method
         assert df.loc[("icl", "loss"), "delta"] > 1.0, method
     logits = ablated_logits(icl_run.model, suites["icl"], "L1H0", "mean")
     assert context_label_accuracy(logits, suites["icl"]) > 0.5  # still a context label
     df = ablate_heads(icl_run.model, suites, "L1H0", "resample").set_index(["suite", "metric"])
-    assert df.loc[("icl", "accuracy"), "ablated"] < 2 * chance
+    assert df.loc[("icl", "accuracy"), "value"] < 2 * chance
     each = ablate_each_head(icl_run.model, suites, "mean").set_index(["suite", "metric", "heads"])
     # both heads of the circuit are needed: the previous-token head too
     assert each.loc[("icl", "accuracy", "L0H0"), "delta"] < -0.4
@@ -140,8 +143,8 @@ def test_ablating_the_trained_induction_head_removes_icl(icl_run):
 def test_ablation_over_checkpoints_adds_run_and_step(icl_run):
     run = icl_run.run
     df = ablation_over_checkpoints(run, "L1H0", "mean", steps=[0, 400], n_seqs=64)
-    assert list(df.columns) == ["run", "step", *ABLATION_COLUMNS]
-    assert set(df["step"]) == {0, 400} and set(df["run"]) == {run.name}
+    assert list(df.columns) == [*COLUMNS, *ABLATION_EXTRA]
+    assert set(df["step"]) == {0, 400} and set(df["run"]) == {run.run_id}
     icl_acc = df[(df.suite == "icl") & (df.metric == "accuracy")].set_index("step")
     assert icl_acc.loc[400, "delta"] < icl_acc.loc[0, "delta"]
     with pytest.raises(ValueError, match=r"steps: \[7\] have no checkpoint"):
@@ -182,5 +185,5 @@ def test_ablation_on_token_prompts_reads_label_logits_at_each_readout_row():
     torch.testing.assert_close(ablated_logits(model, prompts, "L1H1", "zero"), want)
     df = ablate_heads(model, {"toy": prompts}, "L1H1", "zero").set_index("metric")
     acc = (want.argmax(-1) == prompts.targets).float().mean().item()
-    assert df.loc["accuracy", "ablated"] == pytest.approx(acc)
+    assert df.loc["accuracy", "value"] == pytest.approx(acc)
     assert set(df["suite"]) == {"toy"}

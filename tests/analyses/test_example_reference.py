@@ -74,9 +74,9 @@ def compute_through_prompts(step: int, device: str = "cpu") -> dict:
     model = run.model(step).to(device)
     rec: dict = {"measures": {k: ref.as_list(v) for k, v in attention_measures(model, suites["icl"]).items()}}
     rec["ablation"] = {
-        f"{method}:{heads}": ablate_heads(model, suites, heads, method, seed=0)[
-            ["suite", "metric", "clean", "ablated"]
-        ].to_dict("records")
+        f"{method}:{heads}": ablate_heads(model, suites, heads, method, seed=0)
+        .rename(columns={"value": "ablated"})[["suite", "metric", "clean", "ablated"]]
+        .to_dict("records")
         for method in ("zero", "mean", "resample")
         for heads in ("L0H0", "L1H0", "L0H0,L1H0")
     }

@@ -111,7 +111,7 @@ def test_ablating_the_induction_head_drops_icl_to_chance(circuit):
     for method in ("zero", "mean"):
         df = ablate_heads(model, {"icl": suites["icl"]}, [INDUCTION], method).set_index("metric")
         assert df.loc["accuracy", "clean"] > 0.9
-        assert df.loc["accuracy", "ablated"] < 2 * chance, method
+        assert df.loc["accuracy", "value"] < 2 * chance, method
     each = ablate_each_head(model, suites["icl"], "mean").set_index(["metric", "heads"])["delta"]
     assert each[("accuracy", "L0H0")] < -0.5  # the previous-token head is needed too
     assert abs(each[("accuracy", "L0H1")]) < 0.05 and abs(each[("accuracy", "L1H0")]) < 0.05

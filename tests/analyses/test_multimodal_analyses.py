@@ -10,7 +10,8 @@ import torch
 from mmicl_interp import load_run
 from mmicl_interp.analyses.attention import attention_measures
 from mmicl_interp.analyses.patching import corrupt_batch
-from mmicl_interp.analyses.stages import STAGE_COLUMNS, stage_comparison
+from mmicl_interp.analyses.stages import stage_comparison, stage_wide
+from mmicl_interp.analyses.tidy import COLUMNS
 from mmicl_interp.cli import main
 from mmicl_interp.config import ModelConfig, MultimodalTaskConfig, RunConfig
 from mmicl_interp.data.multimodal import MultimodalTask
@@ -141,21 +142,28 @@ def test_patch_cli_accepts_item_m2_on_multimodal_runs_and_refuses_it_on_unimodal
 def test_stage_comparison_puts_both_stages_side_by_side(stages):
     stage1, stage2 = stages
     run = load_run(stage2)
-    table = stage_comparison(run, n_seqs=32, device="cpu")
-    assert list(table.columns) == STAGE_COLUMNS
+    long = stage_comparison(run, n_seqs=32, device="cpu")
+    assert list(long.columns) == [*COLUMNS, "stage"]
+    first = load_run(stage1)
+    assert set(long.loc[long["stage"] == "stage1", "run"]) == {first.run_id}
+    assert set(long.loc[long["stage"] == "stage2", "run"]) == {run.run_id}
+    table = stage_wide(long)
+    assert list(table.columns) == ["metric", "layer", "head", "stage1", "stage2", "change"]
     assert set(table["metric"]) == MM_KEYS
     assert len(table) == len(MM_KEYS) * 2  # 2 layers x 1 head
-    assert table.attrs["stage1_step"] == 12 and table.attrs["stage2_step"] == 12
+    assert long.attrs["stage1_step"] == 12 and long.attrs["stage2_step"] == 12
     both = table[~table["metric"].isin(["prev_token_label2", "tiia_m2"])]
     assert both[["stage1", "stage2"]].notna().all().all()
     assert table.loc[table["metric"] == "prev_token_label2", "stage1"].isna().all()
     # stage 1 is scored on its own (unimodal) icl suite, stage 2 on its own
-    first = load_run(stage1)
     s1 = attention_measures(first.model(), first.suites(32)["icl"], first.layout)
     s2 = attention_measures(run.model(), run.suites(32)["icl"], run.layout)
     ih = table[table["metric"] == "ih"].sort_values("layer")
     torch.testing.assert_close(torch.tensor(ih["stage1"].to_numpy()).float(), s1["ih"][:, 0])
     torch.testing.assert_close(torch.tensor(ih["stage2"].to_numpy()).float(), s2["ih"][:, 0])
+    torch.testing.assert_close(
+        torch.tensor(ih["change"].to_numpy()).float(), s2["ih"][:, 0] - s1["ih"][:, 0]
+    )
     tiia = table[table["metric"] == "tiia_m1"].sort_values("layer")
     torch.testing.assert_close(torch.tensor(tiia["stage1"].to_numpy()).float(), s1["tiia"][:, 0])
 

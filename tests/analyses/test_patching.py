@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from mmicl_interp.analyses.patching import (
-    PATCH_COLUMNS,
     attribution_patch,
     corrupt_batch,
     logit_diff,
@@ -19,6 +18,7 @@ from mmicl_interp.analyses.patching import (
     path_patch,
     prepare_patching,
 )
+from mmicl_interp.analyses.tidy import COLUMNS
 from tests.test_prompts import LABEL_TOKENS, ToyLM, toy_patterns, toy_prompts
 
 
@@ -210,7 +210,7 @@ def test_trained_prev_token_head_feeds_the_induction_head_through_its_keys(icl_r
 
 def test_patching_table_is_tidy(tiny_task, tiny_model, icl_batch):
     df = patching_table(tiny_model, icl_batch, tiny_task, tiny_task.layout, "item", run="r", step=3)
-    assert list(df.columns) == PATCH_COLUMNS
+    assert list(df.columns) == list(COLUMNS) and df["position"].isna().all()
     assert set(df["metric"]) == {
         "act_patch_head",
         "attr_patch_head",

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformer_lens import FactoredMatrix
 
+from mmicl_interp.analyses.tidy import COLUMNS
 from mmicl_interp.analyses.weights import (
-    COMPOSITION_COLUMNS,
     all_composition_scores,
     composition_over_checkpoints,
     composition_scores,
@@ -93,7 +93,7 @@ def test_composition_is_scale_invariant(model):
 def test_composition_over_checkpoints_is_tidy_and_shows_k_composition_forming(icl_run):
     run = icl_run.run
     df = composition_over_checkpoints(run)
-    assert list(df.columns) == COMPOSITION_COLUMNS
+    assert list(df.columns) == list(COLUMNS) and set(df["run"]) == {run.run_id}
     assert len(df) == 3 * len(run.steps)  # 3 kinds x 1 pair (L0H0 -> L1H0) x checkpoints
     assert (df["layer"] == 1).all() and (df["src_layer"] == 0).all() and df["suite"].isna().all()
     last = df[df.step == run.steps[-1]].set_index("metric")["value"]

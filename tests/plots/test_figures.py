@@ -46,7 +46,7 @@ def ablation_table() -> pd.DataFrame:
                             heads=heads,
                             method=method,
                             clean=clean,
-                            ablated=clean + d,
+                            value=clean + d,
                             delta=d,
                         )
                     )

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mmicl_interp import checkpoints as ck
+from mmicl_interp.analyses.tidy import COLUMNS
 from mmicl_interp.cli import main
 from mmicl_interp.config import ConfigError
 from mmicl_interp.sweep import Grid, LocalExecutor, load_grid, make_executor, run_sweep
@@ -134,7 +135,8 @@ def test_local_sweep_is_deterministic_and_a_rerun_skips_every_run(swept):
     assert two.n_trained == 2 and not any(r.already_complete for r in two.results)
 
     table = two.table
-    assert list(table.columns) == ["run", "step", "suite", "metric", "value", "model.positions"]
+    assert list(table.columns) == [*COLUMNS, "model.positions"]
+    assert table["layer"].isna().all() and table["step"].notna().all()
     assert len(table) == 2 * 3 * 5 * 2 - 2 * 2  # 2 runs x steps 0,3,6 x 5 suites x 2 metrics; no train at 0
     assert table["run"].tolist() == sorted(table["run"].tolist())
     first = table[table["run"] == "positions=onehot"]
@@ -188,3 +190,27 @@ def test_ray_executor_started_locally_gives_the_same_table_as_the_local_executor
         ray.shutdown()
     assert result.n_trained == 2
     pd.testing.assert_frame_equal(result.table, local.table)
+
+
+def test_seed_axis_sets_task_model_and_train_seeds_together(tmp_path):
+    """``seed`` varies every source of randomness; eval_seed stays fixed across points."""
+    from mmicl_interp.sweep.grid import Grid
+
+    grid = Grid.from_dict({"base": "default", "grid": {"seed": [3, 7]}, "set": {"train.steps": 5}})
+    points = grid.points()
+    assert [p.name for p in points] == ["seed=3", "seed=7"]
+    for p, s in zip(points, (3, 7), strict=True):
+        assert (p.config.task.seed, p.config.model.seed, p.config.train.seed) == (s, s, s)
+    assert points[0].config.task.eval_seed == points[1].config.task.eval_seed
+
+
+def test_seed_axis_rejects_a_field_it_sets_and_bad_values():
+    from mmicl_interp.config import ConfigError
+    from mmicl_interp.sweep.grid import Grid
+
+    with pytest.raises(ConfigError) as err:
+        Grid.from_dict({"base": "default", "grid": {"seed": [0, 1]}, "set": {"train.seed": 2}})
+    assert err.value.field == "grid.seed" and "train.seed" in err.value.message
+    with pytest.raises(ConfigError) as err:
+        Grid.from_dict({"base": "default", "grid": {"seed": [-1]}}).points()
+    assert err.value.field == "grid.seed"
