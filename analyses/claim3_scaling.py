@@ -1,14 +1,18 @@
 """Claim 3 (SCIENCE.md section 6): more heads (and less so more layers) shift learning toward
 IWL; bigger models need stronger statistical cues (a larger K) for ICL.
 
-Two K sweeps of the default config, two seeds each: the number of heads in {1, 2, 4, 8} at 2
+Two K sweeps of the default config (K in {128, 192, 256, 352, 512}, 3000 steps), five seeds
+each (task, model and data seeds together): the number of heads in {1, 2, 4, 8} at 2
 layers (``grids/claim3_heads.toml``; every head keeps the default width d_head = 57, so more
 heads is a wider model) and the number of layers in {2, 3, 4} with one head
 (``grids/claim3_layers.toml``); and, as a follow-up, 1 vs 8 heads at K = 2048 for 3000
 steps (``grids/claim3_heads_long.toml``: is a plateau at 1000 steps a threshold or a delay?).
 Writes the threshold K (smallest K whose mean final icl accuracy reaches 0.5) per model
-size, the final icl / iwl per (size, K) and the follow-up's steps to icl 0.5 to
-``analyses/results/claim3_scaling.md``, and one figure (HTML; PNG with kaleido).
+size with a seed-bootstrap interval on the crossing, the final icl / iwl per (size, K) and the
+follow-up's steps to icl 0.5 to ``analyses/results/claim3_scaling.md``, one figure (HTML; PNG
+with kaleido), and the verdicts to section "3" of ``analyses/results/claims.json``: the
+crossing K of the largest size over the smallest's, with a conservative interval; overlapping
+intervals read "inside noise".
 
     .venv/bin/python analyses/claim3_scaling.py [--grid FILE ...] [--out DIR] [--workers N]
 """
@@ -16,6 +20,8 @@ size, the final icl / iwl per (size, K) and the follow-up's steps to icl 0.5 to
 from __future__ import annotations
 
 import math
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,16 +29,29 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from mmicl_interp.analyses.correlation import crossing_step
+from mmicl_interp.sweep.claims import (
+    SEED_KEYS,
+    Section,
+    SubClaim,
+    command_line,
+    n_seeds,
+    n_unique_configs,
+    ratio_interval,
+    verdict,
+    write_section,
+)
 from mmicl_interp.sweep.summary import (
     claim_parser,
     final_values,
     format_threshold,
+    format_threshold_interval,
     markdown_table,
     run_grids,
     short,
     spread_trace,
     swept_keys,
     threshold,
+    threshold_bootstrap,
     wide,
     write_results,
 )
@@ -55,9 +74,40 @@ def follow_up(table: pd.DataFrame, size: str, steps: int) -> list[str]:
     return markdown_table(header, rows)
 
 
+SIZE_TEXT = {
+    "model.n_heads": "more heads shift learning toward IWL (raise the K threshold)",
+    "model.n_layers": "more layers shift learning toward IWL (raise the K threshold)",
+}
+
+
+def size_subclaim(sid: str, size: str, boot: pd.DataFrame, common: dict, largest: float) -> SubClaim:
+    """The crossing K of the largest ``size`` over the smallest's, with a conservative interval."""
+    boot = boot.set_index(size).sort_index()
+    small, big = boot.index[0], boot.index[-1]
+    effect, lo, hi = ratio_interval(boot.loc[big], boot.loc[small])
+    cells = "; ".join(
+        f"{short(size)} {v}: {format_threshold_interval(r, largest)}" for v, r in boot.iterrows()
+    )
+    return SubClaim(
+        sid,
+        SIZE_TEXT.get(size, f"larger {short(size)} raises the K threshold"),
+        verdict(effect, [lo, hi], null=1.0, n_seeds=common["n_seeds"]),
+        effect,
+        f"crossing K, {short(size)} = {big} / {small}",
+        [lo, hi],
+        "conservative: ratio of the 95% seed-bootstrap bounds",
+        notes=f"crossing K [95% seed bootstrap]: {cells}",
+        **common,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
+    t0 = time.perf_counter()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results").parse_args(argv)
     done = run_grids(args.grid, args.runs, args.workers)
+    subs: list[SubClaim] = []
+    command = command_line("claim3_scaling", argv)
     lines = [
         "# Claim 3: model scaling vs the data-complexity threshold",
         "",
@@ -67,14 +117,16 @@ def main(argv: list[str] | None = None) -> None:
         "interpolated on log K. Command: `.venv/bin/python analyses/claim3_scaling.py`; "
         f"wall time {done.timing()}.",
     ]
-    k_grids = [(g, r) for g, r in zip(done.grids, done.results, strict=True) if K in swept_keys(r.table)]
+    k_grids = [
+        (g, r) for g, r in zip(done.grids, done.results, strict=True) if K in swept_keys(r.table, SEED_KEYS)
+    ]
     fig = make_subplots(
         rows=1,
         cols=2 * len(k_grids),
         subplot_titles=[f"{g.name}: {suite}" for g, _ in k_grids for suite in ("icl", "iwl")],
     )
     for grid, result in zip(done.grids, done.results, strict=True):
-        size = next(k for k in swept_keys(result.table) if k != K)
+        size = next(k for k in swept_keys(result.table, SEED_KEYS) if k != K)
         if (grid, result) not in k_grids:
             fixed = ", ".join(f"{short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
             steps = grid.points()[0].config.train.steps
@@ -87,14 +139,24 @@ def main(argv: list[str] | None = None) -> None:
         found = threshold(summary, K, by=[size])
         crossing = threshold(summary, K, by=[size], interpolate=True)
         largest = summary[K].max()
+        boot = threshold_bootstrap(result.table, K, by=[size])
+        boot_text = {r[size]: format_threshold_interval(r, largest) for _, r in boot.iterrows()}
         lines += ["", f"## {short(size)} ({grid.name})", ""]
         lines += markdown_table(
-            [short(size), "threshold K", "crossing K (log-interpolated)"],
+            [short(size), "threshold K", "crossing K (log-interpolated)", "crossing K [95% seed bootstrap]"],
             [
-                [v, format_threshold(t, largest), format_threshold(crossing[v], largest)]
+                [v, format_threshold(t, largest), format_threshold(crossing[v], largest), boot_text[v]]
                 for v, t in found.items()
             ],
         )
+        common = dict(
+            n_runs=len(result.results),
+            n_unique_configs=n_unique_configs([r.run_dir for r in result.results]),
+            n_seeds=n_seeds(result.table),
+            steps=grid.points()[0].config.train.steps,
+            command=command,
+        )
+        subs.append(size_subclaim(f"3{'abcdefgh'[len(subs)]}", size, boot, common, largest))
         lines += [""]
         table = wide(summary, [size, K])
         lines += markdown_table(
@@ -125,6 +187,13 @@ def main(argv: list[str] | None = None) -> None:
         title="Claim 3: final icl and iwl vs K by heads and by layers (error bars: min/max over seeds)",
         width=1500,
         png=not args.no_png,
+    )
+    wall = time.perf_counter() - t0
+    for sc in subs:
+        sc.wall_time_s = wall
+    write_section(
+        Path(args.out) / "claims.json",
+        Section("3", "Scaling: more heads (less so layers) shift toward IWL", subs, command, wall),
     )
 
 

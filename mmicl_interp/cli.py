@@ -8,6 +8,9 @@
 [--n-seqs N] [--seed S] [--device D]``
 ``mmicl report RUN [--out FILE.html] [--n-seqs N] [--device D]``
 ``mmicl sweep GRID [--out DIR] [--executor local|ray [--address auto]] [--workers N] [--device D] [--quiet]``
+``mmicl heads MODEL --prompts SPEC [--shots N --ways N --n-prompts N --device D --dtype T --seed S
+--out DIR]``
+``mmicl knockout MODEL --prompts SPEC (--heads L3H5,... | --top-k K) [--method zero|mean] [--out DIR]``
 
 CONFIG is a TOML path or the name of a shipped config in ``mmicl_interp/configs`` (e.g.
 ``default``). Bad input (an invalid value, an unknown key, a TOML syntax error, a missing
@@ -197,6 +200,41 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_heads(args: argparse.Namespace) -> int:
+    from mmicl_interp.real.commands import run_heads
+
+    return run_heads(args, _device(args))
+
+
+def _cmd_knockout(args: argparse.Namespace) -> int:
+    from mmicl_interp.real.commands import run_knockout
+
+    return run_knockout(args, _device(args))
+
+
+def _real_model_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``heads`` and ``knockout`` (a Hugging Face model and its prompts)."""
+    p.add_argument("model", help="Hugging Face model name or local folder (TransformerLens bridge)")
+    p.add_argument(
+        "--prompts",
+        required=True,
+        help="text | text:flipped | text:[flipped:]FILE (.json/.jsonl/.csv, columns item,label) | "
+        "images:DIR (one subfolder per class) | open_mi:DIR (VL-ICL Bench)",
+    )
+    p.add_argument("--shots", type=positive_int, default=2, help="examples per label in context (default: 2)")
+    p.add_argument("--ways", type=positive_int, default=2, help="candidate labels per prompt (default: 2)")
+    p.add_argument("--n-prompts", type=positive_int, default=50, help="prompts (default: 50)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="prompts per forward (default: 4)")
+    p.add_argument(
+        "--n-random", type=positive_int, default=10, help="random k-head draws, >= 10 (default: 10)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompts and random heads")
+    p.add_argument("--dtype", default="float32", help="float32 | float16 | bfloat16 (default: float32)")
+    p.add_argument("--out", default=None, help="output folder (default: real/<model>_<prompt set>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (argparse turns the ValueError into one usage line, exit 2)."""
     try:
@@ -315,6 +353,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help=TRAIN_DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("heads", help="score every head of a Hugging Face model on few-shot prompts")
+    _real_model_options(p)
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=5,
+        help="knock out the top-k induction and previous-token heads vs random k-head draws (0: skip)",
+    )
+    p.add_argument(
+        "--patch", action="store_true", help="patch each head under label corruption (layers x heads runs)"
+    )
+    p.set_defaults(func=_cmd_heads)
+
+    p = sub.add_parser("knockout", help="knock out heads of a Hugging Face model vs random heads")
+    _real_model_options(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--heads", default=None, help="heads knocked out together, e.g. L3H5,L2H1")
+    which.add_argument(
+        "--top-k", type=positive_int, default=None, help="the top-k induction and previous-token heads"
+    )
+    p.add_argument("--method", default="mean", help="zero | mean (default: mean)")
+    p.set_defaults(func=_cmd_knockout)
     return parser
 
 

@@ -354,6 +354,9 @@ class TrainConfig:
     """Spacing of linear checkpoints."""
     ckpt_steps: list[int] = field(default_factory=list)
     """Explicit checkpoint steps."""
+    ckpt_dense: list[int] = field(default_factory=list)
+    """``[start, stop, every]``: also a checkpoint at start, start+every, ... up to stop (e.g. around
+    the ICL transition), added to whichever ``ckpt_schedule`` is chosen; empty = none."""
     threads: int = 0
     """torch threads (0 = leave torch's default)."""
     seed: int = 0
@@ -383,6 +386,21 @@ class TrainConfig:
             isinstance(s, int) and 0 <= s <= self.steps for s in self.ckpt_steps
         ):
             raise ConfigError("train.ckpt_steps", f"must be a list of integers in [0, steps={self.steps}]")
+        dense = self.ckpt_dense
+        if not isinstance(dense, list) or (
+            dense
+            and not (
+                len(dense) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in dense)
+                and 0 <= dense[0] < dense[1] <= self.steps
+                and dense[2] >= 1
+            )
+        ):
+            raise ConfigError(
+                "train.ckpt_dense",
+                f"must be [] or [start, stop, every] with 0 <= start < stop <= steps={self.steps} "
+                f"and every >= 1, got {dense!r}",
+            )
         if not isinstance(self.device, str) or not re.fullmatch(DEVICE_PATTERN, self.device):
             raise ConfigError("train.device", f"must be {DEVICE_CHOICES}; got {self.device!r}")
         _choice(self, "train", "precision", PRECISIONS)
@@ -712,6 +730,7 @@ def memory_estimate(config: RunConfig) -> list[tuple[str, float, str]]:
         parts.append(("model.n_max", buffers, f"causal masks of 2*n_max+1={n_max} positions per layer"))
     n_evals = tr.steps // tr.eval_every + 1
     n_linear = tr.steps // tr.ckpt_every + 1 if tr.ckpt_schedule in ("linear", "union") else 0
+    n_linear += n_dense_checkpoints(tr)
     parts.append(("train.steps", 150.0 * (n_evals + n_linear), f"the schedule's {n_evals} eval steps"))
     return parts
 
@@ -725,7 +744,16 @@ def n_checkpoints(train: TrainConfig) -> int:
         n += train.steps // train.ckpt_every + 1
     if kind in ("list", "union"):
         n += len(train.ckpt_steps)
+    n += n_dense_checkpoints(train)
     return min(n, train.steps + 1)
+
+
+def n_dense_checkpoints(train: TrainConfig) -> int:
+    """How many checkpoints ``train.ckpt_dense`` adds, at most (0 when it is empty)."""
+    if not train.ckpt_dense:
+        return 0
+    start, stop, every = train.ckpt_dense
+    return (stop - start) // every + 1
 
 
 def available_memory() -> int | None:

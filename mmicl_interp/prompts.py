@@ -296,10 +296,15 @@ class ICLPrompts:
         """
         acts: dict[str, torch.Tensor] = {}
 
-        def keep(act, hook):
-            acts[hook.name] = act.detach()
+        def keeper(name: str) -> Callable:
+            # keyed by the name asked for: a TransformerBridge serves some names through an
+            # alias (its ``blocks.{l}.attn.hook_z`` is the hook point ``blocks.{l}.attn.o.hook_in``)
+            def keep(act, hook):
+                acts[name] = act.detach()
 
-        hooks = [*fwd_hooks, *((name, keep) for name in cache)]
+            return keep
+
+        hooks = [*fwd_hooks, *((name, keeper(name)) for name in cache)]
         out = model.run_with_hooks(self.inputs, **self.kwargs, fwd_hooks=hooks)
         return out, acts
 

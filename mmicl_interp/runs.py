@@ -39,7 +39,9 @@ class Run:
     device: Any = field(default=None, compare=False)
     """Where :meth:`model` and :meth:`suites` put models and batches unless told otherwise
     (a device name or ``torch.device``; None: the CPU). ``mmicl ... --device`` sets it."""
-    _suites: dict[int, dict[str, Batch]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _suites: dict[int | tuple[int, int], dict[str, Batch]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     """Suite draws by size (see :meth:`suites`)."""
 
     @property
@@ -108,7 +110,7 @@ class Run:
         model.eval()
         return model.to(where)
 
-    def suites(self, size: int | None = None) -> dict[str, Batch]:
+    def suites(self, size: int | None = None, *, B: int | None = None) -> dict[str, Batch]:
         """The run's eval suites, redrawn from the stored task and eval seed; the first ``size``
         sequences of each (default: all ``task.eval_size``, the suites training evaluated on).
 
@@ -119,12 +121,16 @@ class Run:
         first ``eval_size`` differ from the eval suites. Draws are cached on the run (on the
         CPU); the batches share tensors with the cache, so do not modify them in place. With a
         run :attr:`device` set, the batches come on that device.
+
+        ``B`` redraws the suites with another burstiness (``Task.with_config(B=B)``: the same
+        classes and labels, the same eval seed): e.g. ``B=2`` gives runs trained at different
+        B one common icl suite, whose context-label plateau 1/(N/B) is the same for all.
         """
         eval_size = self.config.task.eval_size
         size = eval_size if size is None else size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size: expected a positive number of sequences, got {size!r}")
-        drawn = self._draw(max(size, eval_size))
+        drawn = self._draw(max(size, eval_size), B)
         suites = {name: batch[:size] for name, batch in drawn.items()}
         if self.device is None:
             return suites
@@ -133,13 +139,18 @@ class Run:
         where = resolve_device(self.device, "device")
         return {name: batch.to(where) for name, batch in suites.items()}
 
-    def _draw(self, size: int) -> dict[str, Batch]:
-        """All suites at ``size`` sequences each, drawn once per size and kept."""
-        if size not in self._suites:
+    def _draw(self, size: int, B: int | None = None) -> dict[str, Batch]:
+        """All suites at ``size`` sequences each (burstiness ``B``), drawn once and kept."""
+        key = size if B is None else (size, B)
+        if key not in self._suites:
             task = training_task(self.config, self.task)
+            if B is not None:
+                if not hasattr(task, "with_config") or self.config.kind != "unimodal":
+                    raise ValueError(f"B: suites with another B need a unimodal run; {self.path} is not")
+                task = task.with_config(B=B)
             shift = max_pos_shift(self.config.model, task.layout.n_ctx) if task.layout else 0
-            self._suites[size] = task.suites(self.config.task.eval_seed, size, max_shift=shift)
-        return self._suites[size]
+            self._suites[key] = task.suites(self.config.task.eval_seed, size, max_shift=shift)
+        return self._suites[key]
 
     def metrics(self) -> pd.DataFrame:
         """The eval table: one row per (step, suite) with accuracy, loss, chance."""

@@ -1,6 +1,7 @@
 """Miniatures of the analyses/ claim scripts (tiny config, 2 K values, 6 steps), so they cannot rot."""
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 import torch
 
 from mmicl_interp import load_run
+from mmicl_interp.analyses.attention import attention_measures
+from mmicl_interp.sweep.claims import END, START, VERDICTS
 from tests.conftest import TINY_TOML as TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,10 +43,19 @@ def _run(script: str, tmp_path: Path, grids: list[str]) -> str:
     return (out / f"{script}.md").read_text()
 
 
+def _section(tmp_path: Path, key: str) -> dict:
+    """Section ``key`` of the claims.json a script wrote into tmp_path/results."""
+    data = json.loads((tmp_path / "results" / "claims.json").read_text())
+    section = data["claims"][key]
+    for sub in section["subclaims"]:
+        assert sub["verdict"] in VERDICTS
+    return section
+
+
 @pytest.mark.slow
 def test_claim1_script_reports_each_sweep_and_the_K_crossing(tmp_path):
     grids = [
-        _grid(tmp_path, "mini_K", '"task.K" = [64, 128]\n"train.seed" = [0, 1]\n'),
+        _grid(tmp_path, "mini_K", '"task.K" = [64, 128]\nseed = [0, 1]\n'),  # the task+model+data seed axis
         _grid(tmp_path, "mini_B", '"task.B" = [1, 2]\n"train.seed" = [0]\n'),
     ]
     text = _run("claim1_data_complexity", tmp_path, grids)
@@ -51,6 +63,33 @@ def test_claim1_script_reports_each_sweep_and_the_K_crossing(tmp_path):
     assert "Smallest K with mean icl >= 0.5:" in text
     assert "## B (at " not in text and "## B\n" in text and "| 1 | " in text and "| 2 | " in text
     assert "(6 runs: 6 trained, 0 reused;" in text  # 4 + 2 points
+    assert "| K | icl | iwl | icl_flip | icl rel. to plateau |" in text  # seeds pooled, not a column
+    section = _section(tmp_path, "1")
+    subs = {s["id"]: s for s in section["subclaims"]}
+    assert {"1a", "1b", "1e"} <= set(subs)
+    assert subs["1a"]["n_runs"] == 4 and subs["1a"]["n_seeds"] == 2 and subs["1b"]["n_seeds"] == 1
+    assert subs["1a"]["n_unique_configs"] == 4
+    assert section["command"].startswith(".venv/bin/python analyses/claim1_data_complexity.py --grid")
+    assert section["wall_time_s"] > 0
+    # 1a's effect: mean final icl at K = 128 minus at K = 64, from the runs' own metrics
+    finals = {}
+    for manifest in (tmp_path / "runs" / "mini_K").rglob("manifest.json"):
+        rows = [json.loads(line) for line in (manifest.parent / "metrics.jsonl").read_text().splitlines()]
+        last = max(r["step"] for r in rows)
+        icl = next(r["accuracy"] for r in rows if r["step"] == last and r["suite"] == "icl")
+        finals.setdefault(manifest.parent.name.split("_")[0], []).append(icl)
+    expected = sum(finals["K=128"]) / 2 - sum(finals["K=64"]) / 2
+    assert subs["1a"]["effect"] == pytest.approx(expected, abs=1e-9)
+    # 1e: the B runs on one common B = 2 icl suite, recomputed with plain forward passes
+    common = {}
+    for manifest in (tmp_path / "runs" / "mini_B").rglob("manifest.json"):
+        run = load_run(manifest.parent)
+        icl = run.suites(500, B=2)["icl"]
+        with torch.no_grad():
+            logits = run.model()(icl.inputs, icl.pos_shift)
+        common[run.config.task.B] = _accuracy(logits, icl.targets)
+    assert subs["1e"]["effect"] == pytest.approx(common[2] - common[1], abs=1e-6)
+    assert "B = 1:" in subs["1e"]["notes"] and "B = 2:" in subs["1e"]["notes"]
 
 
 @pytest.mark.slow
@@ -58,9 +97,16 @@ def test_claim2_script_reports_thresholds_onsets_and_a_verdict_per_position_type
     grid = _grid(
         tmp_path,
         "mini2",
-        '"model.positions" = ["onehot", "rope"]\n"task.K" = [64, 128]\n"train.seed" = [0]\n',
+        '"model.positions" = ["onehot", "rope"]\n"task.K" = [64, 128]\nseed = [0]\n',
     )
     text = _run("claim2_positions", tmp_path, [grid])
+    assert (
+        "| positions | threshold K | crossing K (log-interpolated) | crossing K [95% seed bootstrap] |"
+        in text
+    )
+    assert "Runs still moving at the end" in text
+    ids = [s["id"] for s in _section(tmp_path, "2")["subclaims"]]
+    assert ids[0] == "2a" and "2b" not in ids  # no published RoPE in this grid
     assert "| onehot | 64 | " in text and "| rope | 128 | " in text
     assert "| positions | threshold K |" in text and "## Verdict" in text and "Under correct RoPE" in text
     runs = pd.read_csv(tmp_path / "results" / "claim2_positions_runs.csv")
@@ -78,6 +124,17 @@ def test_claim2_verdict_compares_each_rope_with_onehot():
     assert "threshold K > 8192" in lines[1] and "not delayed" in lines[1] and "holds in part" in lines[1]
 
 
+def test_claim2_verdict_does_not_count_a_delay_below_the_checkpoint_resolution():
+    claim2 = _load("claim2_positions")
+    onsets = pd.Series({("onehot", 512): 300.0, ("rope", 512): 340.0})
+    lines = claim2.verdict({"onehot": 512.0, "rope": 2048.0}, onsets, 8192, resolution=100.0)
+    assert (
+        "K=512: +40 steps" in lines[0]
+        and "not delayed at every K or within the checkpoint resolution" in lines[0]
+    )
+    assert "Claim 2 holds in part." in lines[0]
+
+
 @pytest.mark.slow
 def test_claim3_script_reports_a_threshold_per_model_size(tmp_path):
     grids = [
@@ -93,21 +150,29 @@ def test_claim3_script_reports_a_threshold_per_model_size(tmp_path):
     assert text.count("step icl reaches 0.5") == 1
     assert "| n_heads | threshold K |" in text and "| n_layers | threshold K |" in text
     assert "| 2 | 128 | " in text and "| 3 | 64 | " in text
+    subs = _section(tmp_path, "3")["subclaims"]
+    assert [s["id"] for s in subs] == ["3a", "3b"]
+    assert subs[0]["effect_label"] == "crossing K, n_heads = 2 / 1" and subs[1]["n_runs"] == 4
 
 
 def _logits(model, batch, head: tuple[int, int] | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``batch``, with ``head`` (layer, head) mean-ablated in the same
-    forward pass: its z at every position replaced by the batch mean (written here with a
-    plain hook, apart from the ablation module's clean-run-then-patch code)."""
+    """Logits of ``model`` on ``batch``, with ``head`` (one (layer, head) or a list) mean-ablated:
+    its z at every position replaced by its batch mean in the clean run (written here with
+    plain hooks, apart from the ablation module's code)."""
+    heads = [] if head is None else [head] if isinstance(head, tuple) else list(head)
+    means = {}
+    if heads:  # the mean of each head's z over the batch in the clean run
+        with torch.no_grad():
+            _, cache = model.run_with_cache(batch.inputs, batch.pos_shift)
+        means = {(layer, h): cache[f"blocks.{layer}.attn.hook_z"][:, :, h].mean(0) for layer, h in heads}
     hooks = []
-    if head is not None:
-        layer, h = head
+    for layer, h in heads:
 
-        def mean_ablate(z, hook):
-            z[:, :, h] = z[:, :, h].mean(0, keepdim=True)
+        def mean_ablate(z, hook, key=(layer, h)):
+            z[:, :, key[1]] = means[key]
             return z
 
-        hooks = [(f"blocks.{layer}.attn.hook_z", mean_ablate)]
+        hooks.append((f"blocks.{layer}.attn.hook_z", mean_ablate))
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         return model(batch.inputs, batch.pos_shift)
 
@@ -121,6 +186,12 @@ def test_claim5_script_scores_and_ablates_the_best_induction_head_of_every_run(t
     grid = _grid(tmp_path, "mini5", '"task.K" = [64, 128]\n"train.seed" = [0, 1]\n')
     text = _run("claim5_mechanism", tmp_path, [grid])
     assert "| pearson |" in text and "| spearman |" in text and "| sweep mini5 | 4 |" in text
+    subs = {s["id"]: s for s in _section(tmp_path, "5")["subclaims"]}
+    assert (
+        subs["5a"]["n_runs"] == 4
+        and subs["5a"]["n_unique_configs"] == 4
+        and subs["5c"]["verdict"] == "not tested"
+    )
     runs = pd.read_csv(tmp_path / "results" / "claim5_mechanism_runs.csv")
     assert len(runs) == 4 and runs["best_head"].str.fullmatch(r"L[01]H0").all()
     # every run's accuracies, clean and with its best head ablated, recomputed from its files
@@ -141,6 +212,14 @@ def test_claim5_script_scores_and_ablates_the_best_induction_head_of_every_run(t
             assert getattr(row, suite) == pytest.approx(clean, abs=1e-6), (row.run, suite)
             assert getattr(row, f"{suite}_ablated") == pytest.approx(ablated, abs=1e-6), (row.run, suite)
             assert getattr(row, f"{suite}_drop") == pytest.approx(clean - ablated, abs=1e-6), (row.run, suite)
+            # the joint ablation: every head with ih >= the threshold, recomputed from the measures
+            ih = attention_measures(model, suites["icl"], run.layout)["ih"]
+            joint = [divmod(i, ih.shape[1]) for i in range(ih.numel()) if ih.flatten()[i] >= 0.1]
+            joint = joint or [(layer, head)]
+            assert row.n_joint == len(joint)
+            together = _accuracy(_logits(model, batch, joint), batch.targets)
+            assert getattr(row, f"{suite}_joint_drop") == pytest.approx(clean - together, abs=1e-6)
+    assert {s["id"] for s in _section(tmp_path, "5")["subclaims"]} >= {"5a", "5b", "5c", "5d"}
 
 
 @pytest.mark.slow
@@ -153,6 +232,9 @@ def test_multimodal_asymmetry_script_runs_a_miniature_sweep(tmp_path):
             "64",
             "--steps",
             "4",
+            "--seeds",
+            "0",
+            "3",
             "--out",
             str(tmp_path / "results"),
             "--runs",
@@ -161,8 +243,13 @@ def test_multimodal_asymmetry_script_runs_a_miniature_sweep(tmp_path):
         ]
     )
     text = (tmp_path / "results" / "multimodal_asymmetry.md").read_text()
-    assert text.count("| stage 2 ") == 2 and text.count("| early fusion ") == 2
-    assert "Smallest K2 where multimodal icl reaches 0.5" in text
+    assert text.count("| stage 2 ") == 2 + 4 and text.count("| early fusion ") == 2 + 4  # means + per run
+    assert (tmp_path / "mm_stage1_seed3").is_dir() and (tmp_path / "mm_stage2_K2_64_seed3").is_dir()
+    assert load_run(tmp_path / "mm_stage2_K2_64_seed3").config.task.seed == 3
+    subs = {s["id"]: s for s in _section(tmp_path, "4")["subclaims"]}
+    assert subs["4a"]["n_seeds"] == 2 and subs["4a"]["n_runs"] == 8
+    assert subs["4b"]["verdict"] == subs["4c"]["verdict"] == "not tested"
+    assert "Smallest K2 where the mean multimodal icl reaches 0.5" in text
 
 
 def test_claim2_script_refuses_more_than_one_grid_by_name(capsys):
@@ -171,3 +258,43 @@ def test_claim2_script_refuses_more_than_one_grid_by_name(capsys):
         claim2.main(["--grid", "a.toml", "b.toml"])
     assert exit_info.value.code == 2
     assert "--grid: this script reads one grid (position type x K), got 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_paper_arch_script_reports_crossings_and_reuses_complete_runs(tmp_path):
+    grid = _grid(
+        tmp_path, "mini_paper", '"model.positions" = ["onehot", "rope"]\n"task.K" = [64, 128]\nseed = [0]\n'
+    )
+    text = _run("paper_arch", tmp_path, [grid])
+    assert "| positions | crossing K [95% CI] |" in text and "between 2048 and 4096" in text
+    assert "| onehot | 64 | " in text and "| rope | 128 | " in text
+    assert "(4 runs: 4 trained, 0 reused;" in text
+    runs = pd.read_csv(tmp_path / "results" / "paper_arch_runs.csv")
+    assert len(runs) == 4 and (runs["best_ih"] >= 0).all()
+    subs = {s["id"]: s for s in _section(tmp_path, "paper_arch")["subclaims"]}
+    assert set(subs) == {"P1", "P2"} and subs["P1"]["n_seeds"] == 1
+    again = _run("paper_arch", tmp_path, [grid])
+    assert "(4 runs: 0 trained, 4 reused;" in again
+
+
+def test_make_tables_fills_both_readmes_from_claims_json_and_adds_claim_6(tmp_path):
+    from mmicl_interp.sweep.claims import Section, SubClaim, write_section
+
+    claims = tmp_path / "claims.json"
+    write_section(
+        claims, Section("2", "t", [SubClaim("2a", "RoPE raises K", "inside noise", 1.1, interval=[0.9, 1.3])])
+    )
+    readmes = [tmp_path / "README.md", tmp_path / "analyses.md"]
+    for r in readmes:
+        r.write_text(f"head\n{START}\n| old | table |\n{END}\ntail\n")
+    _load("make_tables").main(["--claims", str(claims), "--readme", *map(str, readmes)])
+    for r in readmes:
+        text = r.read_text()
+        assert text.startswith(f"head\n{START}\n| claim | verdict |") and text.endswith(f"{END}\ntail\n")
+        assert "| old | table |" not in text
+        assert "| 2a. RoPE raises K | **inside noise** | 1.1 [0.900, 1.3] |" in text
+        assert (
+            "| 6a. " in text
+            and "not run here: no real checkpoint offline; see the real-model commands" in text
+        )
+    assert list(json.loads(claims.read_text())["claims"]) == ["2", "6"]

@@ -285,3 +285,27 @@ def test_checkpoints_that_do_not_fit_on_disk_are_refused(tmp_path, monkeypatch):
         check_resources(config, tmp_path / "o")
     assert err.value.field == "train.ckpt_every" and "on disk" in err.value.message
     assert "1001 checkpoints" in err.value.message  # steps 0, 1, ..., 1000
+
+
+@pytest.mark.parametrize(
+    "dense",
+    ["[1, 2]", "[5, 5, 1]", "[10, 5, 1]", "[0, 2000, 1]", "[0, 10, 0]", "[-1, 10, 1]", "[0.5, 10, 1]", "5"],
+)
+def test_bad_dense_checkpoint_range_is_one_config_error(tmp_path, dense):
+    with pytest.raises(ConfigError) as err:
+        load_config(_path(tmp_path), ["train.steps=1000", f"train.ckpt_dense={dense}"])
+    assert err.value.field == "train.ckpt_dense" and "[start, stop, every]" in err.value.message
+    assert "\n" not in str(err.value)
+
+
+def test_dense_checkpoints_count_toward_the_disk_check(tmp_path, monkeypatch):
+    ok = load_config(_path(tmp_path), ["train.steps=1000", "train.ckpt_schedule=\"list\""])
+    dense = load_config(
+        _path(tmp_path), ["train.steps=1000", "train.ckpt_schedule=\"list\"", "train.ckpt_dense=[0, 1000, 1]"]
+    )
+    usage = config_module.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(config_module.shutil, "disk_usage", lambda p: usage._replace(free=10**6))
+    check_resources(ok, tmp_path / "o")  # 2 checkpoints fit
+    with pytest.raises(ConfigError) as err:
+        check_resources(dense, tmp_path / "o")
+    assert "1001 checkpoints" in err.value.message

@@ -111,3 +111,19 @@ def test_a_size_above_eval_size_is_its_own_deterministic_draw(tmp_path):
 def test_a_bad_size_is_refused(tmp_path, size):
     with pytest.raises(ValueError, match="size"):
         _multimodal_run(tmp_path).suites(size)
+
+
+def test_suites_with_another_burstiness_keep_the_classes_and_change_the_contexts():
+    """The example run (N = 8, trained at B = 2) on a B = 4 icl suite: each context holds N/B
+    novel classes B times each. Counted from the item vectors (fresh class means lie about
+    sqrt(2) apart, an item's noise is ~0.1), not from the sampler's bookkeeping."""
+    run = load_run(EXAMPLE)
+    for b in (2, 4):
+        icl = run.suites(64, B=b)["icl"]
+        items = icl.inputs[:, 0 : 2 * run.config.task.N : 2]  # [batch, N, D]
+        near = (torch.cdist(items, items) < 0.7).sum(-1) - 1  # other items of the same class
+        assert (near == b - 1).all(), b
+    own = run.suites(64)["icl"]
+    assert torch.equal(run.suites(64, B=run.config.task.B)["icl"].inputs, own.inputs)  # same draw
+    with pytest.raises(Exception, match="B"):
+        run.suites(8, B=3)  # 3 does not divide N = 8

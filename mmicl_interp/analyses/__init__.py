@@ -22,6 +22,7 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
         "ablate_heads",
         "ablated_logits",
         "ablation_over_checkpoints",
+        "heads_above",
         "parse_heads",
     ),
     "mmicl_interp.analyses.patching": (

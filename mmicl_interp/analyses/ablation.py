@@ -246,6 +246,23 @@ def _frame(rows: list[dict], **constants) -> pd.DataFrame:
     return tidy_table(rows, ABLATION_EXTRA, **constants)
 
 
+def heads_above(
+    scores: Float[torch.Tensor, "layer head"], threshold: float, *, at_least: int = 1
+) -> list[Head]:
+    """Every head whose score (e.g. induction strength ``ih``) is at least ``threshold``,
+    best first; the best ``at_least`` heads are always included (so the set is never empty).
+
+    For a joint ablation of a model's whole circuit: in a multi-head or deeper model the
+    induction mechanism can be spread over several heads, and knocking out the best one
+    alone understates it.
+    """
+    flat = scores.detach().flatten().cpu()
+    order = torch.argsort(flat, descending=True, stable=True).tolist()
+    n_heads = scores.shape[1]
+    keep = [i for rank, i in enumerate(order) if rank < at_least or float(flat[i]) >= threshold]
+    return [divmod(i, n_heads) for i in keep]
+
+
 @torch.no_grad()
 def ablate_heads(
     model: torch.nn.Module,
@@ -340,5 +357,6 @@ __all__ = [
     "check_heads",
     "derangement",
     "format_heads",
+    "heads_above",
     "parse_heads",
 ]

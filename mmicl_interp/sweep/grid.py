@@ -48,6 +48,9 @@ RESERVED: tuple[str, ...] = ("name",)
 SEED_KEY = "seed"
 SEED_FIELDS: tuple[str, ...] = ("task.seed", "model.seed", "train.seed")
 """What the bare ``seed`` key sets (see the module docstring)."""
+SEED_KEYS: tuple[str, ...] = (SEED_KEY, "train.seed")
+"""Swept keys that make repeats of one point: the ``seed`` axis (task, model and data seeds
+together) and the older ``train.seed`` (data stream only)."""
 """Keys a grid may not set: each point's run is named by the sweep."""
 
 

@@ -35,14 +35,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from mmicl_interp.sweep.executors import make_executor
-from mmicl_interp.sweep.grid import Grid, load_grid
+from mmicl_interp.sweep.grid import SEED_KEYS, Grid, load_grid
 from mmicl_interp.sweep.runner import BASE_COLUMNS, SweepResult, run_sweep
 
-SEED_KEY = "train.seed"
 """The swept key that makes repeats of one point; summaries average over it."""
 
 
-def swept_keys(table: pd.DataFrame, exclude: Sequence[str] = (SEED_KEY,)) -> list[str]:
+def swept_keys(table: pd.DataFrame, exclude: Sequence[str] = SEED_KEYS) -> list[str]:
     """The swept-value columns of a sweep table (every column but run/step/suite/metric/value)."""
     return [c for c in table.columns if c not in BASE_COLUMNS and c not in exclude]
 
@@ -62,7 +61,7 @@ def final_values(
 ) -> pd.DataFrame:
     """Final ``metric`` per (keys..., suite): mean, min, max and count over the repeats (seeds).
 
-    ``keys`` defaults to every swept column except ``train.seed``. Rows are sorted by keys.
+    ``keys`` defaults to every swept column except the seeds (:data:`SEED_KEYS`). Rows are sorted by keys.
     """
     keys = swept_keys(table) if keys is None else list(keys)
     missing = [k for k in keys if k not in table.columns]
@@ -348,7 +347,7 @@ def write_results(
 
 
 __all__ = [
-    "SEED_KEY",
+    "SEED_KEYS",
     "GridsResult",
     "claim_parser",
     "final_rows",

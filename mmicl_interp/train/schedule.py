@@ -1,6 +1,9 @@
 """Checkpoint schedules: log-spaced (dense early, where circuits form), linear, explicit, union.
 
-Every schedule includes step 0 (the untrained model) and the final step.
+Every schedule includes step 0 (the untrained model) and the final step. ``train.ckpt_dense
+= [start, stop, every]`` adds a dense linear stretch (:func:`dense_steps`) to any of them, so
+the steps around a transition (e.g. where icl jumps) are resolved finely without
+checkpointing the whole run that often.
 """
 
 from __future__ import annotations
@@ -32,6 +35,15 @@ def linear_steps(total: int, every: int) -> list[int]:
     return list(range(0, total + 1, every))
 
 
+def dense_steps(dense: list[int]) -> list[int]:
+    """``start, start + every, ...`` up to ``stop`` (inclusive when it lands on it) for ``[start, stop,
+    every]``; ``[]`` for an empty list."""
+    if not dense:
+        return []
+    start, stop, every = dense
+    return list(range(start, stop + 1, every))
+
+
 def checkpoint_steps(train: TrainConfig) -> list[int]:
     """The sorted checkpoint steps of a training config (always with 0 and the last step)."""
     kind, total = train.ckpt_schedule, train.steps
@@ -42,6 +54,7 @@ def checkpoint_steps(train: TrainConfig) -> list[int]:
         steps.update(linear_steps(total, train.ckpt_every))
     if kind in ("list", "union"):
         steps.update(train.ckpt_steps)
+    steps.update(dense_steps(train.ckpt_dense))
     return sorted(steps)
 
 

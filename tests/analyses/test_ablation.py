@@ -187,3 +187,13 @@ def test_ablation_on_token_prompts_reads_label_logits_at_each_readout_row():
     acc = (want.argmax(-1) == prompts.targets).float().mean().item()
     assert df.loc["accuracy", "value"] == pytest.approx(acc)
     assert set(df["suite"]) == {"toy"}
+
+
+def test_heads_above_picks_every_head_over_the_threshold_best_first():
+    from mmicl_interp.analyses.ablation import heads_above
+
+    scores = torch.tensor([[0.05, 0.30], [0.12, -0.2]])
+    assert heads_above(scores, 0.1) == [(0, 1), (1, 0)]
+    assert heads_above(scores, 0.5) == [(0, 1)]  # the best head always counts
+    assert heads_above(scores, 0.5, at_least=0) == []
+    assert heads_above(scores, -1.0) == [(0, 1), (1, 0), (0, 0), (1, 1)]

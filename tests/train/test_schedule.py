@@ -23,3 +23,25 @@ def test_linear_schedule_and_eval_steps_cover_every_checkpoint():
     cfg = TrainConfig(steps=20, ckpt_schedule="linear", ckpt_every=5, eval_every=10)
     assert checkpoint_steps(cfg) == linear_steps(20, 5) == [0, 5, 10, 15, 20]
     assert set(checkpoint_steps(cfg)) <= set(eval_steps(cfg))
+
+
+def test_dense_stretch_is_added_to_the_chosen_schedule():
+    cfg = TrainConfig(steps=100, ckpt_schedule="linear", ckpt_every=50, ckpt_dense=[20, 40, 7])
+    # linear 0, 50, 100 plus 20, 27, 34 (41 > stop)
+    assert checkpoint_steps(cfg) == [0, 20, 27, 34, 50, 100]
+    listed = TrainConfig(steps=30, ckpt_schedule="list", ckpt_steps=[3], ckpt_dense=[10, 14, 2])
+    assert checkpoint_steps(listed) == [0, 3, 10, 12, 14, 30]
+    assert set(checkpoint_steps(cfg)) <= set(eval_steps(cfg))
+
+
+def test_empty_dense_leaves_the_schedule_unchanged():
+    base = TrainConfig(steps=500)
+    assert checkpoint_steps(TrainConfig(steps=500, ckpt_dense=[])) == checkpoint_steps(base)
+
+
+def test_checkpoint_count_estimate_counts_the_dense_stretch():
+    from mmicl_interp.config import n_checkpoints
+
+    cfg = TrainConfig(steps=1000, ckpt_schedule="linear", ckpt_every=500, ckpt_dense=[200, 400, 10])
+    assert len(checkpoint_steps(cfg)) == 3 + 21  # 0, 500, 1000 and 200, 210, ..., 400 (none shared)
+    assert n_checkpoints(cfg) >= len(checkpoint_steps(cfg))
