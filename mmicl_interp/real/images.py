@@ -44,6 +44,7 @@ import torch
 
 from mmicl_interp.config import ConfigError
 from mmicl_interp.prompts import ICLPrompts, TokenReadout
+from mmicl_interp.real.text import pad_id
 from mmicl_interp.real.vlm import FLAT_VISION_KEYS, ROWS_SUFFIX, hf_config, image_token_id
 
 SYSTEM = "Answer the question with a single word or phase."
@@ -456,14 +457,6 @@ def collate(
     return out
 
 
-def _pad_id(tokenizer: Any) -> int:
-    for name in ("pad_token_id", "eos_token_id", "unk_token_id"):
-        value = getattr(tokenizer, name, None)
-        if value is not None:
-            return int(value)
-    return 0
-
-
 def build_image_prompts(
     loaded: Any, spec: str, *, shots: int, ways: int, n_prompts: int, seed: int
 ) -> ICLPrompts:
@@ -495,7 +488,7 @@ def build_image_prompts(
         images = [image(p) for p, _ in episode.support] + [image(episode.query)]
         located.append(_locate(loaded, config, episode, _encode(loaded, config, text, images)))
     flat = FLAT_VISION_KEYS.get(getattr(config, "model_type", ""), ())
-    batch = collate([e.inputs for e in located], flat, _pad_id(loaded.tokenizer))
+    batch = collate([e.inputs for e in located], flat, pad_id(loaded.tokenizer))
     ids = batch.pop("input_ids")
     lengths = [e.inputs["input_ids"].shape[1] for e in located]
     mask = torch.arange(ids.shape[1])[None, :] < torch.tensor(lengths)[:, None]

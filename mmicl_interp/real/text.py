@@ -331,7 +331,8 @@ def _twins(candidates: list[str], tokens: list[int]) -> tuple[str, str]:
     raise AssertionError("no shared first token")
 
 
-def _pad_id(tokenizer: Any) -> int:
+def pad_id(tokenizer: Any) -> int:
+    """The id that pads prompts: the pad token, else end-of-sequence, else unknown, else 0."""
     for name in ("pad_token_id", "eos_token_id", "unk_token_id"):
         value = getattr(tokenizer, name, None)
         if value is not None:
@@ -341,7 +342,7 @@ def _pad_id(tokenizer: Any) -> int:
 
 def _assemble(prompts, rows, items_all, labels_all, readouts, tokens_all, tokenizer) -> ICLPrompts:
     n_batch, width = len(rows), max(len(r) for r in rows)
-    ids = torch.full((n_batch, width), _pad_id(tokenizer), dtype=torch.long)
+    ids = torch.full((n_batch, width), pad_id(tokenizer), dtype=torch.long)
     mask = torch.zeros(n_batch, width, dtype=torch.bool)
     for b, row in enumerate(rows):
         ids[b, : len(row)] = torch.tensor(row)
