@@ -9,11 +9,15 @@ suite (:func:`~mmicl_interp.analyses.tables.circuit_scores`) and finds the onset
 accuracy, of the best induction head's strength and of the best previous-token head
 (:func:`~mmicl_interp.analyses.correlation.phases`: first crossing of half the final rise,
 and first step above the starting plateau + 0.05), each with its checkpoint resolution, and
-the end-of-training scores of both heads. Writes the threshold K per position type (with a
-seed-bootstrap interval), the runs still moving at the end (icl changed by >= 0.01 over the
-last 20% of training), the final accuracies and the onsets per (position type, K), and a
-verdict line to ``analyses/results/claim2_positions.md``, a figure (HTML; PNG with
-kaleido), and the verdicts with their intervals to section "2" of
+the end-of-training scores of both heads, and each run's across-checkpoint Pearson r of its
+best induction head's ``ih`` with icl accuracy with a moving-block bootstrap interval (block
+length from the curves' autocorrelation, :func:`~mmicl_interp.analyses.correlation.
+ih_icl_correlation`; columns ``ih_icl_r/_lo/_hi/_block`` of ``claim2_positions_runs.csv``).
+Writes the threshold K per position type (with a seed-bootstrap interval), the runs still
+moving at the end (icl changed by >= 0.01 over the last 20% of training), the final
+accuracies and the onsets per (position type, K), and a verdict line to
+``analyses/results/claim2_positions.md``, a figure (HTML; PNG with kaleido), and the
+verdicts with their intervals to section "2" of
 ``analyses/results/claims.json``.
 
     .venv/bin/python analyses/claim2_positions.py [--grid FILE] [--out DIR] [--workers N]
@@ -29,7 +33,13 @@ from pathlib import Path
 import pandas as pd
 from plotly.subplots import make_subplots
 
-from mmicl_interp.analyses.correlation import crossing_step, head_table, model_curve, phases
+from mmicl_interp.analyses.correlation import (
+    crossing_step,
+    head_table,
+    ih_icl_correlation,
+    model_curve,
+    phases,
+)
 from mmicl_interp.analyses.tables import circuit_scores
 from mmicl_interp.runs import load_run
 from mmicl_interp.sweep import Grid, SweepResult
@@ -85,6 +95,13 @@ def run_circuits(grid: Grid, result: SweepResult, n_seqs: int = N_SEQS) -> tuple
         phase["steps_to_icl_half"] = crossing_step(icl.index.to_numpy(), icl.to_numpy(), 0.5)
         for measure, column in (("ih", "final_ih"), ("prev_token_label", "final_prev_token_label")):
             phase[column] = float(final[final["metric"] == measure]["value"].max())
+        best = ih_icl_correlation(scores).query("best").iloc[0]  # moving-block bootstrap, block from the acf
+        phase.update(
+            ih_icl_r=float(best["pearson"]),
+            ih_icl_lo=float(best["pearson_lo"]),
+            ih_icl_hi=float(best["pearson_hi"]),
+            ih_icl_block=int(best["block"]),
+        )
         rows.append(phase)
     return pd.concat(tables, ignore_index=True), pd.DataFrame(rows)
 

@@ -113,6 +113,10 @@ def test_claim2_script_reports_thresholds_onsets_and_a_verdict_per_position_type
     assert len(runs) == 4 and {"icl_onset", "induction_onset", "final_ih", "final_prev_token_label"} <= set(
         runs
     )
+    # per run: the best head's across-checkpoint correlation with its block-bootstrap interval
+    r, lo, hi = runs["ih_icl_r"], runs["ih_icl_lo"], runs["ih_icl_hi"]
+    assert ((lo <= r + 1e-9) & (r <= hi + 1e-9)).all()
+    assert (runs["ih_icl_block"] >= 1).all() and runs["ih_icl_r"].between(-1, 1).all()
 
 
 def test_claim2_verdict_compares_each_rope_with_onehot():
