@@ -102,6 +102,11 @@ def per_run(grid: Grid, result: SweepResult) -> pd.DataFrame:
     return runs
 
 
+def capped(v: str, after_the_fact: bool) -> str:
+    """A verdict on a value chosen after the fact (the best of several) is at most "weak"."""
+    return "weak" if after_the_fact and v == "supported" else v
+
+
 def _mean_interval(values: pd.Series) -> tuple[float, float, float]:
     """Mean of the seeds' values with its seed-bootstrap interval."""
     return bootstrap_difference([0.0], values.to_numpy(float))
@@ -150,6 +155,8 @@ def subclaims(grids: list[Grid], results: list[SweepResult], command: str, wall:
             best = means.idxmax() if key == "task.eps" else runs[key].max()
             at = runs[runs[key] == best]
             effect, lo, hi = _mean_interval(at["icl_rel"])
+            after_the_fact = key == "task.eps"  # the best of several eps: selection inflates it
+            seeds = common["n_seeds"]
             name = "burstiness" if key == "task.B" else "within-class noise"
             chosen = (
                 "the largest B" if key == "task.B" else "the eps with the highest mean, chosen after the fact"
@@ -159,7 +166,7 @@ def subclaims(grids: list[Grid], results: list[SweepResult], command: str, wall:
                 SubClaim(
                     "1b" if key == "task.B" else "1c",
                     f"{name} moves a model to ICL",
-                    verdict(effect, [lo, hi], min_effect=0.1, n_seeds=common["n_seeds"]),
+                    capped(verdict(effect, [lo, hi], min_effect=0.1, n_seeds=seeds), after_the_fact),
                     effect,
                     f"icl relative to the context-label plateau at {short(key)} = {best} ({chosen})",
                     [lo, hi],
@@ -171,17 +178,18 @@ def subclaims(grids: list[Grid], results: list[SweepResult], command: str, wall:
                 )
             )
             both = with_common_suite(grid, result, runs)
-            base, top = both[both[key] == both[key].min()], both[both[key] == best]
-            effect, lo, hi = bootstrap_difference(base["icl_b2"], top["icl_b2"])
+            both["icl_b2_rel"] = icl_relative(both["icl_b2"], grid.points()[0].config.task.N, COMMON_B)
+            top = both[both[key] == best]
+            effect, lo, hi = _mean_interval(top["icl_b2_rel"])
             per_value = both.groupby(key)[["icl_b2", "ih_b2"]].mean()
             common_suite.append(
                 SubClaim(
                     "1e" if key == "task.B" else "1f",
                     f"{name} moves a model to ICL, scored on one common B = {COMMON_B} icl suite",
-                    verdict(effect, [lo, hi], min_effect=0.1, n_seeds=common["n_seeds"]),
+                    capped(verdict(effect, [lo, hi], min_effect=0.1, n_seeds=seeds), after_the_fact),
                     effect,
-                    f"icl on the common B = {COMMON_B} suite, {short(key)} = {best} minus "
-                    f"{short(key)} = {both[key].min()}",
+                    f"icl on the common B = {COMMON_B} suite relative to its context-label plateau "
+                    f"({COMMON_B}/N), at {short(key)} = {best} ({chosen})",
                     [lo, hi],
                     kind,
                     notes="per value (icl, best ih) on the common suite: "
@@ -300,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         png=not args.no_png,
     )
     command = command_line("claim1_data_complexity", argv)
-    wall = time.perf_counter() - t0
+    wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
     write_section(
         Path(args.out) / "claims.json",
         Section(

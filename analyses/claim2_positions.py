@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         csv={"claim2_positions_runs.csv": runs},
     )
     command = command_line("claim2_positions", argv)
-    wall = time.perf_counter() - t0
+    wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
     common = dict(
         n_runs=len(result.results),
         n_unique_configs=n_unique_configs([r.run_dir for r in result.results]),

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         width=1500,
         png=not args.no_png,
     )
-    wall = time.perf_counter() - t0
+    wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
     for sc in subs:
         sc.wall_time_s = wall
     write_section(

@@ -1,30 +1,49 @@
 """The multimodal asymmetry (SCIENCE.md section 4, claim 4), measured with one command.
 
-Per seed (``--seeds``, default 0 1 2; each sets task, model and training seeds together),
-trains stage 1 (``mmicl_interp/configs/mm_stage1.toml``) once, then for each K2 a stage-2 run
-(frozen stage-1 decoder of that seed, projector + final norm + read-out trained) and an
-early-fusion run (the same multimodal training from scratch, same step budget), and writes
-the final accuracies (per run, and mean [min, max] over seeds) as a Markdown table and a
-plotly figure into ``analyses/results/``, and the verdicts to section "4" of
-``analyses/results/claims.json``. Runs land in ``checkpoints/`` and are reused when complete
-(``mmicl train`` skips them).
+Per seed (``--seeds``, default 0 1 2; each sets task, model and training seeds together) it
+trains stage 1 (``mmicl_interp/configs/mm_stage1.toml``, ``--stage1-steps``) once, then per K2
+one run of each arm (``--arms``), all multimodal runs ``--steps`` long unless said otherwise:
+
+- ``stage2``: the stage-1 decoder of that seed, frozen (projector, final norm, read-out train);
+- ``early``: early fusion, the same multimodal training from scratch;
+- ``random``: stage 2 with the same freezing but a freshly initialised decoder;
+- ``unfrozen``: stage 2 from the stage-1 decoder with nothing frozen;
+- ``matched``: early fusion for stage-1 + stage-2 steps (the pipeline's total budget);
+- ``highk1``: ``matched`` on high-K1 M1 data (``task.m1_pool = "all"``: each exemplar's M1
+  item from any of the K1 M1 classes of its label, not the M2 class's fixed partner);
+
+and two sweeps at ``--low-k2`` (default the smallest K2), both through stage 1 -> stage 2:
+
+- ``size``: decoders of ``--sizes`` (``d_embed x n_layers x n_heads``), each with its own stage 1;
+- ``encoder``: M2 encoders (``mm_encoder``) pretrained for each of ``--encoder-steps`` steps
+  (so to several accuracies), loaded frozen in front of the projector of a stage-2 run.
+
+It writes the final accuracies as Markdown (``multimodal_asymmetry.md``), per run as CSV
+(``multimodal_asymmetry_runs.csv``), a plotly figure, and the verdicts to section "4" of
+``claims.json`` (4a, 4d-4g: differences at the smallest K2 with seed-bootstrap intervals; 4b:
+size; 4c: encoder strength). Runs land in ``--runs`` (default ``checkpoints/``) and are reused
+when complete (``mmicl train`` skips them); an interrupted one is resumed.
 
     .venv/bin/python analyses/multimodal_asymmetry.py [--k2 32 128 512 2048 8192] [--steps 1000]
-        [--seeds 0 1 2]
+        [--stage1-steps 1000] [--seeds 0 1 2] [--arms stage2 early random ...]
+        [--sizes 32x2x1 64x3x2 128x4x4] [--encoder-steps 10 40 150 500] [--eval-size 1000]
+        [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-from mmicl_interp.checkpoints import read_metrics
-from mmicl_interp.config import load_config
+from mmicl_interp.checkpoints import read_manifest, read_metrics
+from mmicl_interp.config import ConfigError, load_config
 from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
@@ -38,14 +57,147 @@ from mmicl_interp.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ("icl", "icl_m2_only", "icl_m1_only", "iwl", "test")
+ARMS: dict[str, str] = {
+    "stage2": "stage 2",
+    "early": "early fusion",
+    "random": "frozen random decoder",
+    "unfrozen": "unfrozen stage 2",
+    "matched": "early fusion, matched budget",
+    "highk1": "early fusion, high-K1 M1",
+}
+"""The K2 arms: option name -> label in the table, the CSV and the figure."""
+SWEEPS: tuple[str, ...] = ("size", "encoder")
+ALL_ARMS: tuple[str, ...] = (*ARMS, *SWEEPS)
+COLOURS = dict(zip(ARMS, ("#1f77b4", "#d62728", "#7f7f7f", "#17becf", "#ff7f0e", "#9467bd"), strict=True))
+MIN_EFFECT_K2 = 0.2
+"""Smallest icl difference at the smallest K2 that counts as more than weak (4a, 4d-4g)."""
+MIN_EFFECT_SWEEP = 0.1
+"""Smallest icl difference between the ends of the size / encoder sweeps that counts (4b, 4c)."""
 
 
+# --------------------------------------------------------------------------- runs
 def _final(run_dir: Path) -> dict[str, float]:
     rows = read_metrics(run_dir)
     last = max(r["step"] for r in rows)
     return {r["suite"]: r["accuracy"] for r in rows if r["step"] == last}
 
 
+def parse_size(text: str) -> tuple[int, int, int]:
+    """``"64x3x2"`` -> (d_embed 64, n_layers 3, n_heads 2)."""
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError("--sizes", f"each size is d_embed x n_layers x n_heads, e.g. 64x3x2; got {text!r}")
+    d, layers, heads = (int(p) for p in parts)
+    return d, layers, heads
+
+
+def size_tag(size: tuple[int, int, int]) -> str:
+    return "d{}_l{}_h{}".format(*size)
+
+
+class Runner:
+    """Trains (or reuses) the runs of one invocation and keeps one row per run."""
+
+    def __init__(self, runs: Path, seeded_extra: list[str]):
+        self.runs = runs
+        self.extra = seeded_extra  # overrides every run gets (e.g. task.eval_size)
+        self.rows: list[dict] = []
+
+    def run(self, config_name: str, run_name: str, seed: int, overrides: list[str], **labels) -> dict:
+        """Train ``config_name`` with ``overrides`` into ``runs/run_name``; returns (and keeps) its row."""
+        seeded = [f"{field}={seed}" for field in ("task.seed", "model.seed", "train.seed")]
+        config = load_config(config_name, [*overrides, *seeded, *self.extra, f'name="{run_name}"'])
+        run_dir = self.runs / run_name
+        result = train(config, run_dir, resume="auto", progress=False)  # a killed run continues
+        manifest = read_manifest(run_dir)
+        final = _final(run_dir)
+        row = {
+            **labels,
+            "seed": seed,
+            "run": run_name,
+            "steps": config.train.steps,
+            **{s: final.get(s, math.nan) for s in SUITES},
+            "n_params": manifest.get("n_params"),
+            "wall_s": round(float(manifest.get("wall_time_s") or 0.0), 1),
+            "reused": result.already_complete,
+        }
+        self.rows.append(row)
+        shown = "  ".join(f"{s} {final[s]:.3f}" for s in SUITES if s in final)
+        print(f"seed {seed} {run_name:44s} {shown}", flush=True)
+        return row
+
+
+def stage1(runner: Runner, seed: int, steps: int, size: tuple[int, int, int] | None = None) -> Path:
+    """The stage-1 run of ``seed`` (and decoder ``size``; None: the shipped model)."""
+    name = f"mm_stage1_seed{seed}" if size is None else f"mm_stage1_{size_tag(size)}_seed{seed}"
+    overrides = [f"train.steps={steps}", *_size_overrides(size)]
+    runner.run("mm_stage1", name, seed, overrides, arm="stage 1", size=size_tag(size) if size else "")
+    return runner.runs / name
+
+
+def _size_overrides(size: tuple[int, int, int] | None) -> list[str]:
+    if size is None:
+        return []
+    d, layers, heads = size
+    return [f"model.d_embed={d}", f"model.n_layers={layers}", f"model.n_heads={heads}"]
+
+
+def k2_arm(runner: Runner, arm: str, k2: int, seed: int, steps: int, stage1_steps: int, s1: Path | None):
+    """One run of a K2 arm (see the module docstring)."""
+    base = [f"task.K2={k2}"]
+    init = [f'pipeline.init_from="{s1}"']
+    spec = {
+        "stage2": ("mm_stage2", "mm_stage2", [*init], steps),
+        "early": ("mm_early_fusion", "mm_early_fusion", [], steps),
+        "random": ("mm_stage2", "mm_stage2_random", ['pipeline.init_from=""'], steps),
+        "unfrozen": ("mm_stage2", "mm_stage2_unfrozen", [*init, "pipeline.freeze=[]"], steps),
+        "matched": ("mm_early_fusion", "mm_early_fusion_matched", [], stage1_steps + steps),
+        "highk1": ("mm_early_fusion", "mm_early_fusion_highK1", ['task.m1_pool="all"'], stage1_steps + steps),
+    }
+    config_name, prefix, extra, n = spec[arm]
+    overrides = [*base, *extra, f"train.steps={n}"]
+    runner.run(config_name, f"{prefix}_K2_{k2}_seed{seed}", seed, overrides, arm=ARMS[arm], K2=k2)
+
+
+def size_run(runner: Runner, size, k2: int, seed: int, steps: int, stage1_steps: int) -> None:
+    s1 = stage1(runner, seed, stage1_steps, size)
+    overrides = [
+        f"task.K2={k2}",
+        f"train.steps={steps}",
+        f'pipeline.init_from="{s1}"',
+        *_size_overrides(size),
+    ]
+    name = f"mm_stage2_{size_tag(size)}_K2_{k2}_seed{seed}"
+    runner.run("mm_stage2", name, seed, overrides, arm="size", size=size_tag(size), K2=k2)
+
+
+def encoder_run(runner: Runner, enc_steps: int, k2: int, seed: int, steps: int, s1: Path) -> None:
+    enc_name = f"mm_encoder_K2_{k2}_steps{enc_steps}_seed{seed}"
+    enc = runner.run(
+        "mm_encoder", enc_name, seed, [f"task.K2={k2}", f"train.steps={enc_steps}"], arm="encoder pretraining"
+    )
+    overrides = [
+        f"task.K2={k2}",
+        f"train.steps={steps}",
+        f'pipeline.init_from="{s1}"',
+        'model.encoder="mlp"',
+        f'pipeline.encoder_from="{runner.runs / enc_name}"',
+        'pipeline.freeze=["embed", "blocks", "encoder"]',
+    ]
+    name = f"mm_stage2_enc{enc_steps}_K2_{k2}_seed{seed}"
+    runner.run(
+        "mm_stage2",
+        name,
+        seed,
+        overrides,
+        arm="encoder",
+        K2=k2,
+        encoder_steps=enc_steps,
+        encoder_acc=enc["test"],
+    )
+
+
+# --------------------------------------------------------------------------- verdicts
 def crossing(k2s: list[int], values: list[float], level: float = 0.5) -> str:
     """The smallest K2 whose accuracy reaches ``level`` ('none' if none does)."""
     for k2, value in zip(k2s, values, strict=True):
@@ -54,139 +206,414 @@ def crossing(k2s: list[int], values: list[float], level: float = 0.5) -> str:
     return f"none up to {max(k2s)}"
 
 
-def subclaims(table: pd.DataFrame, steps: int, command: str, wall: float) -> list[SubClaim]:
-    """4a: at the smallest K2, stage 2 reaches multimodal icl that early fusion does not; 4b, 4c:
-    the parts of claim 4 not run here."""
-    k2 = int(table["K2"].min())
-    at = table[table["K2"] == k2]
-    stage2, early = at[at.variant == "stage 2"]["icl"], at[at.variant == "early fusion"]["icl"]
-    diff, lo, hi = bootstrap_difference(early, stage2)
-    seeds = int(table["seed"].nunique())
-    common = dict(n_runs=len(table), n_unique_configs=len(table), n_seeds=seeds, steps=steps, command=command)
-    common["wall_time_s"] = wall
-    return [
-        SubClaim(
+def _not_run(sid: str, text: str, command: str, what: str) -> SubClaim:
+    return SubClaim(sid, text, "not tested", command=command, notes=f"{what} not run by this command")
+
+
+def _difference(
+    sid: str,
+    text: str,
+    base: pd.Series,
+    other: pd.Series,
+    label: str,
+    min_effect: float,
+    common: dict,
+    notes: str = "",
+) -> SubClaim:
+    """``mean(other) - mean(base)`` of final accuracies (one per seed), with a 95% bootstrap over
+    seeds (each group resampled)."""
+    diff, lo, hi = bootstrap_difference(base, other)
+    seeds = int(min(len(base), len(other)))
+    return SubClaim(
+        sid,
+        text,
+        verdict(diff, [lo, hi], min_effect=min_effect, n_seeds=seeds),
+        diff,
+        label,
+        [lo, hi],
+        f"95% bootstrap over {seeds} seeds",
+        n_runs=len(base) + len(other),
+        n_unique_configs=len(base) + len(other),
+        n_seeds=seeds,
+        notes=notes,
+        **common,
+    )
+
+
+def k2_subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str) -> list[SubClaim]:
+    """4a and the controls 4d-4g: icl differences at the smallest K2."""
+    k2 = min(k2s)
+    at = table[table["K2"] == k2] if len(table) else table
+
+    def arm(name: str) -> pd.Series:
+        return at[at["arm"] == ARMS[name]]["icl"] if len(at) else pd.Series(dtype=float)
+
+    means = table.groupby(["arm", "K2"])["icl"].mean() if len(table) else pd.Series(dtype=float)
+
+    def cross(name: str) -> str:
+        part = [means.get((ARMS[name], k), math.nan) for k in sorted(k2s)]
+        return crossing(sorted(k2s), [0.0 if math.isnan(v) else v for v in part])
+
+    where = f"multimodal icl at K2 = {k2}"
+    specs = [
+        (
             "4a",
             "after stage 1, a low K2 suffices for multimodal ICL; from scratch it does not",
-            verdict(diff, [lo, hi], min_effect=0.2, n_seeds=seeds),
-            diff,
-            f"multimodal icl at K2 = {k2}, stage 2 minus early fusion",
-            [lo, hi],
-            f"95% bootstrap over {seeds} seeds",
-            notes="confounded: stage 2 gets a pretrained decoder plus the same steps as early fusion from "
-            "scratch, and early fusion sees only the M1 partner classes; controls (frozen random decoder, "
-            "unfrozen stage 2, matched total budget, high-K1 M1 data) not run",
-            **common,
+            "early",
+            "stage2",
+            f"{where}, stage 2 minus early fusion",
+            "stage 2 gets a pretrained decoder plus the same steps as early fusion from scratch; the "
+            "controls are 4d-4g",
         ),
-        SubClaim("4b", "model scaling consistently helps multimodal ICL", "not tested", command=command),
-        SubClaim("4c", "a weak M2 encoder caps multimodal ICL", "not tested", command=command),
+        (
+            "4d",
+            "the stage-1 decoder, not the frozen architecture, makes stage 2 work",
+            "random",
+            "stage2",
+            f"{where}, stage 2 minus a frozen random decoder",
+            "same freezing and steps; the decoder from a fresh init instead of stage 1",
+        ),
+        (
+            "4e",
+            "stage 2 beats early fusion given the same total budget",
+            "matched",
+            "stage2",
+            f"{where}, stage 2 minus early fusion for stage-1 + stage-2 steps",
+            "",
+        ),
+        (
+            "4f",
+            "stage 2 beats early fusion on high-K1 M1 data (same total budget)",
+            "highk1",
+            "stage2",
+            f"{where}, stage 2 minus early fusion with M1 from all K1 classes",
+            "early fusion's M1 items from any M1 class of the label (task.m1_pool = all), not the "
+            "M2 class's fixed partner",
+        ),
+        (
+            "4g",
+            "after stage 1, a low K2 suffices without freezing the decoder",
+            "matched",
+            "unfrozen",
+            f"{where}, unfrozen stage 2 minus early fusion for the same total budget",
+            "",
+        ),
     ]
+    out = []
+    for sid, text, base, other, label, note in specs:
+        a, b = arm(base), arm(other)
+        if a.empty or b.empty:
+            out.append(_not_run(sid, text, command, f"arm {base if a.empty else other}"))
+            continue
+        crossings = f"icl >= 0.5 from K2 = {cross(other)} ({ARMS[other]}), {cross(base)} ({ARMS[base]})"
+        m2 = bootstrap_difference(
+            at[at["arm"] == ARMS[base]]["icl_m2_only"], at[at["arm"] == ARMS[other]]["icl_m2_only"]
+        )[0]
+        notes = "; ".join(p for p in (note, crossings, f"the same difference on icl_m2_only: {m2:.3f}") if p)
+        out.append(_difference(sid, text, a, b, label, MIN_EFFECT_K2, common, notes))
+    return out
+
+
+def size_subclaim(sizes: pd.DataFrame, common: dict, command: str) -> SubClaim:
+    """4b: stage-2 icl at low K2, largest decoder minus smallest; 'weak' at best if not monotone."""
+    text = "model scaling consistently helps multimodal ICL"
+    if sizes.empty or sizes["size"].nunique() < 2:
+        return _not_run("4b", text, command, "the size sweep (two or more --sizes)")
+    order = sizes.groupby("size")["n_params"].first().sort_values().index.tolist()
+    small, large = sizes[sizes["size"] == order[0]], sizes[sizes["size"] == order[-1]]
+    k2 = int(sizes["K2"].iloc[0])
+    per = sizes.groupby("size")[["icl", "icl_m2_only", "n_params"]].mean().loc[order]
+    monotone = bool((per["icl"].diff().dropna() >= 0).all())
+    notes = (
+        "mean stage-2 icl / icl_m2_only by size (decoder parameters): "
+        + ", ".join(f"{s} ({int(r.n_params)}) {r.icl:.3f} / {r.icl_m2_only:.3f}" for s, r in per.iterrows())
+        + f"; {'monotone' if monotone else 'not monotone'} in size"
+    )
+    sub = _difference(
+        "4b",
+        text,
+        small["icl"],
+        large["icl"],
+        f"stage-2 multimodal icl at K2 = {k2}, {order[-1]} minus {order[0]}",
+        MIN_EFFECT_SWEEP,
+        common,
+        notes,
+    )
+    sub.n_runs = sub.n_unique_configs = 2 * len(sizes)  # each stage-2 run has its own stage 1
+    if sub.verdict == "supported" and not monotone:
+        sub.verdict = "weak"
+    return sub
+
+
+def encoder_subclaim(enc: pd.DataFrame, common: dict, command: str) -> SubClaim:
+    """4c: stage-2 icl_m2_only with the strongest pretrained encoder minus the weakest."""
+    text = "a weak M2 encoder caps multimodal ICL"
+    if enc.empty or enc["encoder_steps"].nunique() < 2:
+        return _not_run("4c", text, command, "the encoder sweep (two or more --encoder-steps)")
+    per = (
+        enc.groupby("encoder_steps")[["encoder_acc", "icl", "icl_m2_only"]].mean().sort_values("encoder_acc")
+    )
+    weak, strong = per.index[0], per.index[-1]
+    k2 = int(enc["K2"].iloc[0])
+    rho = enc["encoder_acc"].rank().corr(enc["icl_m2_only"].rank()) if len(enc) > 2 else math.nan  # Spearman
+    notes = (
+        "the frozen encoder changes only the M2 route, so the effect is on icl_m2_only; mean encoder "
+        "accuracy -> stage-2 icl / icl_m2_only by pretraining steps: "
+        + ", ".join(
+            f"{s}: {r.encoder_acc:.3f} -> {r.icl:.3f} / {r.icl_m2_only:.3f}" for s, r in per.iterrows()
+        )
+        + f"; Spearman over runs, encoder accuracy vs icl_m2_only: {rho:.3f}"
+    )
+    span = float(per["encoder_acc"].iloc[-1] - per["encoder_acc"].iloc[0])
+    sub = _difference(
+        "4c",
+        text,
+        enc[enc["encoder_steps"] == weak]["icl_m2_only"],
+        enc[enc["encoder_steps"] == strong]["icl_m2_only"],
+        f"stage-2 icl_m2_only at K2 = {k2}, encoder of {strong} minus {weak} pretraining steps",
+        MIN_EFFECT_SWEEP,
+        common,
+        notes,
+    )
+    sub.n_runs = sub.n_unique_configs = 2 * len(enc[enc["encoder_steps"].isin([weak, strong])])
+    if span < 0.2:
+        sub.verdict = "not tested"
+        lo, hi = per["encoder_acc"].iloc[0], per["encoder_acc"].iloc[-1]
+        sub.notes = f"encoder accuracies span only {lo:.3f} to {hi:.3f}, too narrow to test; " + notes
+    return sub
+
+
+# --------------------------------------------------------------------------- output
+def _mean_range(values: pd.Series) -> str:
+    return f"{values.mean():.3f} [{values.min():.3f}, {values.max():.3f}]"
+
+
+def _summary(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean [min, max] over seeds of icl and icl_m2_only, means of the other suites."""
+    grouped = table.groupby(keys, sort=False)
+    out = grouped[["icl", "icl_m2_only"]].agg(_mean_range)
+    out = out.join(grouped[["icl_m1_only", "iwl", "test"]].mean()).join(
+        grouped["seed"].count().rename("seeds")
+    )
+    return out.reset_index()
+
+
+def figure(k2: pd.DataFrame, sizes: pd.DataFrame, enc: pd.DataFrame, low_k2: int) -> go.Figure:
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(
+            "multimodal icl vs K2 (dotted: icl_m2_only)",
+            f"stage 2 vs decoder size (K2 = {low_k2})",
+            f"stage 2 vs M2 encoder accuracy (K2 = {low_k2})",
+        ),
+    )
+    if len(k2):
+        means = k2.groupby(["arm", "K2"], sort=False)[["icl", "icl_m2_only"]].mean().reset_index()
+        for key, label in ARMS.items():
+            part = means[means["arm"] == label].sort_values("K2")
+            if part.empty:
+                continue
+            for suite, dash in (("icl", "solid"), ("icl_m2_only", "dot")):
+                fig.add_trace(
+                    go.Scatter(
+                        x=part["K2"],
+                        y=part[suite],
+                        name=label,
+                        legendgroup=key,
+                        showlegend=suite == "icl",
+                        line=dict(dash=dash, color=COLOURS[key]),
+                        mode="lines+markers",
+                    ),
+                    row=1,
+                    col=1,
+                )
+    for panel, table, x, name in ((2, sizes, "n_params", "size"), (3, enc, "encoder_acc", "encoder")):
+        if table.empty:
+            continue
+        key = "size" if name == "size" else "encoder_steps"
+        per = (
+            table.groupby(key)[[x, "icl", "icl_m2_only"]].agg(["mean", "min", "max"]).sort_values((x, "mean"))
+        )
+        for suite, colour in (("icl", "#1f77b4"), ("icl_m2_only", "#2ca02c")):
+            fig.add_trace(
+                go.Scatter(
+                    x=per[(x, "mean")],
+                    y=per[(suite, "mean")],
+                    error_y=dict(
+                        type="data",
+                        symmetric=False,
+                        array=per[(suite, "max")] - per[(suite, "mean")],
+                        arrayminus=per[(suite, "mean")] - per[(suite, "min")],
+                    ),
+                    text=[str(i) for i in per.index],
+                    name=f"{name}: {suite}",
+                    line=dict(color=colour),
+                    mode="lines+markers",
+                ),
+                row=1,
+                col=panel,
+            )
+    fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
+    fig.update_xaxes(title_text="K2", type="log", row=1, col=1)
+    fig.update_xaxes(title_text="decoder parameters", type="log", row=1, col=2)
+    fig.update_xaxes(title_text="encoder test accuracy (K2-way)", row=1, col=3)
+    fig.update_yaxes(title_text="final accuracy", row=1, col=1)
+    fig.update_layout(
+        title="Multimodal asymmetry: arms, decoder size, encoder strength", template="plotly_white"
+    )
+    fig.update_layout(width=1500, height=480)
+    return fig
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--k2", type=int, nargs="+", default=[32, 128, 512, 2048, 8192])
+    parser.add_argument("--steps", type=int, default=1000, help="steps of each stage-2 / early-fusion run")
+    parser.add_argument("--stage1-steps", type=int, default=None, help="stage-1 steps (default: --steps)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="task+model+train seeds")
+    parser.add_argument("--arms", nargs="+", choices=ALL_ARMS, default=list(ALL_ARMS), help="what to run")
+    parser.add_argument("--low-k2", type=int, default=None, help="K2 of the size and encoder sweeps")
+    parser.add_argument("--sizes", nargs="+", default=["32x2x1", "64x3x2", "128x4x4"], help="DxLxH")
+    parser.add_argument("--encoder-steps", type=int, nargs="+", default=[10, 40, 150, 500])
+    parser.add_argument("--eval-size", type=int, default=None, help="eval sequences per suite")
+    parser.add_argument("--device", default=None, help="train.device of every run (e.g. cuda)")
+    parser.add_argument("--out", default=str(ROOT / "analyses" / "results"))
+    parser.add_argument("--runs", default=str(ROOT / "checkpoints"))
+    parser.add_argument("--no-png", action="store_true", help="skip the PNG copy of the figure")
+    return parser
+
+
+def run_count(args: argparse.Namespace) -> int:
+    """How many runs the command trains or reuses (stage-1 and encoder runs included)."""
+    k2_arms = [a for a in args.arms if a in ARMS]
+    seeds = len(args.seeds)
+    n = seeds * len(k2_arms) * len(args.k2)
+    if {"stage2", "unfrozen", "encoder"} & set(args.arms):
+        n += seeds  # the shipped-size stage 1
+    if "size" in args.arms:
+        n += seeds * len(args.sizes) * 2
+    if "encoder" in args.arms:
+        n += seeds * len(args.encoder_steps) * 2
+    return n
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--k2", type=int, nargs="+", default=[32, 128, 512, 2048, 8192])
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="task+model+train seeds")
-    parser.add_argument("--out", default=str(ROOT / "analyses" / "results"))
-    parser.add_argument("--runs", default=str(ROOT / "checkpoints"))
-    parser.add_argument("--no-png", action="store_true", help="skip the PNG copy of the figure")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    stage1_steps = args.steps if args.stage1_steps is None else args.stage1_steps
+    low_k2 = min(args.k2) if args.low_k2 is None else args.low_k2
+    for field, values in (("--steps", [args.steps, stage1_steps]), ("--encoder-steps", args.encoder_steps)):
+        if any(v < 1 for v in values):
+            raise ConfigError(field, f"must be positive step counts, got {values}")
+    sizes = [parse_size(s) for s in args.sizes]
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    extra = [] if args.eval_size is None else [f"task.eval_size={args.eval_size}"]
+    extra += [] if args.device is None else [f'train.device="{args.device}"']  # not part of a run's identity
+    runner = Runner(runs, extra)
+    print(f"claim 4: {run_count(args)} runs (complete ones are reused)", flush=True)
     t0 = time.perf_counter()
-    rows = []
     for seed in args.seeds:
-        seeded = [f"{field}={seed}" for field in ("task.seed", "model.seed", "train.seed")]
-        stage1_dir = runs / f"mm_stage1_seed{seed}"
-        stage1 = load_config(
-            "mm_stage1", [f"train.steps={args.steps}", *seeded, f'name="mm_stage1_seed{seed}"']
-        )
-        train(stage1, stage1_dir, progress=False)
+        s1 = None
+        if {"stage2", "unfrozen", "encoder"} & set(args.arms):
+            s1 = stage1(runner, seed, stage1_steps)
         for k2 in args.k2:
-            for variant, name in (("stage 2", "mm_stage2"), ("early fusion", "mm_early_fusion")):
-                run_name = f"{name}_K2_{k2}_seed{seed}"
-                overrides = [f"task.K2={k2}", f"train.steps={args.steps}", *seeded, f'name="{run_name}"']
-                if variant == "stage 2":
-                    overrides.append(f'pipeline.init_from="{stage1_dir}"')
-                config = load_config(name, overrides)
-                run_dir = runs / config.name
-                t = time.perf_counter()
-                result = train(config, run_dir, progress=False)
-                final = _final(run_dir)
-                rows.append(
-                    {
-                        "K2": k2,
-                        "variant": variant,
-                        "seed": seed,
-                        **{s: final[s] for s in SUITES},
-                        "train_s": round(time.perf_counter() - t, 1),
-                        "reused": result.already_complete,
-                    }
-                )
-                print(
-                    f"seed {seed} K2={k2:5d} {variant:12s} "
-                    + "  ".join(f"{s} {final[s]:.3f}" for s in SUITES),
-                    flush=True,
-                )
-    table = pd.DataFrame(rows)
-    means = table.groupby(["K2", "variant"], sort=False)[list(SUITES)].mean().reset_index()
+            for arm in (a for a in ARMS if a in args.arms):
+                k2_arm(runner, arm, k2, seed, args.steps, stage1_steps, s1)
+        if "size" in args.arms:
+            for size in sizes:
+                size_run(runner, size, low_k2, seed, args.steps, stage1_steps)
+        if "encoder" in args.arms:
+            for n in args.encoder_steps:
+                encoder_run(runner, n, low_k2, seed, args.steps, s1)
+    table = pd.DataFrame(runner.rows)
+    for column in ("K2", "encoder_steps", "n_params"):  # integers with gaps (rows of other arms)
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    k2_table = table[table["arm"].isin(list(ARMS.values()))].copy()
+    size_table = table[table["arm"] == "size"].copy()
+    enc_table = table[table["arm"] == "encoder"].copy()
+    if not size_table.empty:  # decoder size = the stage-1 run's parameter count (all trainable there)
+        s1_params = table[table["arm"] == "stage 1"].groupby("size")["n_params"].first()
+        size_table["n_params"] = size_table["size"].map(s1_params)
     wall = time.perf_counter() - t0
-    k2s = list(args.k2)
+    table.to_csv(out / "multimodal_asymmetry_runs.csv", index=False)
+
+    reused = int(table["reused"].sum())
+    trained_wall = float(table.loc[~table["reused"], "wall_s"].sum())
+    command = command_line("multimodal_asymmetry", argv)
+    k2s = sorted(args.k2)
     lines = [
-        "# Multimodal asymmetry: stage 2 vs early fusion",
+        "# Multimodal asymmetry: stage 2, early fusion and their controls",
         "",
-        f"Final accuracies after {args.steps} steps per run (chance 1/32 = 0.031). Stage 1: "
-        f"`mm_stage1` (unimodal, K = 8192). Command: `.venv/bin/python analyses/multimodal_asymmetry.py "
-        f"--k2 {' '.join(map(str, k2s))} --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}`; "
-        f"wall time {wall / 60:.1f} min on this machine (runs already complete are reused, see `reused`). "
-        f"Each seed has its own stage-1 run.",
+        f"Final accuracies (chance 1/32 = 0.031). Stage 1: `mm_stage1` (unimodal, K = 8192, "
+        f"{stage1_steps} steps); multimodal runs {args.steps} steps, the matched-budget arms "
+        f"{stage1_steps + args.steps}. Command: `{command}`; {len(table)} runs ({reused} reused), "
+        f"wall time {wall / 60:.1f} min on this machine (training wall of the runs trained now: "
+        f"{trained_wall / 60:.1f} min). Each seed sets task, model and training seeds and has its own "
+        "stage-1 run. icl and icl_m2_only: mean [min, max] over seeds.",
         "",
-        f"Mean over {len(args.seeds)} seeds:",
-        "",
-        means.to_markdown(index=False, floatfmt=".3f"),
-        "",
-        "Per run:",
-        "",
-        table.to_markdown(index=False, floatfmt=".3f"),
-        "",
-        "Smallest K2 where the mean multimodal icl reaches 0.5: stage 2 "
-        f"{crossing(k2s, means[means.variant == 'stage 2']['icl'].tolist())}, early fusion "
-        f"{crossing(k2s, means[means.variant == 'early fusion']['icl'].tolist())}. "
-        "`icl_m2_only` (M1 items carry no class information) shows whether the M2 route itself "
-        "works; `icl_m1_only` the reverse.",
+        "Arms: "
+        + "; ".join(f"**{label}**" for label in ARMS.values() if label in set(k2_table.get("arm", []))),
         "",
     ]
-    (out / "multimodal_asymmetry.md").write_text("\n".join(lines))
-    fig = go.Figure()
-    for variant, dash in (("stage 2", "solid"), ("early fusion", "dash")):
-        part = means[means.variant == variant]
-        for suite, colour in (("icl", "#1f77b4"), ("icl_m2_only", "#2ca02c"), ("iwl", "#d62728")):
-            fig.add_trace(
-                go.Scatter(
-                    x=part["K2"],
-                    y=part[suite],
-                    name=f"{variant}: {suite}",
-                    line=dict(dash=dash, color=colour),
-                    mode="lines+markers",
-                )
+    if not k2_table.empty:
+        summary = _summary(k2_table.sort_values(["K2"], kind="stable"), ["K2", "arm"])
+        k2_means = k2_table.groupby(["arm", "K2"])["icl"].mean()
+        lines += [
+            "## Multimodal icl vs K2, per arm",
+            "",
+            summary.to_markdown(index=False, floatfmt=".3f"),
+            "",
+            "Smallest K2 where the mean multimodal icl reaches 0.5: "
+            + ", ".join(
+                f"{label} {crossing(k2s, [k2_means.get((label, k), 0.0) for k in k2s])}"
+                for label in ARMS.values()
+                if label in set(k2_table["arm"])
             )
-    fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
-    fig.update_layout(
-        title="Multimodal ICL vs secondary-modality diversity K2",
-        xaxis_title="K2",
-        yaxis_title="final accuracy",
-        xaxis_type="log",
-        template="plotly_white",
+            + ". `icl_m2_only` (M1 items carry no class information) shows whether the M2 route itself "
+            "works; `icl_m1_only` the reverse.",
+            "",
+        ]
+    if not size_table.empty:
+        summ = _summary(size_table, ["size"]).merge(
+            size_table.groupby("size")["n_params"].first().reset_index(), on="size"
+        )
+        lines += [
+            f"## Decoder size (stage 1 -> stage 2 at K2 = {low_k2})",
+            "",
+            "Size `dD_lL_hH`: d_embed D (+ the 33-wide one-hot block), L layers, H heads; `n_params`: "
+            "the decoder's parameters (stage 1).",
+            "",
+            summ.to_markdown(index=False, floatfmt=".3f"),
+            "",
+        ]
+    if not enc_table.empty:
+        summ = _summary(enc_table, ["encoder_steps"]).merge(
+            enc_table.groupby("encoder_steps")["encoder_acc"].agg(_mean_range).reset_index(),
+            on="encoder_steps",
+        )
+        lines += [
+            f"## M2 encoder strength (stage 2 at K2 = {low_k2}, encoder frozen)",
+            "",
+            f"`encoder_acc`: the pretrained encoder's K2-way test accuracy (chance 1/{low_k2}).",
+            "",
+            summ.to_markdown(index=False, floatfmt=".3f"),
+            "",
+        ]
+    lines += ["Per run (`wall_s`: the run's own training wall time): `multimodal_asymmetry_runs.csv`.", ""]
+    (out / "multimodal_asymmetry.md").write_text("\n".join(lines))
+    written = save_figure(
+        figure(k2_table, size_table, enc_table, low_k2), out, "multimodal_asymmetry", png=not args.no_png
     )
-    written = save_figure(fig, out, "multimodal_asymmetry", png=not args.no_png)
-    command = command_line("multimodal_asymmetry", argv)
+
     wall = time.perf_counter() - t0
-    write_section(
-        out / "claims.json",
-        Section("4", "Multimodal asymmetry", subclaims(table, args.steps, command, wall), command, wall),
-    )
+    common = dict(steps=args.steps, command=command, wall_time_s=wall)
+    subs = k2_subclaims(k2_table, list(args.k2), common, command)
+    subs.insert(1, size_subclaim(size_table, common, command))
+    subs.insert(2, encoder_subclaim(enc_table, common, command))
+    write_section(out / "claims.json", Section("4", "Multimodal asymmetry", subs, command, wall))
     print(
         f"wrote {out / 'multimodal_asymmetry.md'}, "
         + ", ".join(p.name for p in written)

@@ -106,6 +106,10 @@ class TaskConfig:
             raise ConfigError("task.K_c", f"must be >= N/B={self.N // self.B}, got {self.K_c}")
 
 
+M1_POOLS: tuple[str, ...] = ("partners", "all")
+"""Allowed ``task.m1_pool`` values of a multimodal task."""
+
+
 @dataclass
 class MultimodalTaskConfig:
     """The two-modality task (SCIENCE.md section 4): M1 ("primary") and M2 ("secondary").
@@ -145,9 +149,20 @@ class MultimodalTaskConfig:
     """Joint labels only: number of M1 groups (class k1 in group k1 mod G1); 0 otherwise."""
     G2: int = 0
     """Joint labels only: number of M2 groups (class k2 in group k2 mod G2); 0 otherwise."""
+    m1_pool: str = "partners"
+    """The M1 class of a known exemplar of M2 class k2: ``partners`` (its fixed partner) or
+    ``all`` (per context slot, a fresh M1 class of label k2 mod L2, uniform over all K1
+    classes: multimodal training on high-K1 M1 data). Not with joint labels; needs alpha1 = 0."""
 
     def validate(self) -> None:
         _positive_int(self, "task", ("K1", "K2", "D1", "D2", "N", "K_c", "eval_size"))
+        _choice(self, "task", "m1_pool", M1_POOLS)
+        if self.m1_pool == "all" and self.joint_labels:
+            raise ConfigError("task.m1_pool", "must be partners with joint_labels = true (they pair freely)")
+        if self.m1_pool == "all" and self.alpha1 != 0:
+            raise ConfigError(
+                "task.alpha1", f"must be 0 with m1_pool = all (uniform M1 classes), got {self.alpha1}"
+            )
         _int(self, "task", ("seed", "eval_seed", "B", "L1", "L2"))
         if self.L1 < 2:
             raise ConfigError("task.L1", f"must be an integer >= 2, got {self.L1}")

@@ -14,8 +14,9 @@ Method (Huang et al. 2026, section 4 of SCIENCE.md):
   shuffled, the query among them), non-bursty (N + 1 classes i.i.d.), or novel (prob. p_C;
   bursty over N/B distinct classes of a fresh set of K_c, labels ``k mod L2``, with fresh M2
   means *and* fresh M1 partner means). Each exemplar's M1 item comes from the M1 partner
-  of its M2 class. alpha1 describes the M1 (stage-1) data only: the sampler never draws
-  M1 classes on their own.
+  of its M2 class; with ``m1_pool = "all"`` from a fresh M1 class of the same label per
+  context slot (per item when non-bursty), uniform over all K1 classes. alpha1 describes
+  the M1 (stage-1) data only: the sampler never draws M1 classes on their own.
 - Packed inputs ``[n, 3N+2, D1 + D2]``: ``[m1_1, m2_1, y_1, ..., m1_N, m2_N, y_N, m1_q, m2_q]``
   (:meth:`Layout.multimodal`); M1 items and labels fill the first D1 columns, M2 items the
   last D2, the rest are zeros. The target is the query's label, read out at the M2 query.
@@ -267,8 +268,10 @@ class MultimodalTask:
     def _sample_paired(
         self, n: int, groups: list[tuple[str, torch.Tensor]], B: int, g: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Classes and means ``[n, N + 1, ...]`` of the paired task: M1 = partner of the M2 class."""
+        """Classes and means ``[n, N + 1, ...]`` of the paired task: M1 = partner of the M2 class
+        (``m1_pool = all``: a fresh M1 class of its label)."""
         N, D1, D2 = self.config.N, self.config.D1, self.config.D2
+        fresh_m1 = self.config.m1_pool == "all"
         # column N of every [n, N + 1, ...] tensor is the query
         classes2 = torch.empty(n, N + 1, dtype=torch.long)
         classes1 = torch.empty(n, N + 1, dtype=torch.long)
@@ -276,8 +279,11 @@ class MultimodalTask:
         mu2 = torch.empty(n, N + 1, D2)
         for kind, idx in groups:
             m = idx.numel()
+            c1 = None  # m1_pool = all: a fresh M1 class per item (iid) or per slot (bursty)
             if kind == "iid":
                 c2 = self._draw_classes(m * (N + 1), g).view(m, N + 1)
+                if fresh_m1:
+                    c1 = self._fresh_m1_classes(c2, g)
             else:
                 n_slots = N // B
                 if kind == "bursty":
@@ -286,16 +292,27 @@ class MultimodalTask:
                     slot_classes = self._draw_novel_classes(m, n_slots, g)
                 seq_slots = _bursty_slots(m, N, B, g)
                 c2 = slot_classes.gather(1, seq_slots)
+                if fresh_m1 and kind == "bursty":
+                    c1 = self._fresh_m1_classes(slot_classes, g).gather(1, seq_slots)
             if kind == "novel":
                 # fresh classes numbered within their set; the M1 partner shares the number
                 classes1[idx], classes2[idx] = c2, c2
                 mu2[idx] = _gather_slots(torch.randn(m, n_slots, D2, generator=g) / math.sqrt(D2), seq_slots)
                 mu1[idx] = _gather_slots(torch.randn(m, n_slots, D1, generator=g) / math.sqrt(D1), seq_slots)
             else:
-                c1 = self.m2_partner[c2]
+                c1 = self.m2_partner[c2] if c1 is None else c1
                 classes1[idx], classes2[idx] = c1, c2
                 mu1[idx], mu2[idx] = self.m1_means[c1], self.m2_means[c2]
         return classes1, classes2, mu1, mu2
+
+    def _fresh_m1_classes(
+        self, classes2: Int[torch.Tensor, "*s"], g: torch.Generator
+    ) -> Int[torch.Tensor, "*s"]:
+        """``m1_pool = all``: per M2 class, an M1 class of the same label (k2 mod L2), uniform
+        over the K1/L1 M1 classes of that label."""
+        L1 = self.config.L1
+        rows = torch.randint(self.config.K1 // L1, classes2.shape, generator=g)
+        return rows * L1 + classes2 % self.config.L2
 
     def _sample_joint(
         self, n: int, groups: list[tuple[str, torch.Tensor]], B: int, g: torch.Generator

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from mmicl_interp.io import CorruptFileError, read_json
 from mmicl_interp.sweep.executors import make_executor
 from mmicl_interp.sweep.grid import SEED_KEYS, Grid, load_grid
 from mmicl_interp.sweep.runner import BASE_COLUMNS, SweepResult, run_sweep
@@ -239,12 +240,33 @@ class GridsResult:
         return sum(r.n_trained for r in self.results)
 
     def timing(self) -> str:
-        """``"12.3 min in this invocation (40 runs: 38 trained, 2 reused)"``."""
+        """``"40 runs (38 trained now, 2 reused), 25.0 min of training as the runs recorded it;
+        12.3 min in this invocation"``."""
         reused = self.n_runs - self.n_trained
         return (
-            f"{self.wall_s / 60:.1f} min in this invocation ({self.n_runs} runs: {self.n_trained} trained, "
-            f"{reused} reused; training times are in analyses/README.md)"
+            f"{self.n_runs} runs ({self.n_trained} trained now, {reused} reused), "
+            f"{self.train_s / 60:.1f} min of training as the runs recorded it; "
+            f"{self.wall_s / 60:.1f} min in this invocation"
         )
+
+    @property
+    def train_s(self) -> float:
+        """Training wall time of every run, as each run recorded it (``manifest.wall_time_s``,
+        summed over resumes), whether it trained in this invocation or was reused."""
+        total = 0.0
+        for result in self.results:
+            for point in result.results:
+                try:
+                    total += float(read_json(Path(point.run_dir) / "manifest.json").get("wall_time_s") or 0.0)
+                except (OSError, ValueError, CorruptFileError):
+                    continue
+        return total
+
+    def compute_s(self, invocation_s: float) -> float:
+        """A claim's compute time: every run's recorded training time plus this invocation's
+        time outside training (``invocation_s`` minus the sweeps' wall time): the same figure
+        whether the runs were trained now or reused."""
+        return self.train_s + max(0.0, invocation_s - self.wall_s)
 
     def steps(self) -> int:
         """Training steps of the first grid's first point (the budget the claim used)."""
