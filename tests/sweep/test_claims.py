@@ -200,6 +200,9 @@ def test_still_moving_flags_runs_that_change_over_the_last_fifth():
     flat = [0.1, 0.5, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.905, 0.905]
     rising = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.72, 0.74, 0.76]
     assert still_moving(_table({"flat": flat, "rising": rising})) == ["rising"]
+    # eval noise around a plateau (+-0.01, max - min 0.02) is not a trend
+    noisy = [0.1, 0.5, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.91, 0.89, 0.91]
+    assert still_moving(_table({"noisy": noisy})) == []
 
 
 def test_n_seeds_counts_the_fewest_seeds_behind_a_point():
