@@ -11,27 +11,13 @@ import pytest
 import torch
 
 from mmicl_interp.real.text import vocabulary_words
-
-SPECIALS = ["<unk>", "<pad>", "<s>", "</s>"]
+from tests.real.tiny_vlm import word_tokenizer
 
 
 def tiny_tokenizer(extra: tuple[str, ...] = ()):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = SPECIALS + vocabulary_words() + [w for w in extra if w not in vocabulary_words()]
-    vocab = {w: i for i, w in enumerate(words)}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        add_bos_token=True,
-        name_or_path="tiny",
-    )
+    """A WordLevel tokenizer over the built-in text task's words (plus ``extra``)."""
+    words = vocabulary_words() + [w for w in extra if w not in vocabulary_words()]
+    return word_tokenizer((), None, tuple(words))
 
 
 def tiny_hf_model(arch: str, vocab_size: int, seed: int = 0):

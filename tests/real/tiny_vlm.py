@@ -61,8 +61,10 @@ QWEN_SPECIAL = (
 )
 
 
-def word_tokenizer(special: tuple[str, ...], template: str, words: tuple[str, ...] = WORDS):
-    """A WordLevel tokenizer over ``words`` with ``special`` tokens and a chat template."""
+def word_tokenizer(special: tuple[str, ...], template: str | None, words: tuple[str, ...] = WORDS):
+    """A WordLevel tokenizer over ``words`` with ``special`` tokens and a chat template (the
+    offline tokenizer of every tiny test model: TransformerLens needs ``name_or_path`` and
+    ``add_bos_token``)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -79,8 +81,10 @@ def word_tokenizer(special: tuple[str, ...], template: str, words: tuple[str, ..
         add_bos_token=True,
         name_or_path="tiny",
     )
-    tok.add_special_tokens({"additional_special_tokens": list(special)})
-    tok.chat_template = template
+    if special:
+        tok.add_special_tokens({"additional_special_tokens": list(special)})
+    if template is not None:
+        tok.chat_template = template
     return tok
 
 
