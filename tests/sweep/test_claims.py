@@ -212,3 +212,20 @@ def test_n_seeds_counts_the_fewest_seeds_behind_a_point():
     )
     assert n_seeds(table) == 2
     assert claims.n_seeds(table.drop(columns=["seed"])) == 1
+
+
+def test_the_committed_readme_tables_are_the_render_of_the_committed_claims_json():
+    """The claims tables are generated, not typed: both READMEs hold exactly the table that
+    ``analyses/make_tables.py`` renders from ``analyses/results/claims.json`` (rerun it after
+    a claim script)."""
+    from pathlib import Path
+
+    from mmicl_interp.sweep.claims import read_claims
+
+    root = Path(__file__).resolve().parents[2]
+    table = "\n".join(render_table(read_claims(root / "analyses" / "results" / "claims.json")))
+    for readme in (root / "README.md", root / "analyses" / "README.md"):
+        text = readme.read_text()
+        hint = f"{readme}: run analyses/make_tables.py"
+        assert replace_between_markers(text, table, str(readme)) == text, hint
+    assert "| 6a." in table and "| 4" in table  # claim 6 and claim 4 are in the table
