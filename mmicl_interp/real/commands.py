@@ -8,7 +8,6 @@ range, labels in the vocabulary); bad input raises ConfigError, one line, exit 2
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 from pathlib import Path
@@ -59,14 +58,9 @@ def build_prompts(loaded: Any, spec: str, texts: Any, *, shots: int, ways: int, 
         raise ConfigError(
             "--prompts", f"{kind} prompts need a vision-language model; {loaded.name} is a text model"
         )
-    try:
-        images = importlib.import_module("mmicl_interp.real.images")
-        build = images.build_image_prompts
-    except (ModuleNotFoundError, AttributeError):
-        raise ConfigError(
-            "--prompts", f"{kind} prompts need mmicl_interp.real.images.build_image_prompts, which is missing"
-        ) from None
-    return build(loaded, spec, shots=shots, ways=ways, n_prompts=n_prompts, seed=seed)
+    from mmicl_interp.real.images import build_image_prompts  # says so when pillow is missing
+
+    return build_image_prompts(loaded, spec, shots=shots, ways=ways, n_prompts=n_prompts, seed=seed)
 
 
 def prompt_records(prompts: Any, tokenizer: Any) -> list[dict]:
