@@ -171,6 +171,8 @@ def run_heads(args: argparse.Namespace, device: Any) -> int:
     from mmicl_interp.real import knockout as K
     from mmicl_interp.real.report import build_real_report
 
+    if args.top_k < 0:
+        raise ConfigError("--top-k", f"must be >= 0 (0 skips the knockouts); got {args.top_k}")
     options = dict(shots=args.shots, ways=args.ways, n_prompts=args.n_prompts, seed=args.seed)
     texts = check_spec(args.prompts, **options)
     out = check_writable_dir(Path(args.out) if args.out else default_out(args.model, args.prompts), "--out")

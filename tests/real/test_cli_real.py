@@ -121,6 +121,7 @@ def test_bad_input_exits_2_with_one_line(tiny_dirs, tmp_path, capsys):
     _one_line_error(capsys, ["knockout", folder, "--prompts", "text", "--heads", "L0H0", "--dtype", "int8",
                              "--out", out], "--dtype")  # fmt: skip
     _one_line_error(capsys, ["heads", folder, "--prompts", "images:/nonexistent", "--out", out], "images")
+    _one_line_error(capsys, ["heads", folder, "--prompts", "text", "--top-k", "-1", "--out", out], "--top-k")
 
 
 def test_unsupported_architecture_exits_2(tmp_path, capsys):
