@@ -138,6 +138,39 @@ def _heads_by_layer(heads) -> dict[int, list[int]]:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def mean_head_outputs(
+    model: torch.nn.Module,
+    prompts: ICLPrompts | Batch,
+    heads: Sequence[Head],
+    batch_size: int | None = None,
+) -> dict[Head, Float[torch.Tensor, "pos d_head"]]:
+    """Each head's ``hook_z`` averaged over the prompts with a real token at each position,
+    ``mean[t] = sum_b m[b, t] z[b, t] / max(1, sum_b m[b, t])`` (``m`` = ``real_tokens``; all
+    ones without padding), accumulated in float32 and returned in z's dtype, on the model's
+    device. ``batch_size`` prompts run at a time (default: all at once), so a large model's
+    caches stay bounded.
+    """
+    prompts = as_prompts(prompts)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else prompts.device
+    names = sorted({_z_name(layer) for layer, _ in heads})
+    step = batch_size or len(prompts)
+    sums: dict[Head, torch.Tensor] = {}
+    count = torch.zeros(prompts.n_positions, 1, device=device)
+    dtype = None
+    for start in range(0, len(prompts), step):
+        part = prompts[start : start + step].to(device)
+        _, cache = part.run(model, cache=names)
+        real = part.real_tokens().to(torch.float32)[..., None]  # [batch, pos, 1]
+        count += real.sum(0)
+        for layer, head in heads:
+            z = cache[_z_name(layer)][:, :, head]
+            dtype = z.dtype
+            sums[(layer, head)] = sums.get((layer, head), 0) + (z.float() * real).sum(0)
+    return {h: (s / count.clamp(min=1.0)).to(dtype) for h, s in sums.items()}
+
+
 def ablation_values(
     model: torch.nn.Module,
     prompts: ICLPrompts | Batch,
@@ -145,10 +178,10 @@ def ablation_values(
     method: AblationMethod,
     seed: int = 0,
 ) -> dict[Head, Float[torch.Tensor, "batch pos d_head"]]:
-    """The value each head's ``hook_z`` is replaced by, for every prompt (on the prompts' device).
+    """The value each head's ``hook_z`` is replaced by, for every prompt (on the model's device).
 
     With padding (``prompts.token_mask``) the mean at a position is taken over the prompts
-    with a real token there (0 where none has).
+    with a real token there (0 where none has): :func:`mean_head_outputs`.
     """
     _check_method(method)
     prompts = as_prompts(prompts)
@@ -160,21 +193,12 @@ def ablation_values(
         device = param.device if param is not None else prompts.device
         zero = torch.zeros(n_batch, n_pos, d_head, device=device)
         return {head: zero for head in heads}
-    names = {_z_name(layer) for layer in layers}
-    _, cache = prompts.run(model, cache=sorted(names))
-    values: dict[Head, torch.Tensor] = {}
-    perm = derangement(n_batch, seed)
-    for layer, head in heads:
-        z = cache[_z_name(layer)][:, :, head]
-        if method == "mean" and prompts.token_mask is None:
-            values[(layer, head)] = z.mean(0, keepdim=True).expand(n_batch, -1, -1)
-        elif method == "mean":
-            real = prompts.token_mask.to(z.device, z.dtype)[..., None]  # [batch, pos, 1]
-            mean = (z * real).sum(0, keepdim=True) / real.sum(0, keepdim=True).clamp(min=1.0)
-            values[(layer, head)] = mean.expand(n_batch, -1, -1)
-        else:
-            values[(layer, head)] = z[perm.to(z.device)]
-    return values
+    if method == "mean":
+        means = mean_head_outputs(model, prompts, heads)
+        return {head: mean[None].expand(n_batch, -1, -1) for head, mean in means.items()}
+    _, cache = prompts.run(model, cache=sorted({_z_name(layer) for layer in layers}))
+    perm = derangement(n_batch, seed).to(prompts.device)
+    return {(layer, head): cache[_z_name(layer)][:, :, head][perm] for layer, head in heads}
 
 
 @torch.no_grad()
@@ -358,5 +382,6 @@ __all__ = [
     "derangement",
     "format_heads",
     "heads_above",
+    "mean_head_outputs",
     "parse_heads",
 ]

@@ -13,7 +13,7 @@ prompts with a real token at that position, ``mean``), applied to
 Each is reported as clean and ablated accuracy, loss over the candidate labels and mean
 logit difference (target - alternative). Prompts run ``batch_size`` at a time, and mean
 values are accumulated over all of them, so memory stays bounded; the formula is
-:func:`~mmicl_interp.analyses.ablation.ablation_values`'s.
+:func:`~mmicl_interp.analyses.ablation.mean_head_outputs`.
 
 Patching (:func:`patch_heads`): label-corrupted prompts (:func:`corrupt_labels`: the
 labels of the exemplars that match the query's answer are overwritten with the tokens of
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 
-from mmicl_interp.analyses.ablation import Head, _run_ablated, check_heads, format_heads
+from mmicl_interp.analyses.ablation import Head, _run_ablated, check_heads, format_heads, mean_head_outputs
 from mmicl_interp.analyses.patching import logit_diff, patch_head_outputs, patching_setup
 from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.progress import progress_bar
@@ -60,27 +60,6 @@ MIN_RANDOM_DRAWS = 10
 
 
 # ---------------------------------------------------------------------- knockout
-@torch.no_grad()
-def mean_z(
-    model: torch.nn.Module, prompts: ICLPrompts, heads: Sequence[Head], batch_size: int = 8
-) -> dict[Head, Float[torch.Tensor, "pos d_head"]]:
-    """Each head's ``hook_z`` averaged over the prompts with a real token at each position."""
-    device = model_device(model)
-    layers = sorted({layer for layer, _ in heads})
-    names = [f"blocks.{layer}.attn.hook_z" for layer in layers]
-    sums: dict[Head, torch.Tensor] = {}
-    count = torch.zeros(prompts.n_positions, 1, device=device)
-    for part in chunks(len(prompts), batch_size):
-        sub = prompts[part].to(device)
-        _, cache = sub.run(model, cache=names)
-        real = sub.real_tokens().to(torch.float32)[..., None]  # [batch, pos, 1]
-        count += real.sum(0)
-        for layer, head in heads:
-            z = cache[f"blocks.{layer}.attn.hook_z"][:, :, head].float()
-            sums[(layer, head)] = sums.get((layer, head), 0) + (z * real).sum(0)
-    return {h: (s / count.clamp(min=1.0)) for h, s in sums.items()}
-
-
 def _metrics(logits: torch.Tensor, prompts: ICLPrompts) -> dict[str, float]:
     targets = prompts.targets.cpu()
     out = {
@@ -109,7 +88,7 @@ def knocked_out_logits(
     heads = check_heads(list(heads), model)
     device = model_device(model)
     if method == "mean" and means is None:
-        means = mean_z(model, prompts, heads, batch_size)
+        means = mean_head_outputs(model, prompts, heads, batch_size)
     out = []
     for part in chunks(len(prompts), batch_size):
         sub = prompts[part].to(device)
@@ -184,7 +163,7 @@ def knockout_table(
     bar = progress_bar(len(methods) * (len(groups) + len(draws)), "knockouts", progress, unit="set")
     try:
         for method in methods:
-            means = mean_z(model, prompts, every, batch_size) if method == "mean" else None
+            means = mean_head_outputs(model, prompts, every, batch_size) if method == "mean" else None
             todo = [(name, g, None) for name, g in groups] + [("random", d, i) for i, d in enumerate(draws)]
             for name, group, draw in todo:
                 logits = knocked_out_logits(model, prompts, group, method, batch_size, means)
@@ -318,7 +297,6 @@ __all__ = [
     "corrupt_labels",
     "knocked_out_logits",
     "knockout_table",
-    "mean_z",
     "patch_heads",
     "random_head_sets",
 ]

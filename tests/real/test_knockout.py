@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from mmicl_interp.analyses.ablation import mean_head_outputs
 from mmicl_interp.real.commands import prompt_records
 from mmicl_interp.real.heads import label_logits, score_heads
 from mmicl_interp.real.knockout import (
@@ -14,7 +15,6 @@ from mmicl_interp.real.knockout import (
     corrupt_labels,
     knocked_out_logits,
     knockout_table,
-    mean_z,
     patch_heads,
     random_head_sets,
 )
@@ -62,7 +62,7 @@ def test_mean_values_are_masked_means_over_all_prompts(loaded, file_path):
     lm = loaded["llama"]
     prompts = build_text_prompts(lm.tokenizer, f"text:{file_path}", shots=2, ways=3, n_prompts=6, seed=0)
     heads = [(0, 2), (1, 0)]
-    got = mean_z(lm.bridge, prompts, heads, batch_size=4)
+    got = mean_head_outputs(lm.bridge, prompts, heads, batch_size=4)
     zs = {}
     hooks = [
         (f"blocks.{layer}.attn.hook_z", lambda z, hook: zs.__setitem__(hook.name, z.detach()))
