@@ -58,11 +58,6 @@ RunRecord = dict[str, dict[str, str]]
 """Run id -> identity (``path``, ``created``, ``config_sha``) of the run its rows came from."""
 
 
-def empty_table() -> pd.DataFrame:
-    """A tidy table with no rows and the right column types."""
-    return empty()
-
-
 def checkpoint_rows(
     model: torch.nn.Module,
     suites: dict[str, Batch],
@@ -347,7 +342,7 @@ class _SharedTable:
 
     def __init__(self, path: Path):
         self.path = path
-        self.table = empty_table()
+        self.table = empty()
         self.runs: RunRecord = {}
         self.order: list[str] = []
         self.seen: tuple[int, int, int] | None = None
@@ -360,7 +355,7 @@ class _SharedTable:
         """(Re)read the file; call under the lock."""
         self.seen = _signature(self.path)
         if self.seen is None:
-            self.table, self.runs = empty_table(), {}
+            self.table, self.runs = empty(), {}
         else:
             self.table, self.runs = _read(self.path)
             if not self.runs:

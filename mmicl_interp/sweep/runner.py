@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmicl_interp import checkpoints as ck
-from mmicl_interp.analyses.tidy import COLUMNS, tidy_table
+from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.config import ConfigError, RunConfig
 from mmicl_interp.io import CorruptFileError, Interrupted, atomic_write, read_json
 from mmicl_interp.progress import progress_bar
@@ -30,8 +30,6 @@ from mmicl_interp.sweep.grid import Grid, Point, load_grid
 
 TABLE = "sweep.parquet"
 METRICS: tuple[str, ...] = ("accuracy", "loss")
-BASE_COLUMNS: tuple[str, ...] = COLUMNS
-"""A sweep table's shared columns (:mod:`~mmicl_interp.analyses.tidy`); the swept keys follow."""
 
 
 @dataclass

@@ -34,17 +34,18 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from mmicl_interp.analyses.tidy import COLUMNS
 from mmicl_interp.io import CorruptFileError, read_json
 from mmicl_interp.sweep.executors import make_executor
 from mmicl_interp.sweep.grid import SEED_KEYS, Grid, load_grid
-from mmicl_interp.sweep.runner import BASE_COLUMNS, SweepResult, run_sweep
+from mmicl_interp.sweep.runner import SweepResult, run_sweep
 
 """The swept key that makes repeats of one point; summaries average over it."""
 
 
 def swept_keys(table: pd.DataFrame, exclude: Sequence[str] = SEED_KEYS) -> list[str]:
     """The swept-value columns of a sweep table (every column but run/step/suite/metric/value)."""
-    return [c for c in table.columns if c not in BASE_COLUMNS and c not in exclude]
+    return [c for c in table.columns if c not in COLUMNS and c not in exclude]
 
 
 def final_rows(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
