@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from mmicl_interp import checkpoints as ck
 from mmicl_interp.analyses.tidy import COLUMNS
-from mmicl_interp.io import CorruptFileError, read_json
+from mmicl_interp.io import CorruptFileError
 from mmicl_interp.sweep.executors import make_executor
 from mmicl_interp.sweep.grid import SEED_KEYS, Grid, load_grid
 from mmicl_interp.sweep.runner import SweepResult, run_sweep
@@ -258,7 +259,7 @@ class GridsResult:
         for result in self.results:
             for point in result.results:
                 try:
-                    total += float(read_json(Path(point.run_dir) / "manifest.json").get("wall_time_s") or 0.0)
+                    total += float(ck.read_manifest(point.run_dir).get("wall_time_s") or 0.0)
                 except (OSError, ValueError, CorruptFileError):
                     continue
         return total
