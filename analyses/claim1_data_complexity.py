@@ -102,11 +102,6 @@ def per_run(grid: Grid, result: SweepResult) -> pd.DataFrame:
     return runs
 
 
-def capped(v: str, after_the_fact: bool) -> str:
-    """A verdict on a value chosen after the fact (the best of several) is at most "weak"."""
-    return "weak" if after_the_fact and v == "supported" else v
-
-
 def _mean_interval(values: pd.Series) -> tuple[float, float, float]:
     """Mean of the seeds' values with its seed-bootstrap interval."""
     return bootstrap_difference([0.0], values.to_numpy(float))
@@ -166,7 +161,7 @@ def subclaims(grids: list[Grid], results: list[SweepResult], command: str, wall:
                 SubClaim(
                     "1b" if key == "task.B" else "1c",
                     f"{name} moves a model to ICL",
-                    capped(verdict(effect, [lo, hi], min_effect=0.1, n_seeds=seeds), after_the_fact),
+                    verdict(effect, [lo, hi], min_effect=0.1, n_seeds=seeds, at_most_weak=after_the_fact),
                     effect,
                     f"icl relative to the context-label plateau at {short(key)} = {best} ({chosen})",
                     [lo, hi],
@@ -186,7 +181,7 @@ def subclaims(grids: list[Grid], results: list[SweepResult], command: str, wall:
                 SubClaim(
                     "1e" if key == "task.B" else "1f",
                     f"{name} moves a model to ICL, scored on one common B = {COMMON_B} icl suite",
-                    capped(verdict(effect, [lo, hi], min_effect=0.1, n_seeds=seeds), after_the_fact),
+                    verdict(effect, [lo, hi], min_effect=0.1, n_seeds=seeds, at_most_weak=after_the_fact),
                     effect,
                     f"icl on the common B = {COMMON_B} suite relative to its context-label plateau "
                     f"({COMMON_B}/N), at {short(key)} = {best} ({chosen})",

@@ -164,8 +164,7 @@ def subclaims(
     present = [(pos, label) for pos, label in VARIANTS if pos in boot.index and "onehot" in boot.index]
     for i, (pos, label) in enumerate(present):
         effect, lo, hi = ratio_interval(boot.loc[pos], boot.loc["onehot"])
-        v = claim_verdict(effect, [lo, hi], null=1.0, n_seeds=seeds)
-        v = "weak" if moving and v == "supported" else v
+        v = claim_verdict(effect, [lo, hi], null=1.0, n_seeds=seeds, at_most_weak=bool(moving))
         subs.append(
             SubClaim(
                 f"2{'ab'[i]}",

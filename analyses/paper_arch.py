@@ -85,12 +85,6 @@ def per_run(grid: Grid, result: SweepResult, n_seqs: int = N_SEQS) -> pd.DataFra
     return runs
 
 
-def capped_if_moving(v: str, moving: list[str], position: str) -> str:
-    """"supported" becomes "weak" when any run of ``position`` is still moving at the end."""
-    still = any(f"positions={position}_" in name for name in moving)
-    return "weak" if v == "supported" and still else v
-
-
 def bracket(means: pd.Series) -> str:
     """The grid cell the crossing lies in, from mean final icl per K: "between K = a and b"
     (the seed interval of the log-interpolated crossing does not include this resolution)."""
@@ -214,7 +208,13 @@ def main(argv: list[str] | None = None) -> None:
                 "P2",
                 "on the paper's model, RoPE raises the data-complexity threshold",
                 # a crossing measured on runs that are still rising is not a plateau's crossing
-                capped_if_moving(verdict(effect, [lo, hi], null=1.0, n_seeds=seeds), moving, "rope"),
+                verdict(
+                    effect,
+                    [lo, hi],
+                    null=1.0,
+                    n_seeds=seeds,
+                    at_most_weak=any(name.startswith("positions=rope_") for name in moving),
+                ),
                 effect,
                 "crossing K, RoPE / one-hot",
                 [lo, hi],

@@ -152,13 +152,15 @@ def verdict(
     min_effect: float = 0.0,
     n_seeds: int | None = None,
     min_seeds: int = 3,
+    at_most_weak: bool = False,
 ) -> Verdict:
     """The verdict on an effect (see the module docstring for the rule).
 
     ``expected``: the sign of ``effect - null`` the claim predicts. ``interval``: ``[lo, hi]``
     (a bound may be +-inf, e.g. a threshold never reached). ``min_effect``: the smallest
     ``|effect - null|`` that counts as more than weak. ``n_seeds`` below ``min_seeds`` caps
-    the verdict at "weak".
+    the verdict at "weak"; so does ``at_most_weak``, for what the numbers cannot show (an
+    effect picked after the fact, runs not yet at a plateau).
     """
     if expected not in ("positive", "negative"):
         raise ValueError(f"expected must be 'positive' or 'negative', got {expected!r}")
@@ -181,6 +183,8 @@ def verdict(
     if interval is None and d < 0:
         return "not supported"
     if interval is None or abs(d) < min_effect or (n_seeds is not None and n_seeds < min_seeds):
+        return "weak"
+    if at_most_weak:
         return "weak"
     return "supported"
 

@@ -123,6 +123,9 @@ def test_unknown_verdict_is_refused():
         ((-0.3, [-0.4, -0.2]), {"expected": "negative"}, "supported"),
         ((2.9, [1.5, math.inf]), {"null": 1.0}, "supported"),  # an unreached bound is inf
         ((0.5, [math.nan, math.nan]), {}, "weak"),
+        ((0.3, [0.2, 0.4]), {"n_seeds": 5, "at_most_weak": True}, "weak"),  # e.g. picked after the fact
+        ((0.3, [-0.1, 0.5]), {"at_most_weak": True}, "inside noise"),  # the cap lowers, never raises
+        ((-0.3, [-0.4, -0.2]), {"at_most_weak": True}, "not supported"),
     ],
 )
 def test_verdict_rule(args, kw, expected):
