@@ -24,6 +24,7 @@ from jaxtyping import Float
 
 from mmicl_interp.analyses.attention import pattern_measures
 from mmicl_interp.analyses.tidy import head_rows, tidy_table
+from mmicl_interp.device import model_device
 from mmicl_interp.progress import progress_bar
 from mmicl_interp.prompts import ICLPrompts
 
@@ -44,11 +45,6 @@ class HeadScores:
     def accuracy(self) -> float:
         """Fraction of prompts whose largest candidate logit is the target's."""
         return (self.label_logits.argmax(-1) == self.targets).float().mean().item()
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def chunks(n: int, batch_size: int) -> list[slice]:

@@ -38,9 +38,10 @@ from jaxtyping import Float
 from mmicl_interp.analyses.ablation import Head, _run_ablated, check_heads, format_heads, mean_head_outputs
 from mmicl_interp.analyses.patching import logit_diff, patch_head_outputs, patching_setup
 from mmicl_interp.analyses.tidy import tidy_table
+from mmicl_interp.device import model_device
 from mmicl_interp.progress import progress_bar
 from mmicl_interp.prompts import ICLPrompts
-from mmicl_interp.real.heads import chunks, label_logits, model_device, top_heads
+from mmicl_interp.real.heads import chunks, label_logits, top_heads
 
 METHODS: tuple[str, ...] = ("zero", "mean")
 GROUPS = {"ih": "induction", "prev_token": "previous-token"}
