@@ -3,8 +3,9 @@ delays the onset of the ICL circuit, compared with absolute positions; previous-
 induction patterns are weaker. Checked under the correct RoPE and the published one.
 
 Sweeps position type (one-hot APE, learned APE, correct RoPE, published RoPE) x K x 5 seeds
-(``grids/claim2_positions.toml``: task, model and data seeds together; 10000 steps, a
-checkpoint every 25 steps up to step 2000). Then, per run, scores every checkpoint on the icl
+(``grids/claim2_positions.toml``: task, model and data seeds together; up to 10000 steps,
+stopping early from step 4000 once icl has settled, ``train.stop_plateau``; a checkpoint every
+25 steps up to step 2000). Then, per run, scores every checkpoint on the icl
 suite (:func:`~mmicl_interp.analyses.tables.circuit_scores`) and finds the onsets of icl
 accuracy, of the best induction head's strength and of the best previous-token head
 (:func:`~mmicl_interp.analyses.correlation.phases`: first crossing of half the final rise,

@@ -383,6 +383,14 @@ class TrainConfig:
     weights, optimiser state, eval and checkpoints stay float32."""
     compile: bool = False
     """``torch.compile`` the model for the training step (eval stays eager)."""
+    stop_plateau: float = 0.0
+    """Stop before ``steps`` at the first checkpoint step >= ``stop_min_step`` where the icl
+    suite's accuracy moved by less than this over the last 20% of the steps so far
+    (:func:`~mmicl_interp.analyses.stats.trend_change`, the claims' "still moving" test);
+    0 = always train ``steps``. The manifest records the step and the change (``stopped``)."""
+    stop_min_step: int = 0
+    """Never stop at a plateau before this step (the flat stretch before the ICL jump is a
+    plateau too)."""
 
     def validate(self) -> None:
         _positive_int(self, "train", ("steps", "batch_size", "eval_every", "ckpt_every"))
@@ -421,6 +429,16 @@ class TrainConfig:
         _choice(self, "train", "precision", PRECISIONS)
         if not isinstance(self.compile, bool):
             raise ConfigError("train.compile", f"must be true or false, got {self.compile!r}")
+        _number(self, "train", "stop_plateau", 0.0, 1.0)
+        if (
+            isinstance(self.stop_min_step, bool)
+            or not isinstance(self.stop_min_step, int)
+            or not (0 <= self.stop_min_step <= self.steps)
+        ):
+            raise ConfigError(
+                "train.stop_min_step",
+                f"must be an integer in [0, steps={self.steps}], got {self.stop_min_step!r}",
+            )
 
 
 @dataclass

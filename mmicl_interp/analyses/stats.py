@@ -53,6 +53,13 @@ time (N exemplars, B copies of each class: ``N / B`` distinct context labels), w
 chance ``1 / L``. ICL relative to that plateau is ``(acc - p) / (1 - p)`` with
 ``p = 1 / (N / B) = B / N``: 0 at the plateau, 1 at perfect, negative below it.
 
+**Trend change over a window** (:func:`trend_change`, used by the training plateau stop
+``train.stop_plateau`` and by the claims' "still moving" check, so both apply one test): the
+least-squares slope ``b`` of the values against step over the evals at steps >= ``(1 - tail)
+* last``, times the window's length, ``|b| (s_last - s_first)``; with fewer than 3 evals in the
+window, ``|y_last - y_first|``. The trend, not max - min: the eval noise of an accuracy near
+0.1 on 1000 sequences alone is about 0.01, so max - min would never call a run settled.
+
 **Configuration hash** (:func:`config_hash`, :func:`dedupe_runs`, :func:`dedupe_table`): runs
 trained from the same configuration are repeats of one point, not independent evidence
 (two sweeps can share a grid point). The hash is the SHA-256 (first 16 hex digits) of the
@@ -276,6 +283,34 @@ def percentile_interval(stats: np.ndarray, ci: float = 0.95) -> tuple[float, flo
     return out[0], out[1]
 
 
+# --------------------------------------------------------------------------- trend over a window
+def trend_change(
+    steps: Float[np.ndarray, " n"] | Sequence[float],
+    values: Float[np.ndarray, " n"] | Sequence[float],
+    tail: float = 0.2,
+) -> float:
+    """How much ``values`` moved over the last ``tail`` of ``steps``: ``|b| (s_last - s_first)``
+    with ``b`` the least-squares slope over the evals at steps >= ``(1 - tail) * max(steps)``
+    (``|y_last - y_first|`` with 2 evals there; nan with fewer than 2)."""
+    x = np.asarray(steps, dtype=float)
+    y = np.asarray(values, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"steps and values must be 1-d of one length, got {x.shape} and {y.shape}")
+    if not 0 < tail <= 1:
+        raise ValueError(f"tail must be in (0, 1], got {tail!r}")
+    if len(x) == 0:
+        return math.nan
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    keep = x >= (1 - tail) * x[-1]
+    x, y = x[keep], y[keep]
+    if len(x) < 2:
+        return math.nan
+    if len(x) < 3:
+        return float(abs(y[-1] - y[0]))
+    return float(abs(np.polyfit(x, y, 1)[0]) * (x[-1] - x[0]))
+
+
 # --------------------------------------------------------------------------- context-label plateau
 def context_plateau(N: int, B: int) -> float:
     """Accuracy of copying a uniformly chosen context label: ``1 / (N / B) = B / N``."""
@@ -415,4 +450,5 @@ __all__ = [
     "max_block",
     "percentile_interval",
     "plateau_from_config",
+    "trend_change",
 ]

@@ -397,27 +397,17 @@ def ratio_interval(num: Mapping[str, float], den: Mapping[str, float]) -> tuple[
 
 def still_moving(table: pd.DataFrame, suite: str = "icl", tail: float = 0.2, tol: float = 0.01) -> list[str]:
     """Runs whose ``suite`` accuracy still changed by ``tol`` or more over the last ``tail`` of
-    their training (evals at steps >= (1 - tail) * last step): not at a plateau.
-
-    The change is the trend, not the noise: the least-squares slope of accuracy against step
-    over that window times the window's length, ``|b| * (last - first step)``. (Max - min of
-    the evals would flag every run: the eval noise of an accuracy near 0.1 on 1000 sequences
-    alone is about 0.01.) With fewer than 3 evals in the window it is their last - first.
+    their training: not at a plateau. The change is
+    :func:`~mmicl_interp.analyses.stats.trend_change` (the least-squares trend over the window,
+    not max - min of noisy evals), the same test as the training stop ``train.stop_plateau``.
     """
+    from mmicl_interp.analyses.stats import trend_change
+
     rows = table[(table["suite"] == suite) & (table["metric"] == "accuracy")]
     moving = []
     for run, part in rows.groupby("run", sort=False):
-        last = part["step"].max()
-        window = part[part["step"] >= (1 - tail) * last].sort_values("step")
-        x = window["step"].to_numpy(float)
-        y = window["value"].to_numpy(float)
-        if len(x) < 2:
-            continue
-        if len(x) < 3:
-            change = abs(y[-1] - y[0])
-        else:
-            change = abs(np.polyfit(x, y, 1)[0]) * (x[-1] - x[0])
-        if change >= tol:
+        change = trend_change(part["step"].to_numpy(float), part["value"].to_numpy(float), tail)
+        if change >= tol:  # nan (fewer than 2 evals in the window) is not "moving"
             moving.append(str(run))
     return moving
 

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from mmicl_interp import __version__
 from mmicl_interp import checkpoints as ck
+from mmicl_interp.analyses.stats import trend_change
 from mmicl_interp.config import (
     EXECUTION_FIELDS,
     ConfigError,
@@ -402,12 +403,19 @@ def _train(
     max_shift = model.max_shift_for(task.layout.n_ctx) if task.layout else 0
     suites = task.suites(config.task.eval_seed, config.task.eval_size, max_shift=max_shift)
     suites = {name: batch.to(device) for name, batch in suites.items()}
+    if tc.stop_plateau > 0 and PLATEAU_SUITE not in suites:
+        raise ConfigError(
+            "train.stop_plateau", f"needs an {PLATEAU_SUITE!r} eval suite; this task has {sorted(suites)}"
+        )
 
     if resuming:
         start_step = ck.load_train_state(out / ck.TRAIN_STATE, optimizer, generator)
         where.last_step = start_step
         ck.load_weights(model, ck.ckpt_path(out, start_step))
         ck.write_metrics(out, [r for r in ck.read_metrics(out) if r["step"] <= start_step])
+        plateau_evals = [
+            (r["step"], r["accuracy"]) for r in ck.read_metrics(out) if r["suite"] == PLATEAU_SUITE
+        ]
     else:
         if manifest is None:  # the manifest first: from here on the folder is a (resumable) run
             out.mkdir(parents=True, exist_ok=True)
@@ -419,6 +427,7 @@ def _train(
         where.last_step = None
         ck.write_metrics(out, [])
         task.save(out / ck.TASK)
+        plateau_evals = []
     manifest.setdefault("run_id", out.name)
     manifest.setdefault("trained_on", []).append(_execution(device, tc, start_step))
     manifest["status"] = "running"
@@ -477,6 +486,7 @@ def _train(
                     train_correct.zero_()
                 ck.append_metrics(out, rows)
                 final = {r["suite"]: r["accuracy"] for r in rows}
+                plateau_evals += [(step, r["accuracy"]) for r in rows if r["suite"] == PLATEAU_SUITE]
                 line = f"step {step:>7d} | " + "  ".join(
                     f"{r['suite']} {r['accuracy']:.3f}" for r in rows if r["suite"] != "train"
                 )
@@ -496,6 +506,8 @@ def _train(
                 ck.write_manifest(out, manifest)
             if step >= tc.steps:
                 break
+            if step in ckpts and _at_plateau(tc, step, plateau_evals, manifest):
+                break  # a resumed step decides as it did before: the evals are on disk
             loss, correct = update()
             step_losses[pending] = loss  # no host sync: checked at the next eval step
             pending += 1
@@ -516,5 +528,29 @@ def _train(
     ck.write_manifest(out, manifest)
     if not final:
         rows = ck.read_metrics(out)
-        final = {r["suite"]: r["accuracy"] for r in rows if r["step"] == tc.steps}
-    return TrainResult(out, final, wall, tc.steps - start_step)
+        final = {r["suite"]: r["accuracy"] for r in rows if r["step"] == step}
+    return TrainResult(out, final, wall, step - start_step)
+
+
+PLATEAU_SUITE = "icl"
+"""The suite whose accuracy ``train.stop_plateau`` watches."""
+PLATEAU_TAIL = 0.2
+"""The window of ``train.stop_plateau``: the last 20% of the steps so far."""
+
+
+def _at_plateau(tc: TrainConfig, step: int, evals: list[tuple[int, float]], manifest: dict) -> bool:
+    """Whether training stops early at checkpoint ``step`` (``train.stop_plateau``); if so the
+    manifest records where and why under ``stopped``."""
+    if tc.stop_plateau <= 0 or step < max(tc.stop_min_step, 1):
+        return False
+    seen = [(s, a) for s, a in evals if s <= step]
+    change = trend_change([s for s, _ in seen], [a for _, a in seen], PLATEAU_TAIL)
+    if not change < tc.stop_plateau:  # nan (too few evals in the window) keeps training
+        return False
+    manifest["stopped"] = {
+        "step": step,
+        "reason": f"{PLATEAU_SUITE} accuracy moved {change:.4f} < train.stop_plateau={tc.stop_plateau:g} "
+        f"over the last {PLATEAU_TAIL:.0%} of training",
+        "change": change,
+    }
+    return True

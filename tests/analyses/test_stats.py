@@ -165,3 +165,27 @@ def test_dedupe_runs_and_tables_keep_the_first_of_each_config():
         S.dedupe_table(table, {"x": a})
     with pytest.raises(ValueError, match="config_hash column"):
         S.dedupe_table(table)
+
+
+# --------------------------------------------------------------------------- trend over a window
+def test_trend_change_is_the_fitted_rise_over_the_last_fifth():
+    steps = np.arange(0, 101, 5.0)
+    values = 0.3 + 0.002 * steps  # a straight line: the rise over the window [80, 100] is 0.04
+    assert S.trend_change(steps, values) == pytest.approx(0.04)
+    # steps before the window do not count, and the order of the evals does not matter
+    values2 = values.copy()
+    values2[steps < 80] = 0.0
+    perm = np.random.default_rng(0).permutation(len(steps))
+    assert S.trend_change(steps[perm], values2[perm]) == pytest.approx(0.04)
+    # zero-mean noise around a flat line leaves a small trend, not its max - min
+    rng = np.random.default_rng(1)
+    flat = 0.5 + rng.choice([-0.02, 0.02], size=len(steps))
+    assert S.trend_change(steps, flat) < np.ptp(flat[steps >= 80])
+
+
+def test_trend_change_with_two_or_fewer_evals_in_the_window():
+    assert S.trend_change([0, 80, 100], [0.0, 0.2, 0.5]) == pytest.approx(0.3)  # |last - first|
+    assert math.isnan(S.trend_change([0, 50, 100], [0.0, 0.2, 0.5]))  # one eval in [80, 100]
+    assert math.isnan(S.trend_change([], []))
+    with pytest.raises(ValueError, match="one length"):
+        S.trend_change([1, 2], [1.0])

@@ -426,3 +426,109 @@ def test_train_loss_row_is_the_mean_of_the_interval_losses(tmp_path):
     assert [r["accuracy"] for r in rows] == [sum(correct[:3]) / 48, sum(correct[3:]) / 48]
     assert rows[0]["loss"] == pytest.approx(sum(losses[:3]) / 3, rel=1e-6)
     assert rows[1]["loss"] == pytest.approx(sum(losses[3:]) / 3, rel=1e-6)
+
+
+def _first_plateau_step(metrics: list[dict], ckpts: list[int], tol: float, min_step: int) -> int | None:
+    """The plateau rule written out independently: the first checkpoint >= min_step where the
+    icl evals at steps >= 0.8 * s have a fitted rise (or, with two, a difference) below tol."""
+    icl = sorted((r["step"], r["accuracy"]) for r in metrics if r["suite"] == "icl")
+    for s in sorted(ckpts):
+        if s >= max(min_step, 1) and (change := _change_at(icl, s)) is not None and change < tol:
+            return s
+    return None
+
+
+def test_stop_plateau_stops_at_the_first_settled_checkpoint_on_the_same_trajectory(tmp_path):
+    base = {"steps": 60, "eval_every": 4, "ckpt_schedule": "linear", "ckpt_every": 4}
+    whole = tmp_path / "whole"
+    train(tiny_run_config(train=base), whole, progress=False)
+    metrics = ck.read_metrics(whole)
+    icl = [(r["step"], r["accuracy"]) for r in metrics if r["suite"] == "icl"]
+    assert len({a for _, a in icl}) > 2, "the icl curve must move for the test to mean anything"
+    ckpts = ck.list_checkpoints(whole)
+    # a tolerance some checkpoints meet and some do not
+    changes = sorted(c for s in ckpts if s >= 20 and (c := _change_at(icl, s)) is not None)
+    tol = changes[len(changes) // 2] + 1e-9
+    expected = _first_plateau_step(metrics, ckpts, tol, 20)
+    assert expected is not None and expected < 60
+
+    stopped = tmp_path / "stopped"
+    result = train(
+        tiny_run_config(train={**base, "stop_plateau": tol, "stop_min_step": 20}), stopped, progress=False
+    )
+    manifest = json.loads((stopped / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["stopped"]["step"] == expected
+    assert manifest["stopped"]["change"] < tol
+    assert max(ck.list_checkpoints(stopped)) == expected == manifest["last_step"]
+    assert result.steps_trained == expected and max(r["step"] for r in ck.read_metrics(stopped)) == expected
+    assert ck.read_metrics(stopped) == [r for r in metrics if r["step"] <= expected]
+    for step in ck.list_checkpoints(stopped):  # stopping early does not change the trajectory
+        wa, wb = load_file(ck.ckpt_path(stopped, step)), load_file(ck.ckpt_path(whole, step))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), f"weights differ at step {step}"
+    # complete: a second call does not train on
+    assert train(
+        tiny_run_config(train={**base, "stop_plateau": tol, "stop_min_step": 20}), stopped, progress=False
+    ).already_complete
+
+
+def _change_at(icl: list[tuple[int, float]], s: int) -> float | None:
+    window = [(x, y) for x, y in icl if 0.8 * s <= x <= s]
+    if len(window) < 2:
+        return None
+    if len(window) == 2:
+        return abs(window[1][1] - window[0][1])
+    xs, ys = [x for x, _ in window], [y for _, y in window]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return abs(slope) * (xs[-1] - xs[0])
+
+
+def test_stop_plateau_never_stops_before_stop_min_step(tmp_path):
+    base = {"steps": 24, "eval_every": 1, "ckpt_schedule": "linear", "ckpt_every": 4, "stop_plateau": 1.0}
+    # under tol 1.0 every window of >= 2 evals has settled: the first is at checkpoint 8 (evals 7, 8)
+    train(tiny_run_config(train=base), tmp_path / "a", progress=False)
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["stopped"]["step"] == 8
+    train(tiny_run_config(train={**base, "stop_min_step": 15}), tmp_path / "b", progress=False)
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["stopped"]["step"] == 16
+    assert ck.list_checkpoints(tmp_path / "b")[-1] == 16
+
+
+def test_killed_run_with_stop_plateau_resumes_to_the_same_stop(tmp_path):
+    base = {
+        "steps": 40,
+        "eval_every": 4,
+        "ckpt_schedule": "linear",
+        "ckpt_every": 4,
+        "stop_plateau": 1.0,
+        "stop_min_step": 16,
+    }
+    config = tiny_run_config(train=base)
+    cfg_path = _write_toml(tmp_path / "tiny.toml", config)
+    killed = tmp_path / "killed"
+    env = {**os.environ, "MMICL_TEST_KILL_AT_STEP": "17"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmicl_interp.cli", "train", str(cfg_path), "--out", str(killed), "--quiet"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, proc.stderr
+    train(config, killed, resume=True, progress=False)
+    train(config, tmp_path / "whole", progress=False)
+    assert ck.read_metrics(killed) == ck.read_metrics(tmp_path / "whole")
+    assert (
+        ck.list_checkpoints(killed)
+        == ck.list_checkpoints(tmp_path / "whole")[: len(ck.list_checkpoints(killed))]
+    )
+    assert json.loads((killed / "manifest.json").read_text())["stopped"]["step"] == 20
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("stop_plateau", -0.1), ("stop_plateau", 2.0), ("stop_min_step", 99), ("stop_min_step", 1.5)],
+)
+def test_bad_stop_settings_name_the_field(field, value):
+    with pytest.raises(ConfigError, match=f"train.{field}"):
+        tiny_run_config(train={field: value})
