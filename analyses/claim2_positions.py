@@ -91,6 +91,7 @@ def run_circuits(grid: Grid, result: SweepResult, n_seqs: int = N_SEQS) -> tuple
         last = int(scores["step"].max())
         final = scores[scores["step"] == last]
         phase.update(point.values)
+        phase["last_step"] = last  # below train.steps where train.stop_plateau stopped the run
         icl = model_curve(scores)
         phase["final_icl"] = float(icl.iloc[-1])
         phase["steps_to_icl_half"] = crossing_step(icl.index.to_numpy(), icl.to_numpy(), 0.5)
@@ -105,6 +106,19 @@ def run_circuits(grid: Grid, result: SweepResult, n_seqs: int = N_SEQS) -> tuple
         )
         rows.append(phase)
     return pd.concat(tables, ignore_index=True), pd.DataFrame(rows)
+
+
+def budget_text(budget: int, min_step: int, last_steps: pd.Series) -> str:
+    """The training budget and where the plateau stop ended the runs."""
+    early = int((last_steps < budget).sum())
+    if not early:
+        return f"{budget} steps per run"
+    return (
+        f"up to {budget} steps per run, stopped at the icl plateau from step {min_step} on "
+        "(train.stop_plateau): "
+        f"{early} of {len(last_steps)} runs stopped early, last step {int(last_steps.min())}-"
+        f"{int(last_steps.max())} (median {int(last_steps.median())})"
+    )
 
 
 def mean_over_learners(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -270,13 +284,15 @@ def main(argv: list[str] | None = None) -> None:
     largest = summary[K].max()
     scores, runs = run_circuits(done.grids[0], result)
     positions = list(dict.fromkeys(result.table[POS]))
+    min_step = done.grids[0].points()[0].config.train.stop_min_step
+    budget = budget_text(done.steps(), min_step, runs["last_step"])
     lines = [
         "# Claim 2: position encoding vs the data-complexity threshold and the ICL circuit's onset",
         "",
-        f"{done.steps()} steps per run; final accuracy is mean [min, max] over data seeds. 'Steps to icl "
-        "0.5': first step where icl accuracy reaches 0.5 (the same level for every position type, so it "
-        "compares runs that rise to different heights; the delay in the verdict uses it). Onsets: first "
-        "crossing of half each run's own final rise (interpolated between checkpoints every 100 steps); "
+        f"{budget}; final accuracy is mean [min, max] over seeds. "
+        "'Steps to icl 0.5': first step where icl accuracy reaches 0.5 (the same level for every position "
+        "type, so it compares runs that rise to different heights). Onsets: first crossing of half each "
+        "run's own final rise (interpolated between checkpoints, every 25 steps up to step 2000); "
         "both are means over the seeds whose final icl >= 0.5; the induction (ih) and previous-token "
         "(PH-label) curves are "
         f"each run's best head (highest final value), scored on {N_SEQS} icl sequences per checkpoint. "

@@ -22,12 +22,15 @@ It writes the final accuracies as Markdown (``multimodal_asymmetry.md``), per ru
 (``multimodal_asymmetry_runs.csv``), a plotly figure, and the verdicts to section "4" of
 ``claims.json`` (4a, 4d-4g: differences at the smallest K2 with seed-bootstrap intervals; 4b:
 size; 4c: encoder strength). Runs land in ``--runs`` (default ``checkpoints/``) and are reused
-when complete (``mmicl train`` skips them); an interrupted one is resumed.
+when complete (``mmicl train`` skips them); an interrupted one is resumed. ``--workers N``
+trains N runs at once, in two waves (stage-1 and encoder runs, and every run that loads none;
+then the runs that load them). The wall time in ``claims.json`` is the runs' recorded training
+time plus the analysis, the same whether runs were trained now or reused.
 
     .venv/bin/python analyses/multimodal_asymmetry.py [--k2 32 128 512 2048 8192] [--steps 1000]
         [--stage1-steps 1000] [--seeds 0 1 2] [--arms stage2 early random ...]
         [--sizes 32x2x1 64x3x2 128x4x4] [--encoder-steps 10 40 150 500] [--eval-size 1000]
-        [--device cuda]
+        [--device cuda] [--workers 2]
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mmicl_interp.checkpoints import read_manifest, read_metrics
-from mmicl_interp.config import ConfigError, load_config
+from mmicl_interp.config import ConfigError, RunConfig, load_config
+from mmicl_interp.sweep import LocalExecutor, train_runs
 from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
@@ -53,7 +57,6 @@ from mmicl_interp.sweep.claims import (
     write_section,
 )
 from mmicl_interp.sweep.summary import save_figure
-from mmicl_interp.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ("icl", "icl_m2_only", "icl_m1_only", "iwl", "test")
@@ -96,43 +99,61 @@ def size_tag(size: tuple[int, int, int]) -> str:
 
 
 class Runner:
-    """Trains (or reuses) the runs of one invocation and keeps one row per run."""
+    """Plans the runs of one invocation, trains them in waves, keeps one row per run.
 
-    def __init__(self, runs: Path, seeded_extra: list[str]):
+    A wave is a set of runs that do not depend on each other: they train in parallel on
+    ``workers`` processes (:func:`~mmicl_interp.sweep.train_runs`; complete runs are reused,
+    killed ones resumed). Stage 2 loads its stage-1 run, so the stage-1 and encoder runs go in
+    the first wave and the runs that load them in the second.
+    """
+
+    def __init__(self, runs: Path, seeded_extra: list[str], workers: int = 1):
         self.runs = runs
         self.extra = seeded_extra  # overrides every run gets (e.g. task.eval_size)
+        self.workers = workers
         self.rows: list[dict] = []
+        self._planned: list[tuple[str, RunConfig, dict]] = []
 
-    def run(self, config_name: str, run_name: str, seed: int, overrides: list[str], **labels) -> dict:
-        """Train ``config_name`` with ``overrides`` into ``runs/run_name``; returns (and keeps) its row."""
+    def plan(self, config_name: str, run_name: str, seed: int, overrides: list[str], **labels) -> Path:
+        """Plan ``config_name`` with ``overrides`` into ``runs/run_name`` for the next :meth:`train`."""
         seeded = [f"{field}={seed}" for field in ("task.seed", "model.seed", "train.seed")]
         config = load_config(config_name, [*overrides, *seeded, *self.extra, f'name="{run_name}"'])
-        run_dir = self.runs / run_name
-        result = train(config, run_dir, resume="auto", progress=False)  # a killed run continues
-        manifest = read_manifest(run_dir)
-        final = _final(run_dir)
-        row = {
-            **labels,
-            "seed": seed,
-            "run": run_name,
-            "steps": config.train.steps,
-            **{s: final.get(s, math.nan) for s in SUITES},
-            "n_params": manifest.get("n_params"),
-            "wall_s": round(float(manifest.get("wall_time_s") or 0.0), 1),
-            "reused": result.already_complete,
-        }
-        self.rows.append(row)
-        shown = "  ".join(f"{s} {final[s]:.3f}" for s in SUITES if s in final)
-        print(f"seed {seed} {run_name:44s} {shown}", flush=True)
-        return row
+        self._planned.append((run_name, config, {**labels, "seed": seed}))
+        return self.runs / run_name
+
+    def train(self) -> None:
+        """Train (or reuse) every planned run in parallel; one row per run, in plan order."""
+        planned, self._planned = self._planned, []
+        if not planned:
+            return
+        results = train_runs(
+            [(name, config, self.runs / name) for name, config, _ in planned],
+            executor=LocalExecutor(self.workers),
+            progress=False,
+            label="claim 4",
+        )
+        for (name, config, labels), result in zip(planned, results, strict=True):
+            manifest = read_manifest(self.runs / name)
+            final = _final(self.runs / name)
+            row = {
+                **labels,
+                "run": name,
+                "steps": config.train.steps,
+                **{s: final.get(s, math.nan) for s in SUITES},
+                "n_params": manifest.get("n_params"),
+                "wall_s": round(float(manifest.get("wall_time_s") or 0.0), 1),
+                "reused": result.already_complete,
+            }
+            self.rows.append(row)
+            shown = "  ".join(f"{s} {final[s]:.3f}" for s in SUITES if s in final)
+            print(f"seed {labels['seed']} {name:44s} {shown}", flush=True)
 
 
 def stage1(runner: Runner, seed: int, steps: int, size: tuple[int, int, int] | None = None) -> Path:
-    """The stage-1 run of ``seed`` (and decoder ``size``; None: the shipped model)."""
+    """Plan the stage-1 run of ``seed`` (and decoder ``size``; None: the shipped model)."""
     name = f"mm_stage1_seed{seed}" if size is None else f"mm_stage1_{size_tag(size)}_seed{seed}"
     overrides = [f"train.steps={steps}", *_size_overrides(size)]
-    runner.run("mm_stage1", name, seed, overrides, arm="stage 1", size=size_tag(size) if size else "")
-    return runner.runs / name
+    return runner.plan("mm_stage1", name, seed, overrides, arm="stage 1", size=size_tag(size) if size else "")
 
 
 def _size_overrides(size: tuple[int, int, int] | None) -> list[str]:
@@ -142,8 +163,12 @@ def _size_overrides(size: tuple[int, int, int] | None) -> list[str]:
     return [f"model.d_embed={d}", f"model.n_layers={layers}", f"model.n_heads={heads}"]
 
 
+NEEDS_STAGE1 = ("stage2", "unfrozen")
+"""The K2 arms that load a stage-1 run (second wave)."""
+
+
 def k2_arm(runner: Runner, arm: str, k2: int, seed: int, steps: int, stage1_steps: int, s1: Path | None):
-    """One run of a K2 arm (see the module docstring)."""
+    """Plan one run of a K2 arm (see the module docstring)."""
     base = [f"task.K2={k2}"]
     init = [f'pipeline.init_from="{s1}"']
     spec = {
@@ -156,11 +181,12 @@ def k2_arm(runner: Runner, arm: str, k2: int, seed: int, steps: int, stage1_step
     }
     config_name, prefix, extra, n = spec[arm]
     overrides = [*base, *extra, f"train.steps={n}"]
-    runner.run(config_name, f"{prefix}_K2_{k2}_seed{seed}", seed, overrides, arm=ARMS[arm], K2=k2)
+    runner.plan(config_name, f"{prefix}_K2_{k2}_seed{seed}", seed, overrides, arm=ARMS[arm], K2=k2)
 
 
-def size_run(runner: Runner, size, k2: int, seed: int, steps: int, stage1_steps: int) -> None:
-    s1 = stage1(runner, seed, stage1_steps, size)
+def size_run(runner: Runner, size, k2: int, seed: int, steps: int) -> None:
+    """Plan the stage-2 run of decoder ``size`` (its stage 1 trained in the first wave)."""
+    s1 = runner.runs / f"mm_stage1_{size_tag(size)}_seed{seed}"
     overrides = [
         f"task.K2={k2}",
         f"train.steps={steps}",
@@ -168,33 +194,32 @@ def size_run(runner: Runner, size, k2: int, seed: int, steps: int, stage1_steps:
         *_size_overrides(size),
     ]
     name = f"mm_stage2_{size_tag(size)}_K2_{k2}_seed{seed}"
-    runner.run("mm_stage2", name, seed, overrides, arm="size", size=size_tag(size), K2=k2)
+    runner.plan("mm_stage2", name, seed, overrides, arm="size", size=size_tag(size), K2=k2)
+
+
+def encoder_name(enc_steps: int, k2: int, seed: int) -> str:
+    return f"mm_encoder_K2_{k2}_steps{enc_steps}_seed{seed}"
+
+
+def encoder_pretraining(runner: Runner, enc_steps: int, k2: int, seed: int) -> None:
+    """Plan an M2 encoder pretrained for ``enc_steps`` steps (first wave)."""
+    overrides = [f"task.K2={k2}", f"train.steps={enc_steps}"]
+    runner.plan("mm_encoder", encoder_name(enc_steps, k2, seed), seed, overrides, arm="encoder pretraining")
 
 
 def encoder_run(runner: Runner, enc_steps: int, k2: int, seed: int, steps: int, s1: Path) -> None:
-    enc_name = f"mm_encoder_K2_{k2}_steps{enc_steps}_seed{seed}"
-    enc = runner.run(
-        "mm_encoder", enc_name, seed, [f"task.K2={k2}", f"train.steps={enc_steps}"], arm="encoder pretraining"
-    )
+    """Plan the stage-2 run behind that encoder, frozen (second wave)."""
+    enc_dir = runner.runs / encoder_name(enc_steps, k2, seed)
     overrides = [
         f"task.K2={k2}",
         f"train.steps={steps}",
         f'pipeline.init_from="{s1}"',
         'model.encoder="mlp"',
-        f'pipeline.encoder_from="{runner.runs / enc_name}"',
+        f'pipeline.encoder_from="{enc_dir}"',
         'pipeline.freeze=["embed", "blocks", "encoder"]',
     ]
     name = f"mm_stage2_enc{enc_steps}_K2_{k2}_seed{seed}"
-    runner.run(
-        "mm_stage2",
-        name,
-        seed,
-        overrides,
-        arm="encoder",
-        K2=k2,
-        encoder_steps=enc_steps,
-        encoder_acc=enc["test"],
-    )
+    runner.plan("mm_stage2", name, seed, overrides, arm="encoder", K2=k2, encoder_steps=enc_steps)
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -481,6 +506,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=str(ROOT / "analyses" / "results"))
     parser.add_argument("--runs", default=str(ROOT / "checkpoints"))
     parser.add_argument("--no-png", action="store_true", help="skip the PNG copy of the figure")
+    parser.add_argument("--workers", type=int, default=1, help="runs trained at once (one process each)")
     return parser
 
 
@@ -511,23 +537,45 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     extra = [] if args.eval_size is None else [f"task.eval_size={args.eval_size}"]
     extra += [] if args.device is None else [f'train.device="{args.device}"']  # not part of a run's identity
-    runner = Runner(runs, extra)
-    print(f"claim 4: {run_count(args)} runs (complete ones are reused)", flush=True)
+    runner = Runner(runs, extra, args.workers)
+    print(f"claim 4: {run_count(args)} runs (complete ones are reused), {args.workers} at a time", flush=True)
     t0 = time.perf_counter()
-    for seed in args.seeds:
-        s1 = None
-        if {"stage2", "unfrozen", "encoder"} & set(args.arms):
-            s1 = stage1(runner, seed, stage1_steps)
+    k2_arms = [a for a in ARMS if a in args.arms]
+    needs_s1 = bool({"stage2", "unfrozen", "encoder"} & set(args.arms))
+    for seed in args.seeds:  # first wave: everything that loads no other run
+        if needs_s1:
+            stage1(runner, seed, stage1_steps)
         for k2 in args.k2:
-            for arm in (a for a in ARMS if a in args.arms):
+            for arm in (a for a in k2_arms if a not in NEEDS_STAGE1):
+                k2_arm(runner, arm, k2, seed, args.steps, stage1_steps, None)
+        if "size" in args.arms:
+            for size in sizes:
+                stage1(runner, seed, stage1_steps, size)
+        if "encoder" in args.arms:
+            for n in args.encoder_steps:
+                encoder_pretraining(runner, n, low_k2, seed)
+    runner.train()
+    for seed in args.seeds:  # second wave: stage 2 from those stage-1 and encoder runs
+        s1 = runs / f"mm_stage1_seed{seed}"
+        for k2 in args.k2:
+            for arm in (a for a in k2_arms if a in NEEDS_STAGE1):
                 k2_arm(runner, arm, k2, seed, args.steps, stage1_steps, s1)
         if "size" in args.arms:
             for size in sizes:
-                size_run(runner, size, low_k2, seed, args.steps, stage1_steps)
+                size_run(runner, size, low_k2, seed, args.steps)
         if "encoder" in args.arms:
             for n in args.encoder_steps:
                 encoder_run(runner, n, low_k2, seed, args.steps, s1)
+    runner.train()
+    trained_s = time.perf_counter() - t0
     table = pd.DataFrame(runner.rows)
+    if "encoder_steps" in table:  # each encoder-arm run gets its encoder's test accuracy
+        enc_acc = {r["run"]: r["test"] for r in runner.rows if r["arm"] == "encoder pretraining"}
+        enc_rows = table["arm"] == "encoder"
+        table.loc[enc_rows, "encoder_acc"] = [
+            enc_acc[encoder_name(int(n), int(k), int(sd))]
+            for n, k, sd in table.loc[enc_rows, ["encoder_steps", "K2", "seed"]].itertuples(index=False)
+        ]
     for column in ("K2", "encoder_steps", "n_params"):  # integers with gaps (rows of other arms)
         if column in table:
             table[column] = table[column].astype("Int64")
@@ -542,6 +590,7 @@ def main(argv: list[str] | None = None) -> None:
 
     reused = int(table["reused"].sum())
     trained_wall = float(table.loc[~table["reused"], "wall_s"].sum())
+    recorded_s = float(table["wall_s"].sum())  # every run's own training time, reused or not
     command = command_line("multimodal_asymmetry", argv)
     k2s = sorted(args.k2)
     lines = [
@@ -550,8 +599,9 @@ def main(argv: list[str] | None = None) -> None:
         f"Final accuracies (chance 1/32 = 0.031). Stage 1: `mm_stage1` (unimodal, K = 8192, "
         f"{stage1_steps} steps); multimodal runs {args.steps} steps, the matched-budget arms "
         f"{stage1_steps + args.steps}. Command: `{command}`; {len(table)} runs ({reused} reused), "
-        f"wall time {wall / 60:.1f} min on this machine (training wall of the runs trained now: "
-        f"{trained_wall / 60:.1f} min). Each seed sets task, model and training seeds and has its own "
+        f"wall time {wall / 60:.1f} min on this machine with {args.workers} worker(s) (training wall of "
+        f"the runs trained now: {trained_wall / 60:.1f} min; of all runs: {recorded_s / 60:.1f} min). "
+        "Each seed sets task, model and training seeds and has its own "
         "stage-1 run. icl and icl_m2_only: mean [min, max] over seeds.",
         "",
         "Arms: "
@@ -608,7 +658,9 @@ def main(argv: list[str] | None = None) -> None:
         figure(k2_table, size_table, enc_table, low_k2), out, "multimodal_asymmetry", png=not args.no_png
     )
 
-    wall = time.perf_counter() - t0
+    # compute time: every run's recorded training time plus this invocation's time outside
+    # training (the same figure whether the runs were trained now or reused)
+    wall = recorded_s + time.perf_counter() - t0 - trained_s
     common = dict(steps=args.steps, command=command, wall_time_s=wall)
     subs = k2_subclaims(k2_table, list(args.k2), common, command)
     subs.insert(1, size_subclaim(size_table, common, command))

@@ -232,6 +232,7 @@ def test_multimodal_asymmetry_script_runs_every_arm_in_miniature(tmp_path):
     asym = _load("multimodal_asymmetry")
     args = ["--k2", "32", "--steps", "3", "--stage1-steps", "2", "--seeds", "0", "3"]
     args += ["--sizes", "16x1x1", "32x2x2", "--encoder-steps", "1", "30", "--eval-size", "100"]
+    args += ["--workers", "2"]  # two processes, two waves (stage 2 loads the first wave's runs)
     asym.main([*args, "--out", str(tmp_path / "results"), "--runs", str(tmp_path), "--no-png"])
     runs = pd.read_csv(tmp_path / "results" / "multimodal_asymmetry_runs.csv")
     # every arm has a row per seed; the matched-budget arms train stage-1 + stage-2 steps

@@ -8,7 +8,7 @@ format, :mod:`.executors` for where points run and :mod:`.runner` for the table.
 
 from mmicl_interp.sweep.executors import EXECUTORS, Executor, LocalExecutor, make_executor
 from mmicl_interp.sweep.grid import Grid, Point, load_grid
-from mmicl_interp.sweep.runner import PointResult, SweepResult, run_sweep, sweep_table
+from mmicl_interp.sweep.runner import PointResult, SweepResult, run_sweep, sweep_table, train_runs
 
 __all__ = [
     "EXECUTORS",
@@ -22,4 +22,5 @@ __all__ = [
     "make_executor",
     "run_sweep",
     "sweep_table",
+    "train_runs",
 ]

@@ -14,6 +14,7 @@ of every run become one tidy DataFrame, written to ``OUT/sweep.parquet``::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,34 @@ def run_sweep(
         grid = load_grid(grid)
     out = Path(out) if out is not None else Path("checkpoints") / grid.name
     points = grid.points()
-    jobs = [_Job(p.name, p.config, out / p.name) for p in points]
+    results = train_runs(
+        [(p.name, p.config, out / p.name) for p in points],
+        executor=executor,
+        progress=progress,
+        label=grid.name,
+        where=out,
+    )
+    table = sweep_table(points, out)
+    atomic_write(out / TABLE, lambda tmp: table.to_parquet(tmp, index=False))
+    return SweepResult(out, table, results)
+
+
+def train_runs(
+    runs: Sequence[tuple[str, RunConfig, str | Path]],
+    *,
+    executor: Executor | None = None,
+    progress: bool = True,
+    label: str = "runs",
+    where: str | Path | None = None,
+) -> list[PointResult]:
+    """Train each ``(name, config, run_dir)`` (``resume="auto"``) on ``executor``; results in order.
+
+    The runs must not depend on each other (train a stage-1 run before the stage-2 runs that
+    load it: two calls). A complete run is skipped here, without starting a worker. Ctrl-C
+    raises :class:`~mmicl_interp.io.Interrupted` saying how many are complete (kept; the same
+    call resumes the rest); a worker's ConfigError is re-raised here.
+    """
+    jobs = [_Job(name, config, Path(run_dir)) for name, config, run_dir in runs]
     results: list[PointResult | None] = [None] * len(jobs)
     todo: list[int] = []
     for i, job in enumerate(jobs):
@@ -133,8 +161,9 @@ def run_sweep(
             results[i] = done
         else:
             todo.append(i)
-    out.mkdir(parents=True, exist_ok=True)
-    bar = progress_bar(len(jobs), grid.name, progress, initial=len(jobs) - len(todo), unit="run")
+    if where is not None:
+        Path(where).mkdir(parents=True, exist_ok=True)
+    bar = progress_bar(len(jobs), label, progress, initial=len(jobs) - len(todo), unit="run")
     try:
         if todo:
             executor = executor or LocalExecutor()
@@ -148,15 +177,15 @@ def run_sweep(
                     bar.update(1)
     except KeyboardInterrupt:
         kept = sum(_is_complete(job.run_dir) for job in jobs)
+        place = f" in {where}" if where is not None else ""
         raise Interrupted(
-            f"sweep {grid.name}: {kept} of {len(jobs)} runs are complete and kept in {out}; "
-            "rerun the same command to resume (unfinished runs continue from their last checkpoint)"
+            f"{'sweep ' if where is not None else ''}{label}: {kept} of {len(jobs)} runs are complete and "
+            f"kept{place}; rerun the same command to resume (unfinished runs continue from their last "
+            "checkpoint)"
         ) from None
     finally:
         bar.close()
-    table = sweep_table(points, out)
-    atomic_write(out / TABLE, lambda tmp: table.to_parquet(tmp, index=False))
-    return SweepResult(out, table, [r for r in results if r is not None])
+    return [r for r in results if r is not None]
 
 
 def sweep_table(points: list[Point], out: str | Path) -> pd.DataFrame:
