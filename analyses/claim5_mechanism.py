@@ -14,7 +14,16 @@ runs), the icl drop vs iwl drop of the ablation, per sweep and for the runs that
 "5" of ``analyses/results/claims.json``. Runs of the same config in two sweeps count once in
 the statistics (:func:`~mmicl_interp.analyses.stats.dedupe_runs`).
 
+Sub-claim 5c (uni- and multimodal ICL share the induction circuit) reads claim 4's runs
+(``--multimodal``: ``multimodal_asymmetry_runs.csv``, the runs under ``--runs``; run
+``analyses/multimodal_asymmetry.py`` first, else 5c is "not tested"): for every stage-2 run
+(frozen and unfrozen decoder) and its seed's stage-1 run, the best induction head of each
+(stage 1 on the unimodal icl suite, stage 2 on the multimodal one), and the multimodal icl and
+iwl drop when the *stage-1* run's best induction head, and all its heads with ``ih >=
+IH_THRESHOLD``, are mean-ablated in the stage-2 model. Rows: ``claim5_multimodal_runs.csv``.
+
     .venv/bin/python analyses/claim5_mechanism.py [--grid FILE ...] [--out DIR] [--workers N]
+        [--multimodal CSV]
 """
 
 from __future__ import annotations
@@ -99,6 +108,104 @@ def run_row(run: Run, n_seqs: int = N_SEQS) -> dict:
     }
 
 
+MM_ARMS = ("stage 2", "unfrozen stage 2")
+"""Claim 4's arms whose decoder comes from a stage-1 run (5c)."""
+
+
+def _ablated(model, suites: dict, heads: list[tuple[int, int]]) -> pd.DataFrame:
+    table = ablate_heads(model, suites, heads, "mean")
+    return table[table["metric"] == "accuracy"].set_index("suite")
+
+
+def multimodal_rows(table_csv: Path, runs_dir: Path, n_seqs: int = N_SEQS) -> pd.DataFrame:
+    """5c: per stage-2 run of claim 4 (``MM_ARMS``) whose stage-1 run exists, the best induction
+    head of both runs and the stage-2 model's multimodal icl / iwl drop when the stage-1 run's
+    best head (and jointly its heads with ih >= IH_THRESHOLD) is mean-ablated."""
+    if not table_csv.is_file():
+        return pd.DataFrame()
+    runs = pd.read_csv(table_csv)
+    runs = runs[runs["arm"].isin(MM_ARMS)]
+    stage1: dict[int, tuple[dict, list[tuple[int, int]]]] = {}
+    rows = []
+    for r in tqdm(list(runs.itertuples()), desc="5c: stage-1 induction heads in stage 2", unit="run"):
+        s1_dir, s2_dir = runs_dir / f"mm_stage1_seed{r.seed}", runs_dir / r.run
+        if not ((s1_dir / "manifest.json").is_file() and (s2_dir / "manifest.json").is_file()):
+            continue
+        if r.seed not in stage1:
+            s1 = load_run(s1_dir)
+            ih1 = attention_measures(s1.model(), s1.suites(n_seqs)["icl"], s1.layout)["ih"]
+            stage1[r.seed] = (run_row(s1, n_seqs), heads_above(ih1, IH_THRESHOLD))
+        s1_row, s1_joint = stage1[r.seed]
+        s2 = load_run(s2_dir)
+        s2_row = run_row(s2, n_seqs)
+        model, suites = s2.model(), s2.suites(n_seqs)
+        two = {s: suites[s] for s in ("icl", "iwl")}
+        layer, head = map(int, s1_row["best_head"][1:].split("H"))
+        one = _ablated(model, two, [(layer, head)])
+        joint = _ablated(model, two, s1_joint)
+        rows.append(
+            {
+                "run": r.run,
+                "arm": r.arm,
+                "K2": int(r.K2),
+                "seed": int(r.seed),
+                "stage1_best_head": s1_row["best_head"],
+                "stage1_best_ih": s1_row["best_ih"],
+                "stage1_icl": s1_row["icl"],
+                "stage1_icl_drop": s1_row["icl_drop"],
+                "best_head": s2_row["best_head"],
+                "best_ih": s2_row["best_ih"],
+                "same_head": s2_row["best_head"] == s1_row["best_head"],
+                "icl": float(one.loc["icl", "clean"]),
+                "iwl": float(one.loc["iwl", "clean"]),
+                "icl_drop": float(-one.loc["icl", "delta"]),
+                "iwl_drop": float(-one.loc["iwl", "delta"]),
+                "joint_heads": format_heads(s1_joint),
+                "icl_joint_drop": float(-joint.loc["icl", "delta"]),
+                "iwl_joint_drop": float(-joint.loc["iwl", "delta"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim:
+    """5c: in the stage-2 runs that learned multimodal ICL from a stage-1 run that learned ICL,
+    ablating the stage-1 run's best induction head costs multimodal icl, not iwl."""
+    claim = "uni- and multimodal ICL run on the same induction circuit"
+    both = mm[(mm["icl"] >= LEARNED) & (mm["stage1_icl"] >= LEARNED)] if len(mm) else mm
+    if both.empty:
+        return SubClaim(
+            "5c",
+            claim,
+            "not tested",
+            command=command,
+            notes="no claim-4 stage-2 run with its stage-1 run that both learned ICL (run "
+            "analyses/multimodal_asymmetry.py first)"
+            if mm.empty
+            else f"none of the {len(mm)} stage-2 runs learned multimodal ICL from a stage-1 ICL learner",
+        )
+    diff, lo, hi = bootstrap_difference(both["iwl_drop"], both["icl_drop"])
+    return SubClaim(
+        "5c",
+        claim,
+        verdict(diff, [lo, hi], min_effect=0.1, n_seeds=both["seed"].nunique()),
+        diff,
+        f"multimodal icl drop minus iwl drop, the stage-1 run's best induction head ablated in the stage-2 "
+        f"model ({len(both)} runs that learned multimodal ICL)",
+        [lo, hi],
+        "95% bootstrap over runs (the runs of one seed share a stage-1 decoder)",
+        n_runs=len(mm),
+        n_unique_configs=len(mm),
+        n_seeds=int(mm["seed"].nunique()),
+        command=command,
+        wall_time_s=wall,
+        notes=f"same best head in stage 1 and stage 2 in {int(both['same_head'].sum())} of {len(both)}; "
+        f"multimodal icl drop {mean_spread(both['icl_drop'])} (stage-1 head), "
+        f"{mean_spread(both['icl_joint_drop'])} (its heads with ih >= {IH_THRESHOLD} together); the "
+        f"same head costs the stage-1 run {mean_spread(both['stage1_icl_drop'])} unimodal icl",
+    )
+
+
 def mean_spread(values: pd.Series) -> str:
     """``mean [min, max]`` of a column, or '-' when empty."""
     if values.empty:
@@ -106,10 +213,12 @@ def mean_spread(values: pd.Series) -> str:
     return f"{values.mean():.3f} [{values.min():.3f}, {values.max():.3f}]"
 
 
-def subclaims(runs: pd.DataFrame, unique: pd.DataFrame, command: str, wall: float) -> list[SubClaim]:
+def subclaims(
+    runs: pd.DataFrame, unique: pd.DataFrame, command: str, wall: float, mm: pd.DataFrame | None = None
+) -> list[SubClaim]:
     """5a: icl tracks induction strength across runs; 5b: ablating the best head costs icl, not
-    iwl; 5c: the part not run here; 5d: ablating every induction head together costs icl in
-    multi-head and deeper learners."""
+    iwl; 5c: the stage-1 induction head carries multimodal ICL (``mm``: :func:`multimodal_rows`);
+    5d: ablating every induction head together costs icl in multi-head and deeper learners."""
     common = dict(n_runs=len(runs), n_unique_configs=len(unique), command=command, wall_time_s=wall)
     common["steps"] = int(unique["step"].max()) if len(unique) else None
     p = correlation(unique["best_ih"], unique["icl"], method="pearson", seed=0)
@@ -146,13 +255,7 @@ def subclaims(runs: pd.DataFrame, unique: pd.DataFrame, command: str, wall: floa
             **common,
         ),
         joint_subclaim(learners, common),
-        SubClaim(
-            "5c",
-            "uni- and multimodal ICL run on the same induction circuit",
-            "not tested",
-            command=command,
-            notes="this script reads the unimodal sweeps only",
-        ),
+        multimodal_subclaim(pd.DataFrame() if mm is None else mm, command, wall),
     ]
 
 
@@ -192,7 +295,13 @@ def joint_subclaim(learners: pd.DataFrame, common: dict) -> SubClaim:
 def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results").parse_args(argv)
+    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results")
+    parser.add_argument(
+        "--multimodal",
+        default=str(ROOT / "analyses" / "results" / "multimodal_asymmetry_runs.csv"),
+        help="claim 4's per-run table, for 5c (default: %(default)s); its runs are read from --runs",
+    )
+    args = parser.parse_args(argv)
     done = run_grids(args.grid, args.runs, args.workers)
     t0 = time.perf_counter()
     rows = []
@@ -200,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     for sweep, run_dir in tqdm(todo, desc="best induction head per run", unit="run"):
         rows.append({"sweep": sweep, **run_row(load_run(run_dir))})
     runs = pd.DataFrame(rows)
+    mm = multimodal_rows(Path(args.multimodal), Path(args.runs) if args.runs else ROOT / "checkpoints")
     analysis_s = time.perf_counter() - t0
     unique = runs.drop_duplicates("config_hash")
     stats = {
@@ -270,6 +380,36 @@ def main(argv: list[str] | None = None) -> None:
             for label, part in [*groups, ("multi-head or deeper, learned ICL", many_heads(icl_runs))]
         ],
     )
+    lines += ["", "## 5c: the stage-1 induction head inside the stage-2 (multimodal) model", ""]
+    if mm.empty:
+        lines.append(f"Not run: no claim-4 stage-2 runs found ({args.multimodal}); run "
+                     "`analyses/multimodal_asymmetry.py` first.")
+    else:
+        lines += [
+            "Per stage-2 run of claim 4 (frozen or unfrozen decoder from its seed's stage-1 run): the "
+            "multimodal accuracy drop when the stage-1 run's best induction head (and, jointly, its heads "
+            f"with ih >= {IH_THRESHOLD}) is mean-ablated in the stage-2 model; 'same head': the stage-2 "
+            "model's own best induction head on the multimodal icl suite is that head.",
+            "",
+        ]
+        lines += markdown_table(
+            ["arm", "K2", "n", "same head", "icl clean", "icl drop", "icl drop (joint)", "iwl drop",
+             "stage-1 icl drop"],
+            [
+                [
+                    arm,
+                    k2,
+                    len(part),
+                    f"{int(part['same_head'].sum())}/{len(part)}",
+                    mean_spread(part["icl"]),
+                    mean_spread(part["icl_drop"]),
+                    mean_spread(part["icl_joint_drop"]),
+                    mean_spread(part["iwl_drop"]),
+                    mean_spread(part["stage1_icl_drop"]),
+                ]
+                for (arm, k2), part in mm.groupby(["arm", "K2"], sort=True)
+            ],
+        )
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -306,13 +446,13 @@ def main(argv: list[str] | None = None) -> None:
         width=1300,
         height=500,
         png=not args.no_png,
-        csv={"claim5_mechanism_runs.csv": runs},
+        csv={"claim5_mechanism_runs.csv": runs, **({"claim5_multimodal_runs.csv": mm} if len(mm) else {})},
     )
     command = command_line("claim5_mechanism", argv)
     wall = time.perf_counter() - t0
     write_section(
         Path(args.out) / "claims.json",
-        Section("5", "Mechanism across runs", subclaims(runs, unique, command, wall), command, wall),
+        Section("5", "Mechanism across runs", subclaims(runs, unique, command, wall, mm), command, wall),
     )
 
 

@@ -343,3 +343,70 @@ def test_make_tables_fills_both_readmes_from_claims_json_and_adds_claim_6(tmp_pa
             and "not run here: no real checkpoint offline; see the real-model commands" in text
         )
     assert list(json.loads(claims.read_text())["claims"]) == ["2", "6"]
+
+
+@pytest.mark.slow
+def test_claim5_multimodal_part_ablates_the_stage1_head_in_each_stage2_model(tmp_path):
+    runs_dir, results = tmp_path / "runs", tmp_path / "results"
+    asym = _load("multimodal_asymmetry")
+    args = ["--k2", "32", "--steps", "4", "--stage1-steps", "6", "--seeds", "0", "--eval-size", "100"]
+    asym.main(
+        [*args, "--arms", "stage2", "unfrozen", "--out", str(results), "--runs", str(runs_dir), "--no-png"]
+    )
+    grid = _grid(tmp_path, "mini5mm", '"task.K" = [64]\n')
+    claim5 = _load("claim5_mechanism")
+    claim5.main(
+        [
+            "--grid",
+            grid,
+            "--out",
+            str(results),
+            "--runs",
+            str(runs_dir),
+            "--workers",
+            "1",
+            "--no-png",
+            "--multimodal",
+            str(results / "multimodal_asymmetry_runs.csv"),
+        ]
+    )
+    mm = pd.read_csv(results / "claim5_multimodal_runs.csv")
+    assert sorted(mm["arm"]) == ["stage 2", "unfrozen stage 2"]
+    stage1 = load_run(runs_dir / "mm_stage1_seed0")
+    ih1 = attention_measures(stage1.model(), stage1.suites(claim5.N_SEQS)["icl"], stage1.layout)["ih"]
+    layer, head = divmod(int(ih1.argmax()), ih1.shape[1])
+    for row in mm.itertuples():
+        assert row.stage1_best_head == f"L{layer}H{head}"
+        run = load_run(runs_dir / row.run)
+        model, suites = run.model(), run.suites(claim5.N_SEQS)
+        for suite in ("icl", "iwl"):  # the stage-1 head ablated in the stage-2 model, by plain hooks
+            batch = suites[suite]
+            clean = _accuracy(_logits(model, batch), batch.targets)
+            ablated = _accuracy(_logits(model, batch, (layer, head)), batch.targets)
+            assert getattr(row, suite) == pytest.approx(clean, abs=1e-6)
+            assert getattr(row, f"{suite}_drop") == pytest.approx(clean - ablated, abs=1e-6)
+    sub = {s["id"]: s for s in _section(tmp_path, "5")["subclaims"]}["5c"]
+    assert sub["verdict"] == "not tested" and "none of the 2 stage-2 runs learned" in sub["notes"]
+
+
+def test_claim5_multimodal_verdict_follows_the_drops():
+    claim5 = _load("claim5_mechanism")
+    rows = pd.DataFrame(
+        {
+            "seed": [0, 1, 2, 0, 1, 2],
+            "icl": [0.9, 0.8, 0.95, 0.85, 0.9, 0.7],
+            "stage1_icl": [0.99] * 6,
+            "icl_drop": [0.7, 0.6, 0.8, 0.65, 0.7, 0.5],
+            "iwl_drop": [0.0, 0.01, -0.01, 0.02, 0.0, 0.01],
+            "icl_joint_drop": [0.8] * 6,
+            "stage1_icl_drop": [0.9] * 6,
+            "same_head": [True] * 5 + [False],
+        }
+    )
+    sub = claim5.multimodal_subclaim(rows, "cmd", 1.0)
+    expected = rows["icl_drop"].mean() - rows["iwl_drop"].mean()
+    assert sub.verdict == "supported" and sub.effect == pytest.approx(expected)
+    assert "5 of 6" in sub.notes and sub.n_seeds == 3
+    flat = rows.assign(icl_drop=rows["iwl_drop"] + 0.001)
+    assert claim5.multimodal_subclaim(flat, "cmd", 1.0).verdict != "supported"
+    assert claim5.multimodal_subclaim(pd.DataFrame(), "cmd", 1.0).verdict == "not tested"
