@@ -56,6 +56,7 @@ from mmicl_interp.sweep.claims import (
     verdict,
     write_section,
 )
+from mmicl_interp.sweep.executors import available_cores
 from mmicl_interp.sweep.summary import save_figure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -506,7 +507,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=str(ROOT / "analyses" / "results"))
     parser.add_argument("--runs", default=str(ROOT / "checkpoints"))
     parser.add_argument("--no-png", action="store_true", help="skip the PNG copy of the figure")
-    parser.add_argument("--workers", type=int, default=1, help="runs trained at once (one process each)")
+    parser.add_argument(
+        "--workers", type=int, default=available_cores(), help="runs trained at once (default: all cores)"
+    )
     return parser
 
 
