@@ -35,6 +35,22 @@ def _write_toml(path: Path, config: RunConfig) -> Path:
     return path
 
 
+def _killed_at(tmp_path: Path, config: RunConfig, step: int) -> Path:
+    """``mmicl train`` of ``config`` into tmp_path/killed, SIGKILLed right after ``step``."""
+    cfg_path = _write_toml(tmp_path / "tiny.toml", config)
+    killed = tmp_path / "killed"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmicl_interp.cli", "train", str(cfg_path), "--out", str(killed), "--quiet"],
+        env={**os.environ, "MMICL_TEST_KILL_AT_STEP": str(step)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, proc.stderr
+    return killed
+
+
 def test_run_directory_holds_manifest_task_checkpoints_and_metrics(tmp_path):
     config = tiny_run_config()
     result = train(config, tmp_path / "run", progress=False)
@@ -71,18 +87,7 @@ def test_other_seed_gives_other_weights(tmp_path):
 
 def test_killed_run_resumes_to_exactly_the_uninterrupted_weights_and_metrics(tmp_path):
     config = tiny_run_config(model={"mlp": "gelu"})
-    cfg_path = _write_toml(tmp_path / "tiny.toml", config)
-    killed = tmp_path / "killed"
-    env = {**os.environ, "MMICL_TEST_KILL_AT_STEP": "9"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mmicl_interp.cli", "train", str(cfg_path), "--out", str(killed), "--quiet"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == -9, proc.stderr
+    killed = _killed_at(tmp_path, config, 9)
     assert json.loads((killed / "manifest.json").read_text())["status"] == "running"
     assert max(ck.list_checkpoints(killed)) < 12
     with pytest.raises(ConfigError, match="--resume"):
@@ -503,18 +508,7 @@ def test_killed_run_with_stop_plateau_resumes_to_the_same_stop(tmp_path):
         "stop_min_step": 16,
     }
     config = tiny_run_config(train=base)
-    cfg_path = _write_toml(tmp_path / "tiny.toml", config)
-    killed = tmp_path / "killed"
-    env = {**os.environ, "MMICL_TEST_KILL_AT_STEP": "17"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mmicl_interp.cli", "train", str(cfg_path), "--out", str(killed), "--quiet"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == -9, proc.stderr
+    killed = _killed_at(tmp_path, config, 17)
     train(config, killed, resume=True, progress=False)
     train(config, tmp_path / "whole", progress=False)
     assert ck.read_metrics(killed) == ck.read_metrics(tmp_path / "whole")
