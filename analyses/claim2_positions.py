@@ -41,8 +41,7 @@ from mmicl_interp.analyses.correlation import (
     model_curve,
     phases,
 )
-from mmicl_interp.analyses.tables import circuit_scores
-from mmicl_interp.runs import load_run
+from mmicl_interp.analyses.tables import circuit_scores_runs
 from mmicl_interp.sweep import Grid, SweepResult
 from mmicl_interp.sweep.claims import (
     Section,
@@ -78,11 +77,15 @@ N_SEQS = 500
 """icl sequences scored per checkpoint for the head measures."""
 
 
-def run_circuits(grid: Grid, result: SweepResult, n_seqs: int = N_SEQS) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every run's checkpoint scores on the icl suite, and per run one row of onsets and final scores."""
+def run_circuits(
+    grid: Grid, result: SweepResult, n_seqs: int = N_SEQS, workers: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run's checkpoint scores on the icl suite (``workers`` runs at a time), and per run one
+    row of onsets and final scores."""
     tables, rows = [], []
-    for point, pr in zip(grid.points(), result.results, strict=True):
-        scores = circuit_scores(load_run(pr.run_dir), suites=["icl"], n_seqs=n_seqs, progress=False)
+    dirs = [pr.run_dir for pr in result.results]
+    every = circuit_scores_runs(dirs, workers=workers, suites=["icl"], n_seqs=n_seqs)
+    for point, scores in zip(grid.points(), every, strict=True):
         tables.append(scores.assign(**point.values))
         phase = phases(scores).iloc[0].to_dict()
         plateau = phases(scores, rule="plateau").iloc[0]
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     boot_text = {r[POS]: format_threshold_interval(r, summary[K].max()) for _, r in boot.iterrows()}
     moving = still_moving(result.table)
     largest = summary[K].max()
-    scores, runs = run_circuits(done.grids[0], result)
+    scores, runs = run_circuits(done.grids[0], result, workers=args.workers)
     positions = list(dict.fromkeys(result.table[POS]))
     min_step = done.grids[0].points()[0].config.train.stop_min_step
     budget = budget_text(done.steps(), min_step, runs["last_step"])

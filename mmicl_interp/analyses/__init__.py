@@ -55,7 +55,13 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
     "mmicl_interp.analyses.stats": ("config_hash", "dedupe_runs", "dedupe_table", "icl_relative"),
     "mmicl_interp.analyses.stages": ("stage_comparison", "stage_wide"),
     "mmicl_interp.analyses.tidy": ("tidy_table", "head_rows"),
-    "mmicl_interp.analyses.tables": ("analyze_run", "circuit_scores", "read_table", "write_table"),
+    "mmicl_interp.analyses.tables": (
+        "analyze_run",
+        "circuit_scores",
+        "circuit_scores_runs",
+        "read_table",
+        "write_table",
+    ),
 }
 _LAZY = {name: module for module, names in _FAMILIES.items() for name in names}
 

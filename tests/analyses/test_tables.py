@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from mmicl_interp import load_run
-from mmicl_interp.analyses.tables import COLUMNS, circuit_scores, read_table, write_table
+from mmicl_interp.analyses.tables import COLUMNS, circuit_scores, circuit_scores_runs, read_table, write_table
 from mmicl_interp.cli import main
 from mmicl_interp.config import RunConfig
 from mmicl_interp.io import CorruptFileError
@@ -112,3 +112,14 @@ def test_analyze_on_an_encoder_run_gives_an_accuracy_table_matching_its_training
     metrics = load_run(path).metrics().query("suite == 'test'").set_index("step")["accuracy"]
     assert acc.to_dict() == pytest.approx(metrics.to_dict(), abs=1e-6)  # the trainer's own eval
     assert acc[40] > 3 / 16  # it learned something: well above chance
+
+
+def test_circuit_scores_of_several_runs_in_worker_processes_equal_each_run_scored_here(tiny_run, tmp_path):
+    other = tmp_path / "other"
+    train(tiny_run_config(train={"seed": 1}), other, progress=False)
+    runs = [tiny_run, other]
+    parallel = circuit_scores_runs(runs, workers=2, suites=["icl"], n_seqs=32, progress=False)
+    for path, table in zip(runs, parallel, strict=True):  # in run order, not completion order
+        here = circuit_scores(path, suites=["icl"], n_seqs=32, progress=False)
+        pd.testing.assert_frame_equal(table, here)
+    assert parallel[0]["run"].iloc[0] != parallel[1]["run"].iloc[0]
