@@ -130,8 +130,7 @@ class Runner:
         results = train_runs(
             [(name, config, self.runs / name) for name, config, _ in planned],
             executor=LocalExecutor(self.workers),
-            progress=False,
-            label="claim 4",
+            label=f"claim 4, wave of {len(planned)}",
         )
         for (name, config, labels), result in zip(planned, results, strict=True):
             manifest = read_manifest(self.runs / name)
