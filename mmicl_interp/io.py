@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,36 @@ def check_writable_dir(path: str | Path, field: str = "--out") -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(field, f"cannot write into {path}: permission denied")
     return path
+
+
+class FolderBusy(RuntimeError):
+    """:func:`folder_lock` with ``wait=False`` found the folder locked by another process."""
+
+
+@contextmanager
+def folder_lock(folder: str | Path, wait: bool = True) -> Iterator[None]:
+    """An exclusive ``flock`` on a folder (POSIX; elsewhere no lock) for the ``with`` block.
+
+    ``wait=False`` raises :class:`FolderBusy` at once if another process holds it. The lock
+    is the kernel's: it goes with the process, so a killed holder never leaves it stale.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise FolderBusy(str(folder)) from None
+        except OSError:  # pragma: no cover - a file system without flock
+            pass
+        yield
+    finally:
+        os.close(fd)

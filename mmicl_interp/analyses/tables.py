@@ -28,7 +28,6 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,14 @@ from mmicl_interp.analyses.tidy import COLUMNS as TIDY_COLUMNS
 from mmicl_interp.analyses.tidy import empty, tidy_table
 from mmicl_interp.config import ConfigError
 from mmicl_interp.data.task import Batch
-from mmicl_interp.io import CorruptFileError, Interrupted, atomic_write, check_writable, write_json
+from mmicl_interp.io import (
+    CorruptFileError,
+    Interrupted,
+    atomic_write,
+    check_writable,
+    folder_lock,
+    write_json,
+)
 from mmicl_interp.progress import progress_bar
 from mmicl_interp.runs import Run, load_run, run_id_of
 from mmicl_interp.train.evaluate import accuracy_and_loss, suite_logits
@@ -342,29 +348,6 @@ def same_run(a: dict[str, str], b: dict[str, str]) -> bool:
     return a.get("path") == b.get("path")
 
 
-@contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on a folder, so two analyses writing one table never lose rows."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no locking
-        yield
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # pragma: no cover - a file system without flock
-            pass
-        yield
-    finally:
-        os.close(fd)
-
-
 def _signature(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
@@ -385,7 +368,7 @@ class _SharedTable:
 
     def lock(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return _folder_lock(self.path.parent)
+        return folder_lock(self.path.parent)
 
     def load(self) -> None:
         """(Re)read the file; call under the lock."""

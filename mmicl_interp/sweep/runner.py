@@ -24,7 +24,7 @@ import pandas as pd
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.config import ConfigError, RunConfig
-from mmicl_interp.io import CorruptFileError, Interrupted, atomic_write, read_json
+from mmicl_interp.io import CorruptFileError, FolderBusy, Interrupted, atomic_write, folder_lock, read_json
 from mmicl_interp.progress import progress_bar
 from mmicl_interp.sweep.executors import Executor, LocalExecutor
 from mmicl_interp.sweep.grid import Grid, Point, load_grid
@@ -123,15 +123,24 @@ def run_sweep(
         grid = load_grid(grid)
     out = Path(out) if out is not None else Path("checkpoints") / grid.name
     points = grid.points()
-    results = train_runs(
-        [(p.name, p.config, out / p.name) for p in points],
-        executor=executor,
-        progress=progress,
-        label=grid.name,
-        where=out,
-    )
-    table = sweep_table(points, out)
-    atomic_write(out / TABLE, lambda tmp: table.to_parquet(tmp, index=False))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(out, wait=False):  # two sweeps into one folder would train one run twice
+            results = train_runs(
+                [(p.name, p.config, out / p.name) for p in points],
+                executor=executor,
+                progress=progress,
+                label=grid.name,
+                where=out,
+            )
+            table = sweep_table(points, out)
+            atomic_write(out / TABLE, lambda tmp: table.to_parquet(tmp, index=False))
+    except FolderBusy:
+        raise ConfigError(
+            "--out",
+            f"another sweep is training into {out}; wait for it to finish (or stop it), then rerun "
+            "this command to resume",
+        ) from None
     return SweepResult(out, table, results)
 
 

@@ -214,3 +214,36 @@ def test_seed_axis_rejects_a_field_it_sets_and_bad_values():
     with pytest.raises(ConfigError) as err:
         Grid.from_dict({"base": "default", "grid": {"seed": [-1]}}).points()
     assert err.value.field == "grid.seed"
+
+
+def test_a_second_sweep_into_a_folder_in_use_is_refused_in_one_line(swept, capsys):
+    import subprocess
+    import sys
+
+    grid_path, out2, _ = swept
+    out = grid_path.parent / "busy"
+    shutil.copytree(out2, out)
+    # another process holds the folder, as a running `mmicl sweep` does
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match="another sweep is training into"):
+            run_sweep(grid_path, out, executor=LocalExecutor(1), progress=False)
+        assert main(["sweep", str(grid_path), "--out", str(out), "--workers", "1", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("mmicl: error: --out: another sweep is training into"), err
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone (killed: the kernel drops its lock): the same command goes ahead
+    assert main(["sweep", str(grid_path), "--out", str(out), "--workers", "1", "--quiet"]) == 0
