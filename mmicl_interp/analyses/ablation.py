@@ -213,12 +213,17 @@ def ablated_logits(
     heads = check_heads(heads, model)
     prompts = as_prompts(prompts)
     values = ablation_values(model, prompts, heads, method, seed)
-    return _run_ablated(model, prompts, values)
+    return logits_with_head_values(model, prompts, values)
 
 
-def _run_ablated(
+def logits_with_head_values(
     model: torch.nn.Module, prompts: ICLPrompts, values: Mapping[Head, torch.Tensor]
 ) -> Float[torch.Tensor, "batch n_labels"]:
+    """Label logits of ``model`` on ``prompts`` with each head's output ``z`` (``hook_z``)
+    replaced by ``values[(layer, head)]`` (broadcast to ``[batch, pos, d_head]``), in eval mode.
+
+    The one forward pass every ablation here shares (:func:`ablation_values` gives the values);
+    the real-model knockout uses it too. Empty ``values``: the clean logits."""
     by_layer = _heads_by_layer(values)
 
     def make_hook(layer: int):
@@ -307,9 +312,9 @@ def ablate_heads(
     heads = check_heads(heads, model)
     rows: list[dict] = []
     for name, prompts in _on_model(model, as_prompt_suites(suites)).items():
-        clean = accuracy_and_loss(_run_ablated(model, prompts, {}), prompts.targets)
+        clean = accuracy_and_loss(logits_with_head_values(model, prompts, {}), prompts.targets)
         values = ablation_values(model, prompts, heads, method, seed)
-        ablated = accuracy_and_loss(_run_ablated(model, prompts, values), prompts.targets)
+        ablated = accuracy_and_loss(logits_with_head_values(model, prompts, values), prompts.targets)
         rows.extend(_rows(name, heads, method, clean, ablated))
     return _frame(rows)
 
@@ -326,10 +331,11 @@ def ablate_each_head(
     all_heads = [(layer, head) for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
     rows: list[dict] = []
     for name, prompts in _on_model(model, as_prompt_suites(suites)).items():
-        clean = accuracy_and_loss(_run_ablated(model, prompts, {}), prompts.targets)
+        clean = accuracy_and_loss(logits_with_head_values(model, prompts, {}), prompts.targets)
         values = ablation_values(model, prompts, all_heads, method, seed)
         for head in all_heads:
-            ablated = accuracy_and_loss(_run_ablated(model, prompts, {head: values[head]}), prompts.targets)
+            logits = logits_with_head_values(model, prompts, {head: values[head]})
+            ablated = accuracy_and_loss(logits, prompts.targets)
             rows.extend(_rows(name, [head], method, clean, ablated))
     return _frame(rows)
 
@@ -382,6 +388,7 @@ __all__ = [
     "derangement",
     "format_heads",
     "heads_above",
+    "logits_with_head_values",
     "mean_head_outputs",
     "parse_heads",
 ]

@@ -35,7 +35,13 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 
-from mmicl_interp.analyses.ablation import Head, _run_ablated, check_heads, format_heads, mean_head_outputs
+from mmicl_interp.analyses.ablation import (
+    Head,
+    check_heads,
+    format_heads,
+    logits_with_head_values,
+    mean_head_outputs,
+)
 from mmicl_interp.analyses.patching import logit_diff, patch_head_outputs, patching_setup
 from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.device import model_device
@@ -99,7 +105,7 @@ def knocked_out_logits(
             values = {h: zero for h in heads}
         else:
             values = {h: means[h].to(device)[None].expand(n, -1, -1) for h in heads}
-        out.append(_run_ablated(model, sub, values).float().cpu())
+        out.append(logits_with_head_values(model, sub, values).float().cpu())
     return torch.cat(out)
 
 
