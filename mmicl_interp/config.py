@@ -847,10 +847,24 @@ def _gb(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e9:.2f} GB"
 
 
+def _device_memory(device: str) -> tuple[int | None, str]:
+    """Free bytes where a run of ``train.device = device`` trains, and how to name that place."""
+    from mmicl_interp.device import resolve_device
+
+    where = resolve_device(device, "train.device")
+    if where.type == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(where)
+        return int(free), f"the GPU {where}"
+    return available_memory(), "this machine"
+
+
 def check_resources(config: RunConfig, out: str | Path | None = None) -> None:
     """Refuse, before any work, a run this machine cannot do: more threads than CPUs, more
-    memory than available (with the estimate and the field that sizes it), more checkpoint
-    bytes than the disk under ``out`` holds. Raises :class:`ConfigError`."""
+    memory than available (with the estimate and the field that sizes it; for a CUDA run, the
+    GPU's free memory, ``torch.cuda.mem_get_info``, else the host's), more checkpoint bytes
+    than the disk under ``out`` holds. Raises :class:`ConfigError`."""
     cpus = usable_cpus()
     if config.train.threads > cpus:
         raise ConfigError(
@@ -860,12 +874,12 @@ def check_resources(config: RunConfig, out: str | Path | None = None) -> None:
         )
     parts = memory_estimate(config)
     need = sum(b for _, b, _ in parts)
-    avail = available_memory()
+    avail, where = _device_memory(config.train.device)
     if avail is not None and need > avail:
         field, part, what = max(parts, key=lambda p: p[1])
         raise ConfigError(
             field,
-            f"too large for this machine: training needs about {_gb(need)}, {_gb(avail)} available "
+            f"too large for {where}: training needs about {_gb(need)}, {_gb(avail)} available "
             f"(largest part: {what}, about {_gb(part)}); lower {field}",
         )
     if out is None:

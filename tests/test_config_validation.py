@@ -309,3 +309,19 @@ def test_dense_checkpoints_count_toward_the_disk_check(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
         check_resources(dense, tmp_path / "o")
     assert "1001 checkpoints" in err.value.message
+
+
+def test_a_cuda_run_is_sized_against_the_gpus_free_memory_not_the_hosts(monkeypatch):
+    import mmicl_interp.device as device_module
+
+    monkeypatch.setattr(device_module, "resolve_device", lambda name, field="device": torch.device("cuda:0"))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**9, 80 * 10**9))
+    monkeypatch.setattr(config_module, "available_memory", lambda: 10**15)  # the host has plenty
+    big = load_config("default", ["train.device=cuda", "train.batch_size=1000000"])
+    need = sum(b for _, b, _ in config_module.memory_estimate(big))
+    assert need > 10**9  # more than the GPU has free, far less than the host
+    with pytest.raises(ConfigError, match=r"too large for the GPU cuda:0: .*1\.0 GB available") as err:
+        config_module.check_resources(big)
+    assert err.value.field == "train.batch_size"
+    monkeypatch.setattr(config_module, "available_memory", lambda: 1)  # the host is not asked
+    config_module.check_resources(load_config("default", ["train.device=cuda"]))
