@@ -130,10 +130,19 @@ def mean_over_learners(runs: pd.DataFrame, column: str) -> pd.Series:
     return learners.groupby([POS, K])[column].mean()
 
 
-def verdict(thresholds: dict, onsets: pd.Series, largest: float, resolution: float = 0.0) -> list[str]:
+def verdict(
+    thresholds: dict, onsets: pd.Series, largest: float, resolution: float | pd.Series = 0.0
+) -> list[str]:
     """One sentence per RoPE variant: does it raise the threshold and delay icl (``onsets``: icl
     onset step per (positions, K)) compared with one-hot APE? A delay counts only where it is
-    larger than ``resolution`` (the checkpoint spacing around the onsets)."""
+    larger than ``resolution``, the checkpoint spacing around the onsets: one number, or one per
+    (positions, K), the larger of the two compared cells then applying at that K."""
+
+    def spacing(pos: str, k) -> float:
+        if not isinstance(resolution, pd.Series):
+            return float(resolution)
+        return float(max(resolution.get((pos, k), 0.0), resolution.get(("onehot", k), 0.0)))
+
     lines = []
     base_t = thresholds.get("onehot", math.nan)
     for pos, label in (("rope", "correct RoPE"), ("rope_paper", "the published RoPE")):
@@ -143,13 +152,14 @@ def verdict(thresholds: dict, onsets: pd.Series, largest: float, resolution: flo
         raised = (math.isnan(t) and not math.isnan(base_t)) or (t > base_t)
         common = [k for (p, k) in onsets.index if p == pos and ("onehot", k) in onsets.index]
         delays = [onsets[(pos, k)] - onsets[("onehot", k)] for k in common]
-        delayed = bool(delays) and all(d > resolution for d in delays)
+        delayed = bool(delays) and all(d > spacing(pos, k) for k, d in zip(common, delays, strict=True))
         delay_text = (
             ", ".join(f"K={k}: {d:+.0f} steps" for k, d in zip(common, delays, strict=True))
             if delays
             else "no K where both learned"
         )
-        within = " or within the checkpoint resolution" if resolution > 0 else ""
+        any_spacing = any(spacing(pos, k) > 0 for k in common) if common else False
+        within = " or within the checkpoint resolution" if any_spacing else ""
         lines.append(
             f"- Under {label}: threshold K {format_threshold(t, largest)} vs one-hot "
             f"{format_threshold(base_t, largest)} ({'raised' if raised else 'not raised'}); "
@@ -172,17 +182,24 @@ def subclaims(
     largest = table[K].max()
     seeds = common["n_seeds"]
     kind = f"95% bootstrap over {seeds} seeds"
-    moving_note = (
-        f"{len(moving)} runs still moving at the end (icl changed >= 0.01 over the last 20%): verdict "
-        "capped at weak"
-        if moving
-        else "every run at a plateau (icl changed < 0.01 over the last 20%)"
-    )
+    run_pos = dict(zip(table["run"], table[POS], strict=False))
+
+    def moving_note(pair: list[str]) -> str:
+        others = len(moving) - len(pair)
+        elsewhere = f"; {others} run(s) of other position types still moving" if others else ""
+        if pair:
+            return (
+                f"{len(pair)} of the compared runs still moving at the end (icl changed >= 0.01 over the "
+                f"last 20%): verdict capped at weak{elsewhere}"
+            )
+        return f"every compared run at a plateau (icl changed < 0.01 over the last 20%){elsewhere}"
+
     subs: list[SubClaim] = []
     present = [(pos, label) for pos, label in VARIANTS if pos in boot.index and "onehot" in boot.index]
     for i, (pos, label) in enumerate(present):
+        pair = [r for r in moving if run_pos.get(r) in (pos, "onehot")]  # only the runs compared cap it
         effect, lo, hi = ratio_interval(boot.loc[pos], boot.loc["onehot"])
-        v = claim_verdict(effect, [lo, hi], null=1.0, n_seeds=seeds, at_most_weak=bool(moving))
+        v = claim_verdict(effect, [lo, hi], null=1.0, n_seeds=seeds, at_most_weak=bool(pair))
         subs.append(
             SubClaim(
                 f"2{'ab'[i]}",
@@ -193,7 +210,7 @@ def subclaims(
                 [lo, hi],
                 "conservative: ratio of the 95% seed-bootstrap bounds",
                 notes=f"crossing K {format_threshold_interval(boot.loc[pos], largest)} vs one-hot "
-                f"{format_threshold_interval(boot.loc['onehot'], largest)}; {moving_note}",
+                f"{format_threshold_interval(boot.loc['onehot'], largest)}; {moving_note(pair)}",
                 **common,
             )
         )
@@ -357,7 +374,8 @@ def main(argv: list[str] | None = None) -> None:
         ],
         body,
     )
-    resolution = float(runs["icl_resolution"].max()) if runs["icl_resolution"].notna().any() else 0.0
+    learners = runs[runs["final_icl"] >= 0.5]
+    resolution = learners.groupby([POS, K])["icl_resolution"].max()  # spacing around each cell's onsets
     lines += ["", "## Verdict", "", *verdict(found, onset["icl_onset"], largest, resolution)]
     lines += ["", "Verdicts with intervals: section 2 of `claims.json`."]
 

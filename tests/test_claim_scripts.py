@@ -410,3 +410,44 @@ def test_claim5_multimodal_verdict_follows_the_drops():
     flat = rows.assign(icl_drop=rows["iwl_drop"] + 0.001)
     assert claim5.multimodal_subclaim(flat, "cmd", 1.0).verdict != "supported"
     assert claim5.multimodal_subclaim(pd.DataFrame(), "cmd", 1.0).verdict == "not tested"
+
+
+def test_claim2_verdict_takes_the_checkpoint_spacing_of_each_compared_cell():
+    claim2 = _load("claim2_positions")
+    onsets = pd.Series(
+        {("onehot", 512): 300.0, ("rope", 512): 340.0, ("onehot", 8192): 300.0, ("rope", 8192): 340.0}
+    )
+    # dense checkpoints (25 steps) at K = 512; a coarse cell elsewhere must not blur it
+    spacing = pd.Series({("onehot", 512): 25.0, ("rope", 512): 25.0, ("learned", 256): 500.0})
+    spacing[("onehot", 8192)] = 25.0
+    spacing[("rope", 8192)] = 25.0
+    line = claim2.verdict({"onehot": 512.0, "rope": 2048.0}, onsets, 8192, resolution=spacing)[0]
+    assert "(delayed)" in line and line.endswith("Claim 2 holds.")
+    spacing[("rope", 8192)] = 100.0  # a 40-step delay below this cell's spacing does not count
+    line = claim2.verdict({"onehot": 512.0, "rope": 2048.0}, onsets, 8192, resolution=spacing)[0]
+    assert "not delayed at every K or within the checkpoint resolution" in line
+
+
+def test_claim2_threshold_verdict_is_capped_only_by_the_compared_runs_still_moving():
+    claim2 = _load("claim2_positions")
+    table = pd.DataFrame(
+        {
+            "run": ["o", "r", "l"],
+            "model.positions": ["onehot", "rope", "learned"],
+            "task.K": [8192, 8192, 8192],
+        }
+    )
+    boot = pd.DataFrame(
+        {
+            "model.positions": ["onehot", "rope"],
+            "threshold": [170.0, 600.0],
+            "lo": [165.0, 580.0],
+            "hi": [175.0, 620.0],
+        }
+    )
+    runs = pd.DataFrame(columns=["model.positions", "task.K", "final_icl"])
+    common = dict(n_runs=3, n_unique_configs=3, n_seeds=5, steps=100, command="c", wall_time_s=1.0)
+    first = claim2.subclaims(table, runs, boot, common, moving=["l"])[0]  # only a learned-APE run moves
+    assert first.verdict == "supported" and "1 run(s) of other position types still moving" in first.notes
+    first = claim2.subclaims(table, runs, boot, common, moving=["r"])[0]
+    assert first.verdict == "weak" and "capped at weak" in first.notes
