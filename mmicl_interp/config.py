@@ -847,24 +847,23 @@ def _gb(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e9:.2f} GB"
 
 
-def _device_memory(device: str) -> tuple[int | None, str]:
-    """Free bytes where a run of ``train.device = device`` trains, and how to name that place."""
-    from mmicl_interp.device import resolve_device
-
-    where = resolve_device(device, "train.device")
-    if where.type == "cuda":
+def _device_memory(device: Any) -> tuple[int | None, str]:
+    """Free bytes where a run trains (``device``: a ``torch.device`` or None for the host), and
+    how to name that place."""
+    if device is not None and getattr(device, "type", None) == "cuda":
         import torch
 
-        free, _ = torch.cuda.mem_get_info(where)
-        return int(free), f"the GPU {where}"
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free), f"the GPU {device}"
     return available_memory(), "this machine"
 
 
-def check_resources(config: RunConfig, out: str | Path | None = None) -> None:
+def check_resources(config: RunConfig, out: str | Path | None = None, device: Any = None) -> None:
     """Refuse, before any work, a run this machine cannot do: more threads than CPUs, more
-    memory than available (with the estimate and the field that sizes it; for a CUDA run, the
-    GPU's free memory, ``torch.cuda.mem_get_info``, else the host's), more checkpoint bytes
-    than the disk under ``out`` holds. Raises :class:`ConfigError`."""
+    memory than available (with the estimate and the field that sizes it; on a CUDA
+    ``device``, the resolved ``torch.device`` the run trains on, the GPU's free memory,
+    ``torch.cuda.mem_get_info``, else the host's), more checkpoint bytes than the disk under
+    ``out`` holds. Raises :class:`ConfigError`."""
     cpus = usable_cpus()
     if config.train.threads > cpus:
         raise ConfigError(
@@ -874,7 +873,7 @@ def check_resources(config: RunConfig, out: str | Path | None = None) -> None:
         )
     parts = memory_estimate(config)
     need = sum(b for _, b, _ in parts)
-    avail, where = _device_memory(config.train.device)
+    avail, where = _device_memory(device)
     if avail is not None and need > avail:
         field, part, what = max(parts, key=lambda p: p[1])
         raise ConfigError(

@@ -312,16 +312,25 @@ def test_dense_checkpoints_count_toward_the_disk_check(tmp_path, monkeypatch):
 
 
 def test_a_cuda_run_is_sized_against_the_gpus_free_memory_not_the_hosts(monkeypatch):
-    import mmicl_interp.device as device_module
-
-    monkeypatch.setattr(device_module, "resolve_device", lambda name, field="device": torch.device("cuda:0"))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**9, 80 * 10**9))
     monkeypatch.setattr(config_module, "available_memory", lambda: 10**15)  # the host has plenty
     big = load_config("default", ["train.device=cuda", "train.batch_size=1000000"])
     need = sum(b for _, b, _ in config_module.memory_estimate(big))
     assert need > 10**9  # more than the GPU has free, far less than the host
+    gpu = torch.device("cuda:0")
     with pytest.raises(ConfigError, match=r"too large for the GPU cuda:0: .*1\.0 GB available") as err:
-        config_module.check_resources(big)
+        config_module.check_resources(big, device=gpu)
     assert err.value.field == "train.batch_size"
+    config_module.check_resources(big)  # on the host it fits
     monkeypatch.setattr(config_module, "available_memory", lambda: 1)  # the host is not asked
-    config_module.check_resources(load_config("default", ["train.device=cuda"]))
+    config_module.check_resources(load_config("default", ["train.device=cuda"]), device=gpu)
+
+
+def test_train_checks_memory_where_it_trains(tmp_path, monkeypatch):
+    from mmicl_interp.train import trainer
+
+    seen = []
+    monkeypatch.setattr(trainer, "check_resources", lambda config, out, device: seen.append(device))
+    config = load_config("default", ["train.steps=1", "train.device=cpu"])
+    trainer.train(config, tmp_path / "r", progress=False)
+    assert seen == [torch.device("cpu")]  # the resolved device, so a CUDA run is sized on its GPU

@@ -251,7 +251,7 @@ def train(
     device and precision.
     """
     config.validate()
-    resolve_device(config.train.device, "train.device")
+    device = resolve_device(config.train.device, "train.device")
     out = Path(out)
     manifest = _prepare_run_dir(out, config, resume)
     if manifest is not None and manifest.get("status") == "complete":
@@ -259,7 +259,7 @@ def train(
         last = max((r["step"] for r in rows), default=0)
         final = {r["suite"]: r["accuracy"] for r in rows if r["step"] == last}
         return TrainResult(out, final, 0.0, 0, already_complete=True)
-    check_resources(config, out)
+    check_resources(config, out, device)
 
     threads = torch.get_num_threads()
     where = _Where(last_step=manifest.get("last_step") if manifest else None, started=manifest is not None)
