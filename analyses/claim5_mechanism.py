@@ -37,7 +37,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
-from mmicl_interp.analyses.ablation import ablate_heads, format_heads, heads_above
+from mmicl_interp.analyses.ablation import ablate_heads, format_heads, heads_above, parse_heads
 from mmicl_interp.analyses.attention import attention_measures
 from mmicl_interp.analyses.correlation import correlation
 from mmicl_interp.analyses.stats import config_hash
@@ -132,16 +132,14 @@ def multimodal_rows(table_csv: Path, runs_dir: Path, n_seqs: int = N_SEQS) -> pd
         if not ((s1_dir / "manifest.json").is_file() and (s2_dir / "manifest.json").is_file()):
             continue
         if r.seed not in stage1:
-            s1 = load_run(s1_dir)
-            ih1 = attention_measures(s1.model(), s1.suites(n_seqs)["icl"], s1.layout)["ih"]
-            stage1[r.seed] = (run_row(s1, n_seqs), heads_above(ih1, IH_THRESHOLD))
+            s1_row = run_row(load_run(s1_dir), n_seqs)  # its joint heads are heads_above(ih, IH_THRESHOLD)
+            stage1[r.seed] = (s1_row, parse_heads(s1_row["joint_heads"]))
         s1_row, s1_joint = stage1[r.seed]
         s2 = load_run(s2_dir)
         s2_row = run_row(s2, n_seqs)
         model, suites = s2.model(), s2.suites(n_seqs)
         two = {s: suites[s] for s in ("icl", "iwl")}
-        layer, head = map(int, s1_row["best_head"][1:].split("H"))
-        one = _ablated(model, two, [(layer, head)])
+        one = _ablated(model, two, parse_heads(s1_row["best_head"]))
         joint = _ablated(model, two, s1_joint)
         rows.append(
             {

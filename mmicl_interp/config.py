@@ -473,6 +473,10 @@ class RunConfig:
         if pl.encoder_from and self.model.encoder == "none":
             raise ConfigError("model.encoder", 'pipeline.encoder_from needs model.encoder = "mlp"')
         if self.kind == "encoder":
+            if self.train.stop_plateau > 0:  # it watches the icl suite; an encoder run has only test
+                raise ConfigError(
+                    "train.stop_plateau", "watches the icl suite, which an encoder run has not: leave it 0"
+                )
             return self  # single vectors: no sequence, no positions
         n_ctx = self.task.n_ctx if self.kind == "multimodal" else 2 * self.task.N + 1
         if n_ctx > 2 * self.model.n_max + 1:

@@ -334,3 +334,12 @@ def test_train_checks_memory_where_it_trains(tmp_path, monkeypatch):
     config = load_config("default", ["train.steps=1", "train.device=cpu"])
     trainer.train(config, tmp_path / "r", progress=False)
     assert seen == [torch.device("cpu")]  # the resolved device, so a CUDA run is sized on its GPU
+
+
+def test_stop_plateau_on_an_encoder_run_is_refused_in_one_line(tmp_path, capsys):
+    out = tmp_path / "enc"
+    args = ["train", "mm_encoder", "--out", str(out), "--quiet", "--set", "train.stop_plateau=0.01"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mmicl: error: train.stop_plateau: watches the icl suite"), err
+    assert not out.exists()

@@ -138,7 +138,6 @@ def _heads_by_layer(heads) -> dict[int, list[int]]:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def mean_head_outputs(
     model: torch.nn.Module,
     prompts: ICLPrompts | Batch,
@@ -171,6 +170,7 @@ def mean_head_outputs(
     return {h: (s / count.clamp(min=1.0)).to(dtype) for h, s in sums.items()}
 
 
+@torch.no_grad()
 def ablation_values(
     model: torch.nn.Module,
     prompts: ICLPrompts | Batch,

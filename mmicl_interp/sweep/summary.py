@@ -41,8 +41,6 @@ from mmicl_interp.sweep.executors import make_executor
 from mmicl_interp.sweep.grid import SEED_KEYS, Grid, load_grid
 from mmicl_interp.sweep.runner import SweepResult, run_sweep
 
-"""The swept key that makes repeats of one point; summaries average over it."""
-
 
 def swept_keys(table: pd.DataFrame, exclude: Sequence[str] = SEED_KEYS) -> list[str]:
     """The swept-value columns of a sweep table (every column but run/step/suite/metric/value)."""

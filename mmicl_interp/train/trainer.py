@@ -403,19 +403,14 @@ def _train(
     max_shift = model.max_shift_for(task.layout.n_ctx) if task.layout else 0
     suites = task.suites(config.task.eval_seed, config.task.eval_size, max_shift=max_shift)
     suites = {name: batch.to(device) for name, batch in suites.items()}
-    if tc.stop_plateau > 0 and PLATEAU_SUITE not in suites:
-        raise ConfigError(
-            "train.stop_plateau", f"needs an {PLATEAU_SUITE!r} eval suite; this task has {sorted(suites)}"
-        )
 
     if resuming:
         start_step = ck.load_train_state(out / ck.TRAIN_STATE, optimizer, generator)
         where.last_step = start_step
         ck.load_weights(model, ck.ckpt_path(out, start_step))
-        ck.write_metrics(out, [r for r in ck.read_metrics(out) if r["step"] <= start_step])
-        plateau_evals = [
-            (r["step"], r["accuracy"]) for r in ck.read_metrics(out) if r["suite"] == PLATEAU_SUITE
-        ]
+        kept = [r for r in ck.read_metrics(out) if r["step"] <= start_step]
+        ck.write_metrics(out, kept)
+        plateau_evals = [(r["step"], r["accuracy"]) for r in kept if r["suite"] == PLATEAU_SUITE]
     else:
         if manifest is None:  # the manifest first: from here on the folder is a (resumable) run
             out.mkdir(parents=True, exist_ok=True)

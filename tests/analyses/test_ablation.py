@@ -88,6 +88,7 @@ def test_mean_and_resample_values_come_from_the_clean_run(tiny_model, tiny_suite
     torch.testing.assert_close(mean, z.mean(0, keepdim=True).expand_as(z))
     resampled = ablation_values(tiny_model, batch, [(0, 1)], "resample", seed=5)[(0, 1)]
     torch.testing.assert_close(resampled, z[derangement(len(batch), 5)])
+    assert not mean.requires_grad and not resampled.requires_grad  # no autograd graph kept
 
 
 def test_mean_and_resample_ablation_change_nothing_on_identical_sequences(tiny_model, tiny_suites):
