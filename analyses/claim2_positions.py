@@ -47,6 +47,7 @@ from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
     bootstrap_difference,
+    budget_text,
     command_line,
     n_seeds,
     n_unique_configs,
@@ -109,19 +110,6 @@ def run_circuits(
         )
         rows.append(phase)
     return pd.concat(tables, ignore_index=True), pd.DataFrame(rows)
-
-
-def budget_text(budget: int, min_step: int, last_steps: pd.Series) -> str:
-    """The training budget and where the plateau stop ended the runs."""
-    early = int((last_steps < budget).sum())
-    if not early:
-        return f"{budget} steps per run"
-    return (
-        f"up to {budget} steps per run, stopped at the icl plateau from step {min_step} on "
-        "(train.stop_plateau): "
-        f"{early} of {len(last_steps)} runs stopped early, last step {int(last_steps.min())}-"
-        f"{int(last_steps.max())} (median {int(last_steps.median())})"
-    )
 
 
 def mean_over_learners(runs: pd.DataFrame, column: str) -> pd.Series:

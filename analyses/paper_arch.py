@@ -2,7 +2,8 @@
 grows, with one-hot positions and with RoPE, on the gated-MLP model the paper trains?
 
 Sweeps ``grids/paper_arch.toml`` (gated MLP, no W_O, D 64, n_max 32, RMSNorm, 2 layers x 1
-head; positions onehot / rope x K x 3 seeds of task, model and data; 3000 steps). Per position
+head; positions onehot / rope x K x 3 seeds of task, model and data;
+up to 10000 steps, each run stopping at its icl plateau from step 3000 on). Per position
 type: final icl / iwl per K (mean [min, max] over seeds), icl relative to the context-label
 plateau ``(acc - B/N) / (1 - B/N)``, the best induction head's strength at the last checkpoint
 (highest ``ih`` on the icl suite), and the crossing K (log-interpolated, where mean icl reaches
@@ -31,6 +32,7 @@ from mmicl_interp.sweep import Grid, SweepResult
 from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
+    budget_text,
     command_line,
     final_per_run,
     n_seeds,
@@ -145,10 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     largest = summary[K].max()
     positions = list(dict.fromkeys(result.table[POS]))
     seeds = n_seeds(result.table)
+    first = grid.points()[0].config.train
+    budget = budget_text(done.steps(), first.stop_min_step, runs["step"])
     lines = [
         "# Claims 1 and 2 on the paper's architecture",
         "",
-        f"Gated MLP, no W_O, RMSNorm, 2 layers x 1 head ({grid.name}); {done.steps()} steps; final accuracy "
+        f"Gated MLP, no W_O, RMSNorm, 2 layers x 1 head ({grid.name}); {budget}; final accuracy "
         f"mean [min, max] over {seeds} seeds (task, model and data seeds together). 'icl rel.': icl "
         "relative to the context-label plateau, (icl - B/N) / (1 - B/N). 'best ih': the strongest "
         f"induction head's ih on {N_SEQS} icl sequences at the last checkpoint. Command: "

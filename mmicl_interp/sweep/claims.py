@@ -349,6 +349,20 @@ def final_per_run(table: pd.DataFrame, suite: str = "icl", metric: str = "accura
     return last[last["suite"] == suite].drop(columns=["suite", "metric"]).reset_index(drop=True)
 
 
+def budget_text(budget: int, min_step: int, last_steps: pd.Series) -> str:
+    """The training budget and where the plateau stop (``train.stop_plateau``) ended the runs,
+    from each run's last step: "N steps per run" when none stopped early."""
+    early = int((last_steps < budget).sum())
+    if not early:
+        return f"{budget} steps per run"
+    return (
+        f"up to {budget} steps per run, stopped at the icl plateau from step {min_step} on "
+        "(train.stop_plateau): "
+        f"{early} of {len(last_steps)} runs stopped early, last step {int(last_steps.min())}-"
+        f"{int(last_steps.max())} (median {int(last_steps.median())})"
+    )
+
+
 def n_seeds(table: pd.DataFrame) -> int:
     """Distinct seeds behind each point (the fewest over points): values of the seed axes."""
     keys = [k for k in SEED_KEYS if k in table.columns]
@@ -428,6 +442,7 @@ __all__ = [
     "Section",
     "SubClaim",
     "bootstrap_difference",
+    "budget_text",
     "command_line",
     "effect_text",
     "final_per_run",

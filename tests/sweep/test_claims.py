@@ -17,6 +17,7 @@ from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
     bootstrap_difference,
+    budget_text,
     n_seeds,
     ratio_interval,
     read_claims,
@@ -206,6 +207,13 @@ def test_still_moving_flags_runs_that_change_over_the_last_fifth():
     # eval noise around a plateau (+-0.01, max - min 0.02) is not a trend
     noisy = [0.1, 0.5, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.91, 0.89, 0.91]
     assert still_moving(_table({"noisy": noisy})) == []
+
+
+def test_budget_text_counts_the_runs_the_plateau_stop_ended_early():
+    assert budget_text(3000, 1000, pd.Series([3000, 3000])) == "3000 steps per run"
+    text = budget_text(10000, 3000, pd.Series([3000, 10000, 5500]))
+    assert text.startswith("up to 10000 steps per run, stopped at the icl plateau from step 3000 on")
+    assert text.endswith("2 of 3 runs stopped early, last step 3000-10000 (median 5500)")
 
 
 def test_n_seeds_counts_the_fewest_seeds_behind_a_point():
