@@ -14,7 +14,9 @@ one run of each arm (``--arms``), all multimodal runs ``--steps`` long unless sa
 
 and two sweeps at ``--low-k2`` (default the smallest K2), both through stage 1 -> stage 2:
 
-- ``size``: decoders of ``--sizes`` (``d_embed x n_layers x n_heads``), each with its own stage 1;
+- ``size``: decoders of ``--sizes`` (``d_embed x n_layers x n_heads``; d_embed 0: no input
+  embedding, as shipped), each with its own stage 1 (the shipped size reuses the runs above); a
+  size whose stage 1 did not learn ICL is left out of the verdict and named;
 - ``encoder``: M2 encoders (``mm_encoder``) pretrained for each of ``--encoder-steps`` steps
   (so to several accuracies), loaded frozen in front of the projector of a stage-2 run.
 
@@ -29,7 +31,7 @@ time plus the analysis, the same whether runs were trained now or reused.
 
     .venv/bin/python analyses/multimodal_asymmetry.py [--k2 32 128 512 2048 8192] [--steps 1000]
         [--stage1-steps 1000] [--seeds 0 1 2] [--arms stage2 early random ...]
-        [--sizes 32x2x1 64x3x2 128x4x4] [--encoder-steps 10 40 150 500] [--eval-size 1000]
+        [--sizes 0x2x1 0x3x2 0x4x4 32x2x1 64x3x2 128x4x4] [--encoder-steps 10 40 150 500] [--eval-size 1000]
         [--device cuda] [--workers 2]
 """
 
@@ -73,6 +75,10 @@ ARMS: dict[str, str] = {
 SWEEPS: tuple[str, ...] = ("size", "encoder")
 ALL_ARMS: tuple[str, ...] = (*ARMS, *SWEEPS)
 COLOURS = dict(zip(ARMS, ("#1f77b4", "#d62728", "#7f7f7f", "#17becf", "#ff7f0e", "#9467bd"), strict=True))
+SIZES = ("0x2x1", "0x3x2", "0x4x4", "32x2x1", "64x3x2", "128x4x4")
+"""Default decoder sizes: the shipped one (no input embedding, d_model 65 with the one-hot block;
+its runs are reused), deeper and more heads at that width, and wider through a learned input
+embedding (d_embed 32, 64, 128)."""
 MIN_EFFECT_K2 = 0.2
 """Smallest icl difference at the smallest K2 that counts as more than weak (4a, 4d-4g)."""
 MIN_EFFECT_SWEEP = 0.1
@@ -87,25 +93,39 @@ def _final(run_dir: Path) -> dict[str, float]:
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
-    """``"64x3x2"`` -> (d_embed 64, n_layers 3, n_heads 2)."""
+    """``"64x3x2"`` -> (d_embed 64, n_layers 3, n_heads 2); d_embed 0: no input embedding (the
+    shipped model: the D-wide input itself is the residual stream beside the one-hot block)."""
     parts = text.lower().split("x")
-    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError("--sizes", f"each size is d_embed x n_layers x n_heads, e.g. 64x3x2; got {text!r}")
+    ok = len(parts) == 3 and all(p.isdigit() for p in parts) and int(parts[1]) > 0 and int(parts[2]) > 0
+    if not ok:
+        raise ConfigError(
+            "--sizes",
+            f"each size is d_embed x n_layers x n_heads (d_embed 0: no embedding), e.g. 0x3x2; got {text!r}",
+        )
     d, layers, heads = (int(p) for p in parts)
     return d, layers, heads
 
 
 def size_tag(size: tuple[int, int, int]) -> str:
-    return "d{}_l{}_h{}".format(*size)
+    """Run-name tag of a decoder size: ``l3_h2`` without an embedding, ``d64_l3_h2`` with one."""
+    d, layers, heads = size
+    return f"l{layers}_h{heads}" if d == 0 else f"d{d}_l{layers}_h{heads}"
+
+
+def shipped_size() -> tuple[int, int, int]:
+    """The size of the shipped ``mm_stage1`` decoder: its runs serve that point of the size sweep."""
+    model = load_config("mm_stage1").model
+    return model.d_embed or 0, model.n_layers, model.n_heads
 
 
 class Runner:
-    """Plans the runs of one invocation, trains them in waves, keeps one row per run.
+    """Plans the runs of one invocation, trains them in waves, keeps one row per run and role.
 
     A wave is a set of runs that do not depend on each other: they train in parallel on
     ``workers`` processes (:func:`~mmicl_interp.sweep.train_runs`; complete runs are reused,
     killed ones resumed). Stage 2 loads its stage-1 run, so the stage-1 and encoder runs go in
-    the first wave and the runs that load them in the second.
+    the first wave and the runs that load them in the second. A run planned twice (the shipped
+    decoder's runs are also the size sweep's smallest point) trains once and gets a row per role.
     """
 
     def __init__(self, runs: Path, seeded_extra: list[str], workers: int = 1):
@@ -127,12 +147,23 @@ class Runner:
         planned, self._planned = self._planned, []
         if not planned:
             return
-        results = train_runs(
-            [(name, config, self.runs / name) for name, config, _ in planned],
-            executor=LocalExecutor(self.workers),
-            label=f"claim 4, wave of {len(planned)}",
+        unique = {name: config for name, config, _ in planned}  # a run in two roles trains once
+        for name, config, _ in planned:
+            if config != unique[name]:
+                raise ValueError(f"run {name} is planned with two different configs")
+        results = dict(
+            zip(
+                unique,
+                train_runs(
+                    [(name, config, self.runs / name) for name, config in unique.items()],
+                    executor=LocalExecutor(self.workers),
+                    label=f"claim 4, wave of {len(unique)}",
+                ),
+                strict=True,
+            )
         )
-        for (name, config, labels), result in zip(planned, results, strict=True):
+        for name, config, labels in planned:
+            result = results[name]
             manifest = read_manifest(self.runs / name)
             final = _final(self.runs / name)
             row = {
@@ -151,8 +182,11 @@ class Runner:
 
 def stage1(runner: Runner, seed: int, steps: int, size: tuple[int, int, int] | None = None) -> Path:
     """Plan the stage-1 run of ``seed`` (and decoder ``size``; None: the shipped model)."""
-    name = f"mm_stage1_seed{seed}" if size is None else f"mm_stage1_{size_tag(size)}_seed{seed}"
-    overrides = [f"train.steps={steps}", *_size_overrides(size)]
+    if size == shipped_size():
+        name, overrides = f"mm_stage1_seed{seed}", [f"train.steps={steps}"]
+    else:
+        overrides = [f"train.steps={steps}", *_size_overrides(size)]
+        name = f"mm_stage1_seed{seed}" if size is None else f"mm_stage1_{size_tag(size)}_seed{seed}"
     return runner.plan("mm_stage1", name, seed, overrides, arm="stage 1", size=size_tag(size) if size else "")
 
 
@@ -160,7 +194,8 @@ def _size_overrides(size: tuple[int, int, int] | None) -> list[str]:
     if size is None:
         return []
     d, layers, heads = size
-    return [f"model.d_embed={d}", f"model.n_layers={layers}", f"model.n_heads={heads}"]
+    embed = [f"model.d_embed={d}"] if d else []
+    return [*embed, f"model.n_layers={layers}", f"model.n_heads={heads}"]
 
 
 NEEDS_STAGE1 = ("stage2", "unfrozen")
@@ -185,15 +220,21 @@ def k2_arm(runner: Runner, arm: str, k2: int, seed: int, steps: int, stage1_step
 
 
 def size_run(runner: Runner, size, k2: int, seed: int, steps: int) -> None:
-    """Plan the stage-2 run of decoder ``size`` (its stage 1 trained in the first wave)."""
-    s1 = runner.runs / f"mm_stage1_{size_tag(size)}_seed{seed}"
-    overrides = [
-        f"task.K2={k2}",
-        f"train.steps={steps}",
-        f'pipeline.init_from="{s1}"',
-        *_size_overrides(size),
-    ]
-    name = f"mm_stage2_{size_tag(size)}_K2_{k2}_seed{seed}"
+    """Plan the stage-2 run of decoder ``size`` (its stage 1 trained in the first wave); the
+    shipped size is the ``stage2`` arm's run."""
+    if size == shipped_size():
+        s1 = runner.runs / f"mm_stage1_seed{seed}"
+        overrides = [f"task.K2={k2}", f'pipeline.init_from="{s1}"', f"train.steps={steps}"]
+        name = f"mm_stage2_K2_{k2}_seed{seed}"
+    else:
+        s1 = runner.runs / f"mm_stage1_{size_tag(size)}_seed{seed}"
+        overrides = [
+            f"task.K2={k2}",
+            f"train.steps={steps}",
+            f'pipeline.init_from="{s1}"',
+            *_size_overrides(size),
+        ]
+        name = f"mm_stage2_{size_tag(size)}_K2_{k2}_seed{seed}"
     runner.plan("mm_stage2", name, seed, overrides, arm="size", size=size_tag(size), K2=k2)
 
 
@@ -280,6 +321,7 @@ def k2_subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str
         return crossing(sorted(k2s), [0.0 if math.isnan(v) else v for v in part])
 
     where = f"multimodal icl at K2 = {k2}"
+    suffices = {"4a", "4g"}  # "a low K2 suffices": the arm itself must reach icl 0.5 there
     specs = [
         (
             "4a",
@@ -334,8 +376,19 @@ def k2_subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str
         m2 = bootstrap_difference(
             at[at["arm"] == ARMS[base]]["icl_m2_only"], at[at["arm"] == ARMS[other]]["icl_m2_only"]
         )[0]
-        notes = "; ".join(p for p in (note, crossings, f"the same difference on icl_m2_only: {m2:.3f}") if p)
-        out.append(_difference(sid, text, a, b, label, MIN_EFFECT_K2, common, notes))
+        short = (
+            f"{ARMS[other]} itself stays below icl 0.5 at K2 = {k2} ({b.mean():.3f}): better than "
+            f"{ARMS[base]}, but K2 = {k2} does not suffice"
+            if sid in suffices and b.mean() < 0.5
+            else ""
+        )
+        notes = "; ".join(
+            p for p in (short, note, crossings, f"the same difference on icl_m2_only: {m2:.3f}") if p
+        )
+        sub = _difference(sid, text, a, b, label, MIN_EFFECT_K2, common, notes)
+        if short and sub.verdict == "supported":
+            sub.verdict = "weak"
+        out.append(sub)
     return out
 
 
@@ -344,6 +397,24 @@ def size_subclaim(sizes: pd.DataFrame, common: dict, command: str) -> SubClaim:
     text = "model scaling consistently helps multimodal ICL"
     if sizes.empty or sizes["size"].nunique() < 2:
         return _not_run("4b", text, command, "the size sweep (two or more --sizes)")
+    # a decoder that did not learn ICL in stage 1 has no circuit to hand on: it tests nothing
+    s1_icl = sizes.groupby("size")["stage1_icl"].mean()
+    dropped = [z for z, v in s1_icl.items() if not v >= 0.5]
+    dropped_text = (
+        "left out, stage 1 never learned ICL (mean stage-1 icl < 0.5): "
+        + ", ".join(f"{z} ({s1_icl[z]:.3f})" for z in dropped)
+        if dropped
+        else ""
+    )
+    sizes = sizes[~sizes["size"].isin(dropped)]
+    if sizes["size"].nunique() < 2:
+        return SubClaim(
+            "4b",
+            text,
+            "not tested",
+            command=command,
+            notes=f"fewer than two sizes whose stage 1 learned ICL; {dropped_text}",
+        )
     order = sizes.groupby("size")["n_params"].first().sort_values().index.tolist()
     small, large = sizes[sizes["size"] == order[0]], sizes[sizes["size"] == order[-1]]
     k2 = int(sizes["K2"].iloc[0])
@@ -353,6 +424,7 @@ def size_subclaim(sizes: pd.DataFrame, common: dict, command: str) -> SubClaim:
         "mean stage-2 icl / icl_m2_only by size (decoder parameters): "
         + ", ".join(f"{s} ({int(r.n_params)}) {r.icl:.3f} / {r.icl_m2_only:.3f}" for s, r in per.iterrows())
         + f"; {'monotone' if monotone else 'not monotone'} in size"
+        + (f"; {dropped_text}" if dropped else "")
     )
     sub = _difference(
         "4b",
@@ -499,7 +571,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="task+model+train seeds")
     parser.add_argument("--arms", nargs="+", choices=ALL_ARMS, default=list(ALL_ARMS), help="what to run")
     parser.add_argument("--low-k2", type=int, default=None, help="K2 of the size and encoder sweeps")
-    parser.add_argument("--sizes", nargs="+", default=["32x2x1", "64x3x2", "128x4x4"], help="DxLxH")
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), help="DxLxH (D 0: no embedding)")
     parser.add_argument("--encoder-steps", type=int, nargs="+", default=[10, 40, 150, 500])
     parser.add_argument("--eval-size", type=int, default=None, help="eval sequences per suite")
     parser.add_argument("--device", default=None, help="train.device of every run (e.g. cuda)")
@@ -516,11 +588,16 @@ def run_count(args: argparse.Namespace) -> int:
     """How many runs the command trains or reuses (stage-1 and encoder runs included)."""
     k2_arms = [a for a in args.arms if a in ARMS]
     seeds = len(args.seeds)
+    needs_s1 = bool({"stage2", "unfrozen", "encoder"} & set(args.arms))
+    low_k2 = min(args.k2) if args.low_k2 is None else args.low_k2
     n = seeds * len(k2_arms) * len(args.k2)
-    if {"stage2", "unfrozen", "encoder"} & set(args.arms):
+    if needs_s1:
         n += seeds  # the shipped-size stage 1
     if "size" in args.arms:
-        n += seeds * len(args.sizes) * 2
+        shipped = shipped_size()
+        for size in (parse_size(s) for s in args.sizes):  # the shipped size reuses those runs
+            n += seeds * (not (size == shipped and needs_s1))
+            n += seeds * (not (size == shipped and "stage2" in args.arms and low_k2 in args.k2))
     if "encoder" in args.arms:
         n += seeds * len(args.encoder_steps) * 2
     return n
@@ -585,14 +662,20 @@ def main(argv: list[str] | None = None) -> None:
     size_table = table[table["arm"] == "size"].copy()
     enc_table = table[table["arm"] == "encoder"].copy()
     if not size_table.empty:  # decoder size = the stage-1 run's parameter count (all trainable there)
-        s1_params = table[table["arm"] == "stage 1"].groupby("size")["n_params"].first()
-        size_table["n_params"] = size_table["size"].map(s1_params)
+        s1 = table[(table["arm"] == "stage 1") & (table["size"] != "")]
+        size_table["n_params"] = size_table["size"].map(s1.groupby("size")["n_params"].first())
+        s1_icl = s1.set_index(["size", "seed"])["icl"]  # did that decoder learn ICL in stage 1?
+        size_table["stage1_icl"] = [
+            s1_icl.get((z, sd), math.nan)
+            for z, sd in zip(size_table["size"], size_table["seed"], strict=True)
+        ]
     wall = time.perf_counter() - t0
     table.to_csv(out / "multimodal_asymmetry_runs.csv", index=False)
 
-    reused = int(table["reused"].sum())
-    trained_wall = float(table.loc[~table["reused"], "wall_s"].sum())
-    recorded_s = float(table["wall_s"].sum())  # every run's own training time, reused or not
+    once = table.drop_duplicates("run")  # a run in two roles (shipped size) counts once
+    reused = int(once["reused"].sum())
+    trained_wall = float(once.loc[~once["reused"], "wall_s"].sum())
+    recorded_s = float(once["wall_s"].sum())  # every run's own training time, reused or not
     command = command_line("multimodal_asymmetry", argv)
     k2s = sorted(args.k2)
     lines = [
@@ -600,7 +683,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Final accuracies (chance 1/32 = 0.031). Stage 1: `mm_stage1` (unimodal, K = 8192, "
         f"{stage1_steps} steps); multimodal runs {args.steps} steps, the matched-budget arms "
-        f"{stage1_steps + args.steps}. Command: `{command}`; {len(table)} runs ({reused} reused), "
+        f"{stage1_steps + args.steps}. Command: `{command}`; {len(once)} runs ({reused} reused), "
         f"wall time {wall / 60:.1f} min on this machine with {args.workers} worker(s) (training wall of "
         f"the runs trained now: {trained_wall / 60:.1f} min; of all runs: {recorded_s / 60:.1f} min). "
         "Each seed sets task, model and training seeds and has its own "
@@ -629,14 +712,18 @@ def main(argv: list[str] | None = None) -> None:
             "",
         ]
     if not size_table.empty:
-        summ = _summary(size_table, ["size"]).merge(
-            size_table.groupby("size")["n_params"].first().reset_index(), on="size"
+        summ = (
+            _summary(size_table, ["size"])
+            .merge(size_table.groupby("size")["n_params"].first().reset_index(), on="size")
+            .merge(size_table.groupby("size")["stage1_icl"].agg(_mean_range).reset_index(), on="size")
         )
         lines += [
             f"## Decoder size (stage 1 -> stage 2 at K2 = {low_k2})",
             "",
-            "Size `dD_lL_hH`: d_embed D (+ the 33-wide one-hot block), L layers, H heads; `n_params`: "
-            "the decoder's parameters (stage 1).",
+            "Size `lL_hH`: the shipped input width (no embedding; d_model = D + 33 one-hot = 65), L "
+            "layers, H heads; `dE_lL_hH`: a learned input embedding of width E (d_model E + 33). "
+            "`n_params`: the decoder's parameters (stage 1); `stage1_icl`: that stage-1 run's final "
+            "unimodal icl (a decoder that did not learn ICL in stage 1 is left out of 4b).",
             "",
             summ.to_markdown(index=False, floatfmt=".3f"),
             "",

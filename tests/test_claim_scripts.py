@@ -231,7 +231,7 @@ def test_claim5_script_scores_and_ablates_the_best_induction_head_of_every_run(t
 def test_multimodal_asymmetry_script_runs_every_arm_in_miniature(tmp_path):
     asym = _load("multimodal_asymmetry")
     args = ["--k2", "32", "--steps", "3", "--stage1-steps", "2", "--seeds", "0", "3"]
-    args += ["--sizes", "16x1x1", "32x2x2", "--encoder-steps", "1", "30", "--eval-size", "100"]
+    args += ["--sizes", "0x2x1", "16x1x1", "32x2x2", "--encoder-steps", "1", "30", "--eval-size", "100"]
     args += ["--workers", "2"]  # two processes, two waves (stage 2 loads the first wave's runs)
     asym.main([*args, "--out", str(tmp_path / "results"), "--runs", str(tmp_path), "--no-png"])
     runs = pd.read_csv(tmp_path / "results" / "multimodal_asymmetry_runs.csv")
@@ -240,13 +240,23 @@ def test_multimodal_asymmetry_script_runs_every_arm_in_miniature(tmp_path):
         part = runs[runs["arm"] == label]
         assert sorted(part["seed"]) == [0, 3] and (part["K2"] == 32).all(), key
         assert (part["steps"] == (5 if key in ("matched", "highk1") else 3)).all(), key
-    assert len(runs[runs["arm"] == "size"]) == 4 and set(runs[runs["arm"] == "size"]["size"]) == {
+    assert len(runs[runs["arm"] == "size"]) == 6 and set(runs[runs["arm"] == "size"]["size"]) == {
+        "l2_h1",
         "d16_l1_h1",
         "d32_l2_h2",
     }
+    # the shipped size (no embedding, 2 layers x 1 head) is the stage-1 and stage-2 arm's runs,
+    # trained once: one row per role, one run directory
+    shipped = runs[(runs["arm"] == "size") & (runs["size"] == "l2_h1")]
+    assert sorted(shipped["run"]) == ["mm_stage2_K2_32_seed0", "mm_stage2_K2_32_seed3"]
+    s1_rows = runs[runs["arm"] == "stage 1"]
+    assert sorted(s1_rows[s1_rows["size"] == "l2_h1"]["run"]) == ["mm_stage1_seed0", "mm_stage1_seed3"]
+    assert not any((tmp_path / n).exists() for n in ("mm_stage1_l2_h1_seed0", "mm_stage2_l2_h1_K2_32_seed0"))
     assert sorted(runs[runs["arm"] == "encoder"]["encoder_steps"]) == [1, 1, 30, 30]
-    assert len(runs[runs["arm"] == "stage 1"]) == 2 + 4 and len(runs) == 2 + 12 + 8 + 8
-    assert asym.run_count(asym._parser().parse_args(args)) == len(runs)
+    assert len(s1_rows) == 2 + 6 and len(runs) == 2 + 6 + 12 + 6 + 8
+    assert asym.run_count(asym._parser().parse_args(args)) == runs["run"].nunique() == len(runs) - 4
+    text = (tmp_path / "results" / "multimodal_asymmetry.md").read_text()
+    assert f"; {runs['run'].nunique()} runs (0 reused)" in text
     # the final accuracies, recomputed from each run's own metrics.jsonl
     for row in runs.itertuples():
         lines = [json.loads(line) for line in (tmp_path / row.run / "metrics.jsonl").read_text().splitlines()]
@@ -257,12 +267,13 @@ def test_multimodal_asymmetry_script_runs_every_arm_in_miniature(tmp_path):
             assert final["icl"] == pytest.approx(row.icl), row.run
             assert final["icl_m2_only"] == pytest.approx(row.icl_m2_only), row.run
     # ... and by a forward pass over the icl suite for stage 2 and the high-K1 early fusion
+    once = runs.drop_duplicates("run").set_index("run")
     for name in ("mm_stage2_K2_32_seed3", "mm_early_fusion_highK1_K2_32_seed0"):
         run = load_run(tmp_path / name)
         batch = run.suites()["icl"]
         with torch.no_grad():
             acc = (run.model()(batch.inputs, batch.pos_shift).argmax(-1) == batch.targets).float().mean()
-        assert float(acc) == pytest.approx(float(runs.set_index("run").loc[name, "icl"]), abs=1e-6)
+        assert float(acc) == pytest.approx(float(once.loc[name, "icl"]))
     # the arms are what they say
     by_name = {n: load_run(tmp_path / n).config for n in runs["run"]}
     random, unfrozen = by_name["mm_stage2_random_K2_32_seed0"], by_name["mm_stage2_unfrozen_K2_32_seed0"]
@@ -274,9 +285,8 @@ def test_multimodal_asymmetry_script_runs_every_arm_in_miniature(tmp_path):
     enc = by_name["mm_stage2_enc30_K2_32_seed3"]
     assert enc.pipeline.encoder_from.endswith("mm_encoder_K2_32_steps30_seed3")
     assert "encoder" in enc.pipeline.freeze
-    indexed = runs.set_index("run")
-    encoder_acc = indexed.loc["mm_encoder_K2_32_steps30_seed3", "test"]
-    assert indexed.loc["mm_stage2_enc30_K2_32_seed3", "encoder_acc"] == pytest.approx(encoder_acc)
+    encoder_acc = once.loc["mm_encoder_K2_32_steps30_seed3", "test"]
+    assert once.loc["mm_stage2_enc30_K2_32_seed3", "encoder_acc"] == pytest.approx(encoder_acc)
     # claims.json: the new sub-claims, with effects that follow from the per-run table
     subs = {s["id"]: s for s in _section(tmp_path, "4")["subclaims"]}
     assert set(subs) == {"4a", "4b", "4c", "4d", "4e", "4f", "4g"}
@@ -284,12 +294,52 @@ def test_multimodal_asymmetry_script_runs_every_arm_in_miniature(tmp_path):
     icl = {label: k2[k2["arm"] == label]["icl"].mean() for label in asym.ARMS.values()}
     assert subs["4a"]["effect"] == pytest.approx(icl["stage 2"] - icl["early fusion"], abs=1e-6)
     assert subs["4f"]["effect"] == pytest.approx(icl["stage 2"] - icl["early fusion, high-K1 M1"], abs=1e-6)
-    sizes = runs[runs["arm"] == "size"].groupby("size")["icl"].mean()
-    assert subs["4b"]["effect"] == pytest.approx(sizes["d32_l2_h2"] - sizes["d16_l1_h1"], abs=1e-6)
-    assert subs["4a"]["n_seeds"] == 2 and subs["4a"]["n_runs"] == 4 and subs["4b"]["n_runs"] == 8
-    text = (tmp_path / "results" / "multimodal_asymmetry.md").read_text()
+    # 4b keeps the sizes whose stage-1 run learned ICL (mean stage-1 icl >= 0.5); two stage-1
+    # steps learn nothing, so here it names every size as left out
+    s1_icl = s1_rows[s1_rows["size"] != ""].groupby("size")["icl"].mean()
+    assert (s1_icl < 0.5).all()
+    assert subs["4b"]["verdict"] == "not tested" and subs["4b"]["effect"] is None
+    assert all(f"{size} ({value:.3f})" in subs["4b"]["notes"] for size, value in s1_icl.items())
+    assert subs["4a"]["n_seeds"] == 2 and subs["4a"]["n_runs"] == 4
     assert all(f"| {label} " in text for label in asym.ARMS.values())
     assert "## Decoder size" in text and "## M2 encoder strength" in text
+
+
+def test_claim4_size_verdict_leaves_out_decoders_that_never_learned_icl_in_stage_1():
+    asym = _load("multimodal_asymmetry")
+    rows = []
+    for size, n_params, stage1_icl, icl in (
+        ("l2_h1", 100, 0.95, [0.30, 0.34, 0.32]),
+        ("l4_h4", 300, 0.97, [0.60, 0.64, 0.62]),
+        ("d128_l4_h4", 900, 0.27, [0.05, 0.06, 0.07]),  # the largest, but stuck on the plateau
+    ):
+        rows += [
+            dict(size=size, seed=s, K2=32, n_params=n_params, stage1_icl=stage1_icl, icl=v, icl_m2_only=v)
+            for s, v in enumerate(icl)
+        ]
+    sub = asym.size_subclaim(pd.DataFrame(rows), {}, "cmd")
+    assert sub.effect == pytest.approx(0.62 - 0.32)  # l4_h4 minus l2_h1, not minus the stuck one
+    assert sub.verdict == "supported" and "d128_l4_h4 (0.270)" in sub.notes
+    assert "l4_h4 minus l2_h1" in sub.effect_label
+    stuck = pd.DataFrame([r for r in rows if r["size"] != "l4_h4"])
+    assert asym.size_subclaim(stuck, {}, "cmd").verdict == "not tested"
+
+
+def test_claim4_a_low_k2_does_not_suffice_when_the_arm_itself_stays_below_half():
+    asym = _load("multimodal_asymmetry")
+    arms = {"stage2": 0.9, "early": 0.03, "random": 0.03, "matched": 0.03, "highk1": 0.2, "unfrozen": 0.3}
+    table = pd.DataFrame(
+        [
+            dict(arm=asym.ARMS[a], K2=32, seed=s, icl=v + 0.01 * s, icl_m2_only=v + 0.01 * s)
+            for a, v in arms.items()
+            for s in range(3)
+        ]
+    )
+    subs = {s.id: s for s in asym.k2_subclaims(table, [32], {}, "cmd")}
+    assert subs["4a"].verdict == "supported" and subs["4a"].effect == pytest.approx(0.9 - 0.03)
+    # unfrozen stage 2 beats matched early fusion by 0.27 but reaches only 0.31: weak, said why
+    assert subs["4g"].effect == pytest.approx(0.3 - 0.03) and subs["4g"].verdict == "weak"
+    assert "does not suffice" in subs["4g"].notes and "does not suffice" not in subs["4a"].notes
 
 
 def test_claim2_script_refuses_more_than_one_grid_by_name(capsys):
