@@ -182,16 +182,19 @@ def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim
             if mm.empty
             else f"none of the {len(mm)} stage-2 runs learned multimodal ICL from a stage-1 ICL learner",
         )
-    diff, lo, hi = bootstrap_difference(both["iwl_drop"], both["icl_drop"])
+    # the runs of one seed share a stage-1 decoder (and its head): the seed is the independent
+    # unit, so the interval resamples per-seed means, not runs
+    per_seed = both.groupby("seed")[["iwl_drop", "icl_drop"]].mean()
+    diff, lo, hi = bootstrap_difference(per_seed["iwl_drop"], per_seed["icl_drop"])
     return SubClaim(
         "5c",
         claim,
-        verdict(diff, [lo, hi], min_effect=0.1, n_seeds=both["seed"].nunique()),
+        verdict(diff, [lo, hi], min_effect=0.1, n_seeds=len(per_seed)),
         diff,
         f"multimodal icl drop minus iwl drop, the stage-1 run's best induction head ablated in the stage-2 "
-        f"model ({len(both)} runs that learned multimodal ICL)",
+        f"model ({len(both)} runs that learned multimodal ICL; mean over seeds of each seed's mean)",
         [lo, hi],
-        "95% bootstrap over runs (the runs of one seed share a stage-1 decoder)",
+        f"95% bootstrap over {len(per_seed)} seeds (the runs of one seed share a stage-1 decoder)",
         n_runs=len(mm),
         n_unique_configs=len(mm),
         n_seeds=int(mm["seed"].nunique()),

@@ -454,8 +454,15 @@ def test_claim5_multimodal_verdict_follows_the_drops():
         }
     )
     sub = claim5.multimodal_subclaim(rows, "cmd", 1.0)
-    expected = rows["icl_drop"].mean() - rows["iwl_drop"].mean()
+    expected = rows["icl_drop"].mean() - rows["iwl_drop"].mean()  # 2 runs per seed: mean of seed means
     assert sub.verdict == "supported" and sub.effect == pytest.approx(expected)
+    # the interval resamples the 3 seeds' means (not the 6 runs), so it lies within what
+    # resampled seed means can give
+    by_seed = rows.groupby("seed")[["icl_drop", "iwl_drop"]].mean()
+    lowest = by_seed["icl_drop"].min() - by_seed["iwl_drop"].max()
+    highest = by_seed["icl_drop"].max() - by_seed["iwl_drop"].min()
+    assert "over 3 seeds" in sub.interval_kind
+    assert lowest - 1e-9 <= sub.interval[0] < sub.interval[1] <= highest + 1e-9
     assert "5 of 6" in sub.notes and sub.n_seeds == 3
     flat = rows.assign(icl_drop=rows["iwl_drop"] + 0.001)
     assert claim5.multimodal_subclaim(flat, "cmd", 1.0).verdict != "supported"
