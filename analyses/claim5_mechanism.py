@@ -147,6 +147,7 @@ def multimodal_rows(table_csv: Path, runs_dir: Path, n_seqs: int = N_SEQS) -> pd
                 "arm": r.arm,
                 "K2": int(r.K2),
                 "seed": int(r.seed),
+                "steps": int(r.steps),
                 "stage1_best_head": s1_row["best_head"],
                 "stage1_best_ih": s1_row["best_ih"],
                 "stage1_icl": s1_row["icl"],
@@ -198,6 +199,7 @@ def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim
         n_runs=len(mm),
         n_unique_configs=len(mm),
         n_seeds=int(mm["seed"].nunique()),
+        steps=int(mm["steps"].max()) if "steps" in mm else None,
         command=command,
         wall_time_s=wall,
         notes=f"same best head in stage 1 and stage 2 in {int(both['same_head'].sum())} of {len(both)}; "

@@ -525,10 +525,26 @@ def figure(k2: pd.DataFrame, sizes: pd.DataFrame, enc: pd.DataFrame, low_k2: int
                     row=1,
                     col=1,
                 )
-    for panel, table, x, name in ((2, sizes, "n_params", "size"), (3, enc, "encoder_acc", "encoder")):
+    # one line per decoder family: the shipped width (size lL_hH) and a learned embedding (dE_...)
+    families = (
+        [
+            (2, sizes[~sizes["size"].str.startswith("d")], "n_params", "size", "size", "solid"),
+            (
+                2,
+                sizes[sizes["size"].str.startswith("d")],
+                "n_params",
+                "size, learned embedding",
+                "size",
+                "dash",
+            ),
+            (3, enc, "encoder_acc", "encoder", "encoder_steps", "solid"),
+        ]
+        if len(sizes)
+        else [(3, enc, "encoder_acc", "encoder", "encoder_steps", "solid")]
+    )
+    for panel, table, x, name, key, dash in families:
         if table.empty:
             continue
-        key = "size" if name == "size" else "encoder_steps"
         per = (
             table.groupby(key)[[x, "icl", "icl_m2_only"]].agg(["mean", "min", "max"]).sort_values((x, "mean"))
         )
@@ -545,7 +561,7 @@ def figure(k2: pd.DataFrame, sizes: pd.DataFrame, enc: pd.DataFrame, low_k2: int
                     ),
                     text=[str(i) for i in per.index],
                     name=f"{name}: {suite}",
-                    line=dict(color=colour),
+                    line=dict(color=colour, dash=dash),
                     mode="lines+markers",
                 ),
                 row=1,

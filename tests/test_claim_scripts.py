@@ -437,6 +437,7 @@ def test_claim5_multimodal_part_ablates_the_stage1_head_in_each_stage2_model(tmp
             assert getattr(row, f"{suite}_drop") == pytest.approx(clean - ablated, abs=1e-6)
     sub = {s["id"]: s for s in _section(tmp_path, "5")["subclaims"]}["5c"]
     assert sub["verdict"] == "not tested" and "none of the 2 stage-2 runs learned" in sub["notes"]
+    assert (mm["steps"] == 4).all()  # the stage-2 runs' budget, carried from claim 4's table
 
 
 def test_claim5_multimodal_verdict_follows_the_drops():
@@ -463,7 +464,7 @@ def test_claim5_multimodal_verdict_follows_the_drops():
     highest = by_seed["icl_drop"].max() - by_seed["iwl_drop"].min()
     assert "over 3 seeds" in sub.interval_kind
     assert lowest - 1e-9 <= sub.interval[0] < sub.interval[1] <= highest + 1e-9
-    assert "5 of 6" in sub.notes and sub.n_seeds == 3
+    assert "5 of 6" in sub.notes and sub.n_seeds == 3 and sub.steps is None  # no steps column here
     flat = rows.assign(icl_drop=rows["iwl_drop"] + 0.001)
     assert claim5.multimodal_subclaim(flat, "cmd", 1.0).verdict != "supported"
     assert claim5.multimodal_subclaim(pd.DataFrame(), "cmd", 1.0).verdict == "not tested"
