@@ -8,8 +8,8 @@ type: final icl / iwl per K (mean [min, max] over seeds), icl relative to the co
 plateau ``(acc - B/N) / (1 - B/N)``, the best induction head's strength at the last checkpoint
 (highest ``ih`` on the icl suite), and the crossing K (log-interpolated, where mean icl reaches
 0.5) with a seed-bootstrap interval. Compares it with the published code's boundary on this
-machine (between K = 2048 and 4096) and with the attention-only default (crossing K about
-174-231 in the v1 runs). Writes ``analyses/results/paper_arch.md``, a figure (HTML; PNG with
+machine (between K = 2048 and 4096) and with the attention-only default (crossing K 173-179
+in the v2 runs of claims 1 and 2). Writes ``analyses/results/paper_arch.md``, a figure (HTML; PNG with
 kaleido) and section "paper_arch" of ``analyses/results/claims.json``. Complete runs are reused.
 
     .venv/bin/python analyses/paper_arch.py [--grid FILE] [--out DIR] [--workers N]
@@ -66,7 +66,10 @@ PUBLISHED_TEXT = (
     "published code, this machine, paper's model: memorises at K = 1024 and 2048 (iwl 0.92 / 0.87 after "
     "about 2,900 steps, icl 0.10) and learns in context at K = 4096 and 8192: crossing between 2048 and 4096"
 )
-DEFAULT_TEXT = "attention-only default (D 32, about 28k parameters), v1 runs: crossing K about 174-231"
+DEFAULT_TEXT = (
+    "attention-only default (D 32, about 28k parameters), v2 runs: crossing K 179 [160, 199] (claim 1, "
+    "1000 steps) and 173 [170, 175] (claim 2, one-hot, at its plateau)"
+)
 COLOURS = {"onehot": "#1f77b4", "rope": "#d62728", "learned": "#2ca02c", "rope_paper": "#ff7f0e"}
 
 

@@ -256,7 +256,7 @@ def _fmt(value: Any) -> str:
         return "-"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
-    if v == int(v) and abs(v) >= 10:
+    if abs(v) >= 100 or (v == int(v) and abs(v) >= 10):  # counts, K and steps: no 1.38e+03
         return f"{v:.0f}"
     return f"{v:.3g}" if abs(v) >= 1 else f"{v:.3f}"
 

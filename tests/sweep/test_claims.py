@@ -209,6 +209,13 @@ def test_still_moving_flags_runs_that_change_over_the_last_fifth():
     assert still_moving(_table({"noisy": noisy})) == []
 
 
+def test_large_effects_print_as_whole_numbers_not_in_e_notation():
+    sub = {"effect": 1382.47, "interval": [1375.98, 1390.55], "effect_label": "crossing K"}
+    assert claims.effect_text(sub) == "crossing K: 1382 [1376, 1391]"
+    assert claims.effect_text({"effect": 3.4858, "interval": [3.196, 3.877]}) == "3.49 [3.2, 3.88]"
+    assert claims.effect_text({"effect": 63.3, "interval": [23.6, 98.9]}) == "63.3 [23.6, 98.9]"
+
+
 def test_budget_text_counts_the_runs_the_plateau_stop_ended_early():
     assert budget_text(3000, 1000, pd.Series([3000, 3000])) == "3000 steps per run"
     text = budget_text(10000, 3000, pd.Series([3000, 10000, 5500]))
