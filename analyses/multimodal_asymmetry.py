@@ -38,6 +38,7 @@ time plus the analysis, the same whether runs were trained now or reused.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -112,6 +113,7 @@ def size_tag(size: tuple[int, int, int]) -> str:
     return f"l{layers}_h{heads}" if d == 0 else f"d{d}_l{layers}_h{heads}"
 
 
+@functools.cache
 def shipped_size() -> tuple[int, int, int]:
     """The size of the shipped ``mm_stage1`` decoder: its runs serve that point of the size sweep."""
     model = load_config("mm_stage1").model
@@ -180,14 +182,22 @@ class Runner:
             print(f"seed {labels['seed']} {name:44s} {shown}", flush=True)
 
 
+def _own_size(size: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+    """``size``, or None where it is the shipped decoder's (whose runs it then shares)."""
+    return None if size == shipped_size() else size
+
+
+def stage1_name(seed: int, size: tuple[int, int, int] | None = None) -> str:
+    """Run name of the stage-1 run of ``seed`` and decoder ``size`` (None: the shipped one)."""
+    size = _own_size(size)
+    return f"mm_stage1_seed{seed}" if size is None else f"mm_stage1_{size_tag(size)}_seed{seed}"
+
+
 def stage1(runner: Runner, seed: int, steps: int, size: tuple[int, int, int] | None = None) -> Path:
     """Plan the stage-1 run of ``seed`` (and decoder ``size``; None: the shipped model)."""
-    if size == shipped_size():
-        name, overrides = f"mm_stage1_seed{seed}", [f"train.steps={steps}"]
-    else:
-        overrides = [f"train.steps={steps}", *_size_overrides(size)]
-        name = f"mm_stage1_seed{seed}" if size is None else f"mm_stage1_{size_tag(size)}_seed{seed}"
-    return runner.plan("mm_stage1", name, seed, overrides, arm="stage 1", size=size_tag(size) if size else "")
+    overrides = [f"train.steps={steps}", *_size_overrides(_own_size(size))]
+    tag = size_tag(size) if size else ""
+    return runner.plan("mm_stage1", stage1_name(seed, size), seed, overrides, arm="stage 1", size=tag)
 
 
 def _size_overrides(size: tuple[int, int, int] | None) -> list[str]:
@@ -222,19 +232,10 @@ def k2_arm(runner: Runner, arm: str, k2: int, seed: int, steps: int, stage1_step
 def size_run(runner: Runner, size, k2: int, seed: int, steps: int) -> None:
     """Plan the stage-2 run of decoder ``size`` (its stage 1 trained in the first wave); the
     shipped size is the ``stage2`` arm's run."""
-    if size == shipped_size():
-        s1 = runner.runs / f"mm_stage1_seed{seed}"
-        overrides = [f"task.K2={k2}", f'pipeline.init_from="{s1}"', f"train.steps={steps}"]
-        name = f"mm_stage2_K2_{k2}_seed{seed}"
-    else:
-        s1 = runner.runs / f"mm_stage1_{size_tag(size)}_seed{seed}"
-        overrides = [
-            f"task.K2={k2}",
-            f"train.steps={steps}",
-            f'pipeline.init_from="{s1}"',
-            *_size_overrides(size),
-        ]
-        name = f"mm_stage2_{size_tag(size)}_K2_{k2}_seed{seed}"
+    own = _own_size(size)
+    s1 = runner.runs / stage1_name(seed, size)
+    overrides = [f"task.K2={k2}", f'pipeline.init_from="{s1}"', f"train.steps={steps}", *_size_overrides(own)]
+    name = f"mm_stage2_K2_{k2}_seed{seed}" if own is None else f"mm_stage2_{size_tag(own)}_K2_{k2}_seed{seed}"
     runner.plan("mm_stage2", name, seed, overrides, arm="size", size=size_tag(size), K2=k2)
 
 
@@ -610,10 +611,10 @@ def run_count(args: argparse.Namespace) -> int:
     if needs_s1:
         n += seeds  # the shipped-size stage 1
     if "size" in args.arms:
-        shipped = shipped_size()
         for size in (parse_size(s) for s in args.sizes):  # the shipped size reuses those runs
-            n += seeds * (not (size == shipped and needs_s1))
-            n += seeds * (not (size == shipped and "stage2" in args.arms and low_k2 in args.k2))
+            shipped = _own_size(size) is None
+            n += seeds * (not (shipped and needs_s1))
+            n += seeds * (not (shipped and "stage2" in args.arms and low_k2 in args.k2))
     if "encoder" in args.arms:
         n += seeds * len(args.encoder_steps) * 2
     return n
@@ -651,7 +652,7 @@ def main(argv: list[str] | None = None) -> None:
                 encoder_pretraining(runner, n, low_k2, seed)
     runner.train()
     for seed in args.seeds:  # second wave: stage 2 from those stage-1 and encoder runs
-        s1 = runs / f"mm_stage1_seed{seed}"
+        s1 = runs / stage1_name(seed)
         for k2 in args.k2:
             for arm in (a for a in k2_arms if a in NEEDS_STAGE1):
                 k2_arm(runner, arm, k2, seed, args.steps, stage1_steps, s1)
