@@ -622,13 +622,21 @@ def run_count(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     stage1_steps = args.steps if args.stage1_steps is None else args.stage1_steps
     low_k2 = min(args.k2) if args.low_k2 is None else args.low_k2
-    for field, values in (("--steps", [args.steps, stage1_steps]), ("--encoder-steps", args.encoder_steps)):
-        if any(v < 1 for v in values):
-            raise ConfigError(field, f"must be positive step counts, got {values}")
-    sizes = [parse_size(s) for s in args.sizes]
+    try:  # bad input: one line naming the option, exit 2, before anything is written
+        for field, values in (
+            ("--steps", [args.steps, stage1_steps]),
+            ("--encoder-steps", args.encoder_steps),
+        ):
+            if any(v < 1 for v in values):
+                raise ConfigError(field, f"must be positive step counts, got {values}")
+        sizes = [parse_size(s) for s in args.sizes]
+    except ConfigError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     extra = [] if args.eval_size is None else [f"task.eval_size={args.eval_size}"]

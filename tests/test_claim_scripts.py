@@ -342,6 +342,24 @@ def test_claim4_a_low_k2_does_not_suffice_when_the_arm_itself_stays_below_half()
     assert "does not suffice" in subs["4g"].notes and "does not suffice" not in subs["4a"].notes
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sizes", "32x0x1"], "--sizes: each size is d_embed x n_layers x n_heads"),
+        (["--sizes", "big"], "got 'big'"),
+        (["--steps", "0"], "--steps: must be positive step counts, got [0, 0]"),
+    ],
+)
+def test_claim4_script_refuses_bad_input_in_one_line_before_writing(tmp_path, capsys, args, message):
+    asym = _load("multimodal_asymmetry")
+    with pytest.raises(SystemExit) as exit_info:
+        asym.main([*args, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
 def test_claim2_script_refuses_more_than_one_grid_by_name(capsys):
     claim2 = _load("claim2_positions")
     with pytest.raises(SystemExit) as exit_info:
