@@ -284,6 +284,8 @@ _FLOAT32_TINY = 1.2e-38  # smallest normal float32
 FREEZABLE: tuple[str, ...] = ("embed", "blocks", "ln_final", "readout", "projector", "encoder")
 RUN_KINDS: tuple[str, ...] = ("unimodal", "multimodal", "encoder")
 ENCODERS: tuple[str, ...] = ("none", "mlp")
+MLP_INITS: tuple[str, ...] = ("normal", "torch_default")
+EMBED_INITS: tuple[str, ...] = ("unit", "init_std")
 
 
 @dataclass
@@ -306,8 +308,9 @@ class ModelConfig:
     """Head width; None gives d_model // n_heads."""
     d_mlp: int | None = None
     """MLP hidden width; None gives d_model for paper_gated (as published), else 4 * d_model."""
-    use_w_o: bool = True
-    """False drops W_O (only for one head with d_head = d_model, as in Reddy and the paper)."""
+    use_w_o: bool | str = True
+    """False drops W_O (only for one head with d_head = d_model, as in Reddy and the paper);
+    ``"auto"`` keeps it only when n_heads > 1, as the published code does."""
     attn_bias: bool = False
     """Trainable attention biases b_Q, b_K, b_V, b_O (the paper has none; they stay zero)."""
     rope_theta: float = 10000.0
@@ -320,8 +323,27 @@ class ModelConfig:
     d_encoder: int | None = None
     """Output width of the encoder (the projector's input); None = D2."""
     init_std: float = 0.02
+    """Standard deviation of the N(0, init_std^2) init of the weight matrices (W_Q, W_K, W_V,
+    W_O, W_U; the MLP's under ``mlp_init = "normal"``)."""
+    mlp_init: str = "normal"
+    """Init of the block MLPs: ``normal`` (weights N(0, init_std^2), biases 0) or
+    ``torch_default`` (what ``nn.Linear`` leaves, and so the published code, whose MLP init is
+    never called: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)); at width 129 the
+    weights' std is 0.051, 2.5x init_std). This alone moves the paper model's ICL/IWL boundary
+    (see analyses/results/published_ablation.md)."""
+    readout_bias: bool = True
+    """A trainable read-out bias b_U; false keeps b_U at zero (a buffer), as published."""
+    embed_init: str = "unit"
+    """Init of the input embedding W_E (only with d_embed): ``unit`` draws N(0, 1/d_embed), so
+    an embedded item keeps its norm (about 1, like the one-hot block); ``init_std`` draws
+    N(0, init_std^2), which shrinks items about 10x at d_embed 32 and keeps the model on the
+    context-label plateau (the default before 2026-12)."""
     seed: int = 0
     """Seed of the weight initialisation."""
+
+    def has_w_o(self) -> bool:
+        """Whether the attention layers have W_O (``use_w_o``, with ``"auto"`` resolved)."""
+        return self.n_heads > 1 if self.use_w_o == "auto" else bool(self.use_w_o)
 
     def validate(self) -> None:
         _choice(self, "model", "positions", POSITION_TYPES)
@@ -336,6 +358,10 @@ class ModelConfig:
                 raise ConfigError(f"model.{name}", f"must be a positive integer or unset, got {value!r}")
         _number(self, "model", "init_std", 0.0, INIT_STD_MAX, low_open=True)
         _number(self, "model", "rope_theta", 1.0)
+        _choice(self, "model", "mlp_init", MLP_INITS)
+        _choice(self, "model", "embed_init", EMBED_INITS)
+        if not isinstance(self.use_w_o, bool) and self.use_w_o != "auto":
+            raise ConfigError("model.use_w_o", f'must be true, false or "auto", got {self.use_w_o!r}')
 
 
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
@@ -496,7 +522,7 @@ class RunConfig:
             raise ConfigError(
                 "model.n_heads", f"must be <= d_model={d_model} (or set model.d_head), got {mc.n_heads}"
             )
-        if not mc.use_w_o and (mc.n_heads != 1 or d_head != d_model):
+        if not mc.has_w_o() and (mc.n_heads != 1 or d_head != d_model):
             raise ConfigError(
                 "model.use_w_o",
                 f"false needs n_heads = 1 and d_head = d_model ({d_model}); "
@@ -532,6 +558,10 @@ class RunConfig:
         return cls(**kwargs).validate()
 
 
+_AUTO_OK = {("model", "use_w_o")}
+"""Boolean fields that also accept the string "auto" (checked in the section's validate)."""
+
+
 def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
     allowed = {f.name: f for f in fields(cls)}
     for key in values:
@@ -542,7 +572,7 @@ def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
         value = getattr(obj, name)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         # ints are acceptable where floats are expected (lr = 1); bools never pass as numbers
-        if isinstance(default, bool) and not isinstance(value, bool):
+        if isinstance(default, bool) and not isinstance(value, bool) and (section, name) not in _AUTO_OK:
             raise ConfigError(f"{section}.{name}", f"must be true or false, got {value!r}")
         if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ConfigError(f"{section}.{name}", f"must be a number, got {value!r}")
@@ -682,7 +712,7 @@ def parameter_estimate(config: RunConfig) -> dict[str, int]:
         return {"model.encoder_hidden": tc.D2 * h + h + h * d_out + d_out, "task.K2": d_out * tc.K2 + tc.K2}
     dims = decoder_dims(config)
     d, dh, H, n_labels = dims["d_model"], dims["d_head"], mc.n_heads, tc.L
-    attn = (4 if mc.use_w_o else 3) * H * d * dh + (3 * H * dh + d if mc.attn_bias else 0)
+    attn = (4 if mc.has_w_o() else 3) * H * d * dh + (3 * H * dh + d if mc.attn_bias else 0)
     mlp = 0
     if mc.mlp != "none":
         gated = mc.mlp in ("swiglu", "paper_gated")
@@ -691,7 +721,8 @@ def parameter_estimate(config: RunConfig) -> dict[str, int]:
     out = {"model.n_layers": mc.n_layers * (attn + mlp + norms)}
     out["model.n_max"] = dims["n_ctx_max"] * d if mc.positions == "learned" else 0
     out["model.d_embed"] = dims["d_input"] * (mc.d_embed or 0)
-    out["task.L"] = d * n_labels + n_labels + {"rms": 1, "ln": 2, "none": 0}[mc.norm] * d
+    readout_bias = n_labels if mc.readout_bias else 0
+    out["task.L"] = d * n_labels + readout_bias + {"rms": 1, "ln": 2, "none": 0}[mc.norm] * d
     if isinstance(tc, MultimodalTaskConfig):
         d2 = tc.D2
         if mc.encoder == "mlp":
@@ -762,7 +793,7 @@ def memory_estimate(config: RunConfig) -> list[tuple[str, float, str]]:
         buffers = mc.n_layers * (
             n_max * n_max * (3.0 + (F * H if mc.positions == "alibi" else 0))
             + (2.0 * F * n_max * dh if mc.positions in ("rope", "rope_paper") else 0)
-            + (F * d * d if not mc.use_w_o else 0)
+            + (F * d * d if not mc.has_w_o() else 0)
         )
         parts.append(("model.n_max", buffers, f"causal masks of 2*n_max+1={n_max} positions per layer"))
     n_evals = tr.steps // tr.eval_every + 1

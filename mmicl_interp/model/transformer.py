@@ -12,12 +12,16 @@ positions: ``onehot`` concatenates the shifted one-hot block (``hook_pos_embed``
 ``learned`` adds ``W_pos[t]`` (``hook_pos_embed``), rope / rope_paper / alibi act inside
 attention. A multimodal model reads packed inputs ``[D1 columns | D2 columns]`` and first
 writes ``projector(encoder(m2))`` (``hook_m2_enc``, ``hook_m2_proj``; the encoder is
-optional) into the M2 slots. Then ``n_layers`` pre-norm
-blocks, ``ln_final`` and the read-out
-``logits = ln_final(resid[:, -1]) W_U + b_U`` over the L labels, at the last position
-(the query). Training sets ``readout_only``: the last block then computes its attention
-query, output and MLP at the query position alone (keys and values from every position),
-the same logits for about a third less work in a 2-layer model.
+optional) into the M2 slots. Then ``n_layers`` pre-norm blocks, ``ln_final`` and the
+read-out ``logits = ln_final(resid[:, -1]) W_U + b_U`` over the L labels, at the last
+position (the query; ``b_U`` is a zero buffer with ``readout_bias = false``). Training sets
+``readout_only``: the last block then computes its attention query, output and MLP at the
+query position alone (keys and values from every position), the same logits for about a
+third less work in a 2-layer model.
+
+Init (:meth:`ICLTransformer.init_weights`): weight matrices N(0, init_std^2), norms 1, biases
+0; ``embed_init`` and ``mlp_init`` choose W_E's and the MLPs' (``torch_default`` is the
+published code's, which never calls its MLP init: PUBLISHED.md).
 
 The model is built on the CPU; ``model.to(device)`` moves it and ``cfg.device`` (which
 TransformerLens's tools allocate on) follows; inputs go where the weights are.
@@ -25,6 +29,9 @@ TransformerLens's tools allocate on) follows; inputs go where the weights are.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import nn
@@ -66,7 +73,7 @@ class ICLTransformer(HookedRootModule):
         d_head = mc.d_head or d_model // mc.n_heads
         if d_head <= 0:
             raise ValueError(f"model.d_head: d_model={d_model} is too small for n_heads={mc.n_heads}")
-        if not mc.use_w_o and (mc.n_heads != 1 or d_head != d_model):
+        if not mc.has_w_o() and (mc.n_heads != 1 or d_head != d_model):
             raise ValueError(
                 f"model.use_w_o: false needs n_heads = 1 and d_head = d_model ({d_model}); "
                 f"got n_heads={mc.n_heads}, d_head={d_head}"
@@ -128,7 +135,7 @@ class ICLTransformer(HookedRootModule):
                     d_head,
                     self.n_ctx_max,
                     mc.positions,
-                    use_w_o=mc.use_w_o,
+                    use_w_o=mc.has_w_o(),
                     attn_bias=mc.attn_bias,
                     rope_theta=mc.rope_theta,
                 ),
@@ -137,7 +144,10 @@ class ICLTransformer(HookedRootModule):
         )
         self.ln_final = Norm(mc.norm, d_model)
         self.W_U = nn.Parameter(torch.empty(d_model, n_labels))
-        self.b_U = nn.Parameter(torch.zeros(n_labels))
+        if mc.readout_bias:
+            self.b_U = nn.Parameter(torch.zeros(n_labels))
+        else:  # the published read-out has no bias: b_U stays zero and is not trained or saved
+            self.register_buffer("b_U", torch.zeros(n_labels), persistent=False)
         self.check_inputs = True
         """Validate input shapes and shifts (off under ``torch.func.vmap``, see train/stacked.py)."""
         self.readout_only = False
@@ -158,8 +168,22 @@ class ICLTransformer(HookedRootModule):
         return cls(model_config, task_config.D, task_config.L)
 
     def init_weights(self, seed: int) -> None:
-        """Every weight matrix ~ N(0, init_std^2) from ``seed``; norms 1, biases 0."""
-        init_normal(self, seed, self.model_config.init_std)
+        """Every weight matrix ~ N(0, init_std^2) from ``seed``; norms 1, biases 0. Then
+        ``embed_init = "unit"`` redraws W_E ~ N(0, 1/d_embed) (norm-preserving), and
+        ``mlp_init = "torch_default"`` redraws each block MLP as ``nn.Linear`` leaves it:
+        weights and biases ~ U(-b, b) with b = 1/sqrt(fan_in) (fan_in = the input width of
+        the matrix the bias belongs to). Each redraw has its own generator, so the other
+        weights are those of the ``normal`` init."""
+        mc = self.model_config
+        init_normal(self, seed, mc.init_std)
+        with torch.no_grad():
+            if hasattr(self, "W_E") and mc.embed_init == "unit":
+                g = _generator(seed, 1)
+                self.W_E.copy_(torch.randn(self.W_E.shape, generator=g) / math.sqrt(self.W_E.shape[1]))
+            if mc.mlp_init == "torch_default" and mc.mlp != "none":
+                g = _generator(seed, 2)
+                for block in self.blocks:
+                    torch_default_init(block.mlp, g)
 
     def max_shift_for(self, n_ctx: int) -> int:
         """Largest one-hot shift for sequences of length ``n_ctx`` (0 unless onehot)."""
@@ -242,6 +266,23 @@ def init_normal(module: nn.Module, seed: int, std: float) -> None:
                 param.fill_(1.0)
             else:
                 param.zero_()
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    """A generator for init stream ``stream`` of ``seed``, independent of the plain seed's."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
+
+
+def torch_default_init(mlp: nn.Module, generator: torch.Generator) -> None:
+    """``nn.Linear``'s default init on an MLP with ``W_x`` [fan_in, fan_out] and biases ``b_x``:
+    ``W_x`` and ``b_x`` ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming-uniform with a = sqrt(5);
+    std 1/sqrt(3 fan_in)), drawn in parameter order from ``generator``."""
+    with torch.no_grad():
+        for name, param in mlp.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            weight = getattr(mlp, "W_" + leaf[2:]) if leaf.startswith("b_") else param
+            bound = 1.0 / math.sqrt(weight.shape[0])
+            param.copy_((torch.rand(param.shape, generator=generator) * 2 - 1) * bound)
 
 
 def max_pos_shift(model_config: ModelConfig, n_ctx: int) -> int:

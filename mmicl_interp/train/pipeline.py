@@ -53,6 +53,7 @@ _DECODER_KEYS = (
     "d_mlp",
     "use_w_o",
     "attn_bias",
+    "readout_bias",
     "rope_theta",
 )
 
