@@ -14,14 +14,19 @@ the end-of-training scores of both heads, and each run's across-checkpoint Pears
 best induction head's ``ih`` with icl accuracy with a moving-block bootstrap interval (block
 length from the curves' autocorrelation, :func:`~mmicl_interp.analyses.correlation.
 ih_icl_correlation`; columns ``ih_icl_r/_lo/_hi/_block`` of ``claim2_positions_runs.csv``).
-Writes the threshold K per position type (with a seed-bootstrap interval), the runs still
-moving at the end (icl changed by >= 0.01 over the last 20% of training), the final
+Writes the threshold K per position type (and each seed's own crossing, geometric mean with a
+t interval and the grid cell it lies in), the runs still moving at the end (icl changed by >=
+0.01 over the last 20% of training; column ``still_moving`` of the per-run CSV), the final
 accuracies and the onsets per (position type, K), and a verdict line to
 ``analyses/results/claim2_positions.md``, a figure (HTML; PNG with kaleido), and the
-verdicts with their intervals to section "2" of
-``analyses/results/claims.json``.
+verdicts with their intervals to section "2" of ``analyses/results/claims.json``: every arm is
+compared with one-hot seed by seed (the seeds share task and data stream), by paired t
+intervals, with the grid rule on the crossing ratios and the delay rule on the onsets
+(:mod:`mmicl_interp.sweep.claims`). ``--from-results`` re-judges that section from the
+committed ``claim2_positions_runs.csv`` alone (no training, no run folders).
 
     .venv/bin/python analyses/claim2_positions.py [--grid FILE] [--out DIR] [--workers N]
+    .venv/bin/python analyses/claim2_positions.py --from-results [CSV]
 """
 
 from __future__ import annotations
@@ -46,26 +51,30 @@ from mmicl_interp.sweep import Grid, SweepResult
 from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
-    bootstrap_difference,
     budget_text,
     command_line,
+    crossing_text,
+    judge_crossing_ratio,
+    judge_delay,
+    judge_difference,
+    moving_runs,
     n_seeds,
     n_unique_configs,
-    ratio_interval,
+    rejudge_section,
     still_moving,
     write_section,
 )
-from mmicl_interp.sweep.claims import verdict as claim_verdict
 from mmicl_interp.sweep.summary import (
     claim_parser,
     final_values,
     format_threshold,
-    format_threshold_interval,
+    from_results_path,
     markdown_table,
     run_grids,
+    seed_crossings,
+    seed_key,
     spread_trace,
     threshold,
-    threshold_bootstrap,
     wide,
     write_results,
 )
@@ -159,20 +168,25 @@ def verdict(
 
 
 VARIANTS = (("rope", "correct RoPE"), ("rope_paper", "published RoPE"))
+TITLE = "RoPE raises the threshold and delays ICL; weaker patterns"
+RUNS_CSV = "claim2_positions_runs.csv"
 
 
-def subclaims(
-    table: pd.DataFrame, runs: pd.DataFrame, boot: pd.DataFrame, common: dict, moving: list[str]
-) -> list[SubClaim]:
-    """Claim 2's sub-claims per RoPE variant: threshold raised (a-b), icl onset delayed (c-d),
-    induction pattern weaker (e-f), each against one-hot APE."""
-    boot = boot.set_index(POS)
-    largest = table[K].max()
-    seeds = common["n_seeds"]
-    kind = f"95% bootstrap over {seeds} seeds"
-    run_pos = dict(zip(table["run"], table[POS], strict=False))
+def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> list[SubClaim]:
+    """Claim 2's sub-claims per RoPE variant against one-hot APE, from the per-run table alone
+    (``runs``: one row per run with its positions, K, seed, final icl, onsets and final head
+    scores; the columns of ``claim2_positions_runs.csv``), seed by seed: the threshold raised
+    (a-b: the paired per-seed log ratio of the crossing K, with the grid rule), the icl onset
+    delayed (c-d: paired per-seed onset differences, with the delay rule), the induction
+    pattern weaker (e-f: paired per-seed final ih). ``moving``: the runs still moving at the
+    end (None: not known), which cap the verdicts of the arms they belong to at weak."""
+    run_pos = dict(zip(runs["run"], runs[POS], strict=False))
+    crossings = seed_crossings(runs, K, by=[POS], value="final_icl")
+    arms = {pos: part for pos, part in crossings.groupby(POS)}
 
-    def moving_note(pair: list[str]) -> str:
+    def moving_note(pair: list[str] | None) -> str:
+        if pair is None:
+            return "whether the runs are at a plateau is not known here: verdict capped at weak"
         others = len(moving) - len(pair)
         elsewhere = f"; {others} run(s) of other position types still moving" if others else ""
         if pair:
@@ -183,22 +197,18 @@ def subclaims(
         return f"every compared run at a plateau (icl changed < 0.01 over the last 20%){elsewhere}"
 
     subs: list[SubClaim] = []
-    present = [(pos, label) for pos, label in VARIANTS if pos in boot.index and "onehot" in boot.index]
+    present = [(pos, label) for pos, label in VARIANTS if pos in arms and "onehot" in arms]
     for i, (pos, label) in enumerate(present):
-        pair = [r for r in moving if run_pos.get(r) in (pos, "onehot")]  # only the runs compared cap it
-        effect, lo, hi = ratio_interval(boot.loc[pos], boot.loc["onehot"])
-        v = claim_verdict(effect, [lo, hi], null=1.0, n_seeds=seeds, at_most_weak=bool(pair))
+        # only the runs compared cap it
+        pair = None if moving is None else [r for r in moving if run_pos.get(r) in (pos, "onehot")]
+        judged = judge_crossing_ratio(arms[pos], arms["onehot"], at_most_weak=pair is None or bool(pair))
         subs.append(
-            SubClaim(
+            judged.subclaim(
                 f"2{'ab'[i]}",
                 f"{label} raises the data-complexity threshold",
-                v,
-                effect,
-                "crossing K, RoPE / one-hot",
-                [lo, hi],
-                "conservative: ratio of the 95% seed-bootstrap bounds",
-                notes=f"crossing K {format_threshold_interval(boot.loc[pos], largest)} vs one-hot "
-                f"{format_threshold_interval(boot.loc['onehot'], largest)}; {moving_note(pair)}",
+                "crossing K, RoPE / one-hot (geometric mean of the per-seed ratios)",
+                f"crossing K per seed: {pos} {crossing_text(arms[pos])} vs one-hot "
+                f"{crossing_text(arms['onehot'])}; {moving_note(pair)}",
                 **common,
             )
         )
@@ -210,63 +220,44 @@ def subclaims(
             if final_icl.get((pos, k), 0) >= 0.5 and final_icl.get(("onehot", k), 0) >= 0.5
         ]
         if not both:
-            subs.append(
-                SubClaim(
-                    f"2{'cd'[i]}",
-                    f"{label} delays the ICL onset",
-                    "not tested",
-                    notes="no K where both learned ICL",
-                    **common,
+            for ids, what in (("cd", "delays the ICL onset"), ("ef", "weakens the induction pattern")):
+                subs.append(
+                    SubClaim(
+                        f"2{ids[i]}",
+                        f"{label} {what}",
+                        "not tested",
+                        notes="no K where both learned ICL",
+                        **common,
+                    )
                 )
-            )
-            subs.append(
-                SubClaim(
-                    f"2{'ef'[i]}",
-                    f"{label} weakens the induction pattern",
-                    "not tested",
-                    notes="no K where both learned ICL",
-                    **common,
-                )
-            )
             continue
         k = both[-1]
-        a, b = runs[(runs[POS] == "onehot") & (runs[K] == k)], runs[(runs[POS] == pos) & (runs[K] == k)]
-        effect, lo, hi = bootstrap_difference(a["icl_onset"].dropna(), b["icl_onset"].dropna())
+        a = runs[(runs[POS] == "onehot") & (runs[K] == k)].set_index(seed_key(runs))
+        b = runs[(runs[POS] == pos) & (runs[K] == k)].set_index(seed_key(runs))
         res = float(pd.concat([a["icl_resolution"], b["icl_resolution"]]).max())
-        v = claim_verdict(effect, [lo, hi], n_seeds=seeds)
-        unresolved = not math.isnan(effect) and abs(effect) < res
-        if unresolved:
-            v = "inside noise"
+        judged = judge_delay(a["icl_onset"], b["icl_onset"], res)
+        per_seed = (b["icl_onset"] - a["icl_onset"]).dropna()
         plateau_d = b["icl_onset_plateau"].mean() - a["icl_onset_plateau"].mean()
         abs_d = b["steps_to_icl_half"].mean() - a["steps_to_icl_half"].mean()
         subs.append(
-            SubClaim(
+            judged.subclaim(
                 f"2{'cd'[i]}",
                 f"{label} delays the ICL onset",
-                v,
-                effect,
                 f"half-rise icl onset, RoPE minus one-hot, steps (K = {k})",
-                [lo, hi],
-                kind,
-                notes=f"checkpoint resolution {res:.0f} steps"
-                f"{' (difference unresolved)' if unresolved else ''}; "
-                f"leaving-the-plateau onset {plateau_d:+.0f} steps; steps to the absolute level 0.5 "
-                f"{abs_d:+.0f} (mixes a lower ceiling with lateness)",
+                f"per-seed delays {', '.join(f'{d:+.0f}' for d in per_seed)} steps; checkpoint spacing "
+                f"{res:.0f} steps; leaving-the-plateau onset {plateau_d:+.0f} steps; steps to the absolute "
+                f"level 0.5 {abs_d:+.0f} (mixes a lower ceiling with lateness)",
                 **common,
             )
         )
-        effect, lo, hi = bootstrap_difference(a["final_ih"], b["final_ih"])
+        judged = judge_difference(a["final_ih"], b["final_ih"], expected="negative", min_effect=0.05)
         ph = b["final_prev_token_label"].mean() - a["final_prev_token_label"].mean()
         subs.append(
-            SubClaim(
+            judged.subclaim(
                 f"2{'ef'[i]}",
                 f"{label} weakens the induction pattern",
-                claim_verdict(effect, [lo, hi], expected="negative", min_effect=0.05, n_seeds=seeds),
-                effect,
                 f"final best-head ih, RoPE minus one-hot (K = {k})",
-                [lo, hi],
-                kind,
-                notes=f"final best PH-label {ph:+.3f}; RoPE's icl is also lower "
+                f"final best PH-label {ph:+.3f}; RoPE's icl is also lower "
                 f"({final_icl[(pos, k)]:.3f} vs {final_icl[('onehot', k)]:.3f})",
                 **common,
             )
@@ -274,11 +265,25 @@ def subclaims(
     return sorted(subs, key=lambda sc: sc.id)
 
 
+def from_results(args) -> None:
+    """``--from-results``: section 2 of claims.json re-judged from the per-run CSV alone."""
+    csv = from_results_path(args, RUNS_CSV)
+    runs = pd.read_csv(csv)
+    moving = moving_runs(runs, csv.parent / "claim2_positions.md")
+    common = dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K]))
+    section = Section("2", TITLE, subclaims(runs, common, moving), command_line("claim2_positions"))
+    rejudge_section(Path(args.out) / "claims.json", section, csv.name)
+    print(f"re-judged section 2 of {Path(args.out) / 'claims.json'} from {csv}")
+
+
 def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results")
+    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
     args = parser.parse_args(argv)
+    if args.from_results is not None:
+        from_results(args)
+        return
     if len(args.grid) != 1:
         parser.error(f"--grid: this script reads one grid (position type x K), got {len(args.grid)}")
     done = run_grids(args.grid, args.runs, args.workers)
@@ -286,11 +291,10 @@ def main(argv: list[str] | None = None) -> None:
     summary = final_values(result.table, [POS, K], suites=("icl", "iwl"))
     found = threshold(summary, K, by=[POS])
     crossing = threshold(summary, K, by=[POS], interpolate=True)
-    boot = threshold_bootstrap(result.table, K, by=[POS])
-    boot_text = {r[POS]: format_threshold_interval(r, summary[K].max()) for _, r in boot.iterrows()}
     moving = still_moving(result.table)
     largest = summary[K].max()
     scores, runs = run_circuits(done.grids[0], result, workers=args.workers)
+    per_seed = {p: part for p, part in seed_crossings(runs, K, by=[POS], value="final_icl").groupby(POS)}
     positions = list(dict.fromkeys(result.table[POS]))
     min_step = done.grids[0].points()[0].config.train.stop_min_step
     budget = budget_text(done.steps(), min_step, runs["last_step"])
@@ -310,9 +314,19 @@ def main(argv: list[str] | None = None) -> None:
         "",
     ]
     lines += markdown_table(
-        ["positions", "threshold K", "crossing K (log-interpolated)", "crossing K [95% seed bootstrap]"],
         [
-            [p, format_threshold(found[p], largest), format_threshold(crossing[p], largest), boot_text[p]]
+            "positions",
+            "threshold K",
+            "crossing K (log-interpolated)",
+            "crossing K per seed [95% t], grid cell",
+        ],
+        [
+            [
+                p,
+                format_threshold(found[p], largest),
+                format_threshold(crossing[p], largest),
+                crossing_text(per_seed[p]),
+            ]
             for p in positions
         ],
     )
@@ -412,7 +426,7 @@ def main(argv: list[str] | None = None) -> None:
         title="Claim 2: one-hot / learned APE vs correct / published RoPE (one line per seed)",
         width=1500,
         png=not args.no_png,
-        csv={"claim2_positions_runs.csv": runs},
+        csv={RUNS_CSV: runs.assign(still_moving=runs["run"].isin(moving))},
     )
     command = command_line("claim2_positions", argv)
     wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
@@ -425,14 +439,7 @@ def main(argv: list[str] | None = None) -> None:
         wall_time_s=wall,
     )
     write_section(
-        Path(args.out) / "claims.json",
-        Section(
-            "2",
-            "RoPE raises the threshold and delays ICL; weaker patterns",
-            subclaims(result.table, runs, boot, common, moving),
-            command,
-            wall,
-        ),
+        Path(args.out) / "claims.json", Section("2", TITLE, subclaims(runs, common, moving), command, wall)
     )
 
 

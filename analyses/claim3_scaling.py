@@ -8,13 +8,17 @@ heads is a wider model) and the number of layers in {2, 3, 4} with one head
 (``grids/claim3_layers.toml``); and, as a follow-up, 1 vs 8 heads at K = 2048 for 3000
 steps (``grids/claim3_heads_long.toml``: is a plateau at 1000 steps a threshold or a delay?).
 Writes the threshold K (smallest K whose mean final icl accuracy reaches 0.5) per model
-size with a seed-bootstrap interval on the crossing, the final icl / iwl per (size, K) and the
-follow-up's steps to icl 0.5 to ``analyses/results/claim3_scaling.md``, one figure (HTML; PNG
-with kaleido), and the verdicts to section "3" of ``analyses/results/claims.json``: the
-crossing K of the largest size over the smallest's, with a conservative interval; overlapping
-intervals read "inside noise".
+size and each seed's own crossing (geometric mean with a t interval, and its grid cell), the
+final icl / iwl per (size, K), the runs still moving at the end and the follow-up's steps to
+icl 0.5 to ``analyses/results/claim3_scaling.md``, one figure (HTML; PNG with kaleido), every
+run's final icl / iwl and ``still_moving`` to ``claim3_scaling_runs.csv``, and the verdicts to
+section "3" of ``analyses/results/claims.json``: the crossing K of the largest size over the
+smallest's, paired by seed (per-seed log ratio, t interval), with the grid rule of
+:mod:`mmicl_interp.sweep.claims`, capped at weak when a compared run is still moving.
+``--from-results`` re-judges that section from ``claim3_scaling_runs.csv`` alone.
 
     .venv/bin/python analyses/claim3_scaling.py [--grid FILE ...] [--out DIR] [--workers N]
+    .venv/bin/python analyses/claim3_scaling.py --from-results [CSV]
 """
 
 from __future__ import annotations
@@ -34,24 +38,28 @@ from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
     command_line,
+    crossing_text,
+    final_per_run,
+    judge_crossing_ratio,
     n_seeds,
     n_unique_configs,
-    ratio_interval,
-    verdict,
+    rejudge_section,
+    still_moving,
     write_section,
 )
 from mmicl_interp.sweep.summary import (
     claim_parser,
     final_values,
     format_threshold,
-    format_threshold_interval,
+    from_results_path,
     markdown_table,
     run_grids,
+    seed_crossings,
     short,
     spread_trace,
     swept_keys,
     threshold,
-    threshold_bootstrap,
+    whole_numbers,
     wide,
     write_results,
 )
@@ -82,51 +90,90 @@ SIZE_TEXT = {
 
 SMALL_SHIFT = 1.5
 """A crossing-K ratio below this is called a small shift in the notes."""
+TITLE = "Scaling: more heads (less so layers) shift toward IWL"
+RUNS_CSV = "claim3_scaling_runs.csv"
+SIZES = ("model.n_heads", "model.n_layers")
 
 
-def size_subclaim(
-    sid: str, size: str, boot: pd.DataFrame, common: dict, largest: float, icl: pd.DataFrame | None = None
-) -> SubClaim:
-    """The crossing K of the largest ``size`` over the smallest's, with a conservative interval.
+def per_run(name: str, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of a sweep: its swept values, last step, final icl and iwl, and whether its
+    icl is still moving at the end (:func:`~mmicl_interp.sweep.claims.still_moving`)."""
+    runs = final_per_run(table, "icl").rename(columns={"value": "icl"})
+    runs["iwl"] = runs["run"].map(final_per_run(table, "iwl").set_index("run")["value"])
+    runs["still_moving"] = runs["run"].isin(still_moving(table))
+    runs.insert(0, "grid", name)
+    return runs
 
-    ``icl`` (mean final icl per size and K, one column per K) adds to the notes the swept K
-    around the crossings and the K where the sizes differ most, since the seed interval does
-    not cover the spacing of the K grid."""
-    boot = boot.set_index(size).sort_index()
-    small, big = boot.index[0], boot.index[-1]
-    effect, lo, hi = ratio_interval(boot.loc[big], boot.loc[small])
-    cells = "; ".join(
-        f"{short(size)} {v}: {format_threshold_interval(r, largest)}" for v, r in boot.iterrows()
+
+def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict) -> SubClaim:
+    """The crossing K of the largest ``size`` over the smallest's, paired by seed (the per-seed
+    log ratio, t interval, with the grid rule), from the per-run rows of one K sweep (``runs``:
+    ``size``, K, seed, icl, still_moving). A compared run still moving at the end caps it at weak."""
+    crossings = seed_crossings(runs, K, by=[size], value="icl")
+    arms = {v: part for v, part in crossings.groupby(size)}
+    small, big = min(arms), max(arms)
+    compared = runs[runs[size].isin([small, big])]
+    moving = compared[compared["still_moving"].astype(bool)]["run"].tolist()
+    judged = judge_crossing_ratio(arms[big], arms[small], at_most_weak=bool(moving))
+    cells = "; ".join(f"{short(size)} {v}: {crossing_text(part)}" for v, part in arms.items())
+    icl = runs.groupby([size, K])["icl"].mean().unstack(K).sort_index()
+    spread = icl.max() - icl.min()
+    k = spread.idxmax()
+    trend = " -> ".join(f"{icl.loc[v, k]:.3f}" for v in icl.index)
+    effect = judged.effect if judged.effect is not None else math.nan
+    moving_note = (
+        f"{len(moving)} of the compared runs still moving at the end (icl changed >= 0.01 over the last "
+        "20%): verdict capped at weak"
+        if moving
+        else "every compared run at a plateau (icl changed < 0.01 over the last 20%)"
     )
-    if icl is not None and not icl.empty:
-        spread = icl.max() - icl.min()
-        k = spread.idxmax()
-        trend = " -> ".join(f"{icl.loc[v, k]:.3f}" for v in icl.index)
-        ks = ", ".join(str(int(x)) for x in icl.columns)
-        cells += (
-            f"; {'a small shift' if effect < SMALL_SHIFT else 'a shift'} ({effect:.2f}x), log-interpolated "
-            f"between the swept K ({ks}): the interval covers seeds, not the grid spacing; at K = {k} icl "
-            f"goes {trend} from {short(size)} {icl.index[0]} to {icl.index[-1]}"
-        )
-    return SubClaim(
+    notes = (
+        f"crossing K per seed: {cells}; {'a small shift' if effect < SMALL_SHIFT else 'a shift'} "
+        f"({effect:.2f}x); at K = {k} icl goes {trend} from {short(size)} {icl.index[0]} to "
+        f"{icl.index[-1]}; {moving_note}"
+    )
+    return judged.subclaim(
         sid,
         SIZE_TEXT.get(size, f"larger {short(size)} raises the K threshold"),
-        verdict(effect, [lo, hi], null=1.0, n_seeds=common["n_seeds"]),
-        effect,
-        f"crossing K, {short(size)} = {big} / {small}",
-        [lo, hi],
-        "conservative: ratio of the 95% seed-bootstrap bounds",
-        notes=f"crossing K [95% seed bootstrap]: {cells}",
+        f"crossing K, {short(size)} = {big} / {small} (geometric mean of the per-seed ratios)",
+        notes,
         **common,
     )
+
+
+def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> list[SubClaim]:
+    """3a, 3b, ...: one per K sweep in the per-run table (``claim3_scaling_runs.csv``: a ``grid``
+    column, the size key, K, seed, icl, still_moving), in the order of the table; n_runs and
+    n_seeds are counted here, ``evidence[grid]`` adds the other fields (steps, command, ...)."""
+    subs: list[SubClaim] = []
+    for name, part in runs.groupby("grid", sort=False):
+        part = whole_numbers(part.dropna(axis=1, how="all"), [*SIZES, K])  # the other sweeps' columns
+        size = next((k for k in SIZES if k in part and part[k].nunique() > 1), None)
+        if size is None or K not in part or part[K].nunique() < 2:
+            continue  # a fixed-K follow-up: reported, not a sub-claim
+        fields = dict(n_runs=len(part), n_seeds=n_seeds(part, [size, K]), **(evidence or {}).get(name, {}))
+        subs.append(size_subclaim(f"3{'abcdefgh'[len(subs)]}", size, part, fields))
+    return subs
+
+
+def from_results(args) -> None:
+    """``--from-results``: section 3 of claims.json re-judged from the per-run CSV alone."""
+    csv = from_results_path(args, RUNS_CSV)
+    runs = pd.read_csv(csv)
+    section = Section("3", TITLE, subclaims(runs), command_line("claim3_scaling"))
+    rejudge_section(Path(args.out) / "claims.json", section, csv.name)
+    print(f"re-judged section 3 of {Path(args.out) / 'claims.json'} from {csv}")
 
 
 def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results").parse_args(argv)
+    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
+    args = parser.parse_args(argv)
+    if args.from_results is not None:
+        from_results(args)
+        return
     done = run_grids(args.grid, args.runs, args.workers)
-    subs: list[SubClaim] = []
     command = command_line("claim3_scaling", argv)
     lines = [
         "# Claim 3: model scaling vs the data-complexity threshold",
@@ -134,8 +181,10 @@ def main(argv: list[str] | None = None) -> None:
         f"Final accuracy after {done.steps()} steps, mean [min, max] over the seeds of each point. "
         "Threshold K = smallest K whose mean final icl reaches 0.5 ('> K' when none of the swept K "
         "did); crossing K = where mean icl crosses 0.5 between that K and the one before, "
-        "interpolated on log K. Command: `.venv/bin/python analyses/claim3_scaling.py`; "
-        f"wall time {done.timing()}.",
+        "interpolated on log K; per seed: each seed's own crossing, geometric mean over seeds with "
+        "the 95% t interval of log K, and the grid cell (lo, hi] the seeds' crossings lie in (an "
+        "interpolated crossing is only known to lie in its cell). Command: "
+        f"`.venv/bin/python analyses/claim3_scaling.py`; wall time {done.timing()}.",
     ]
     k_grids = [
         (g, r) for g, r in zip(done.grids, done.results, strict=True) if K in swept_keys(r.table, SEED_KEYS)
@@ -145,40 +194,55 @@ def main(argv: list[str] | None = None) -> None:
         cols=2 * len(k_grids),
         subplot_titles=[f"{g.name}: {suite}" for g, _ in k_grids for suite in ("icl", "iwl")],
     )
+    every, evidence = [], {}
     for grid, result in zip(done.grids, done.results, strict=True):
+        runs = per_run(grid.name, result.table)
+        every.append(runs)
         size = next(k for k in swept_keys(result.table, SEED_KEYS) if k != K)
+        moving = runs[runs["still_moving"]]["run"].tolist()
+        moving_line = (
+            f"Runs still moving at the end (icl changed by >= 0.01 over the last 20% of training): "
+            f"{len(moving)} of {len(runs)}"
+            + (f" ({', '.join(moving[:10])}{', ...' if len(moving) > 10 else ''})." if moving else ".")
+        )
         if (grid, result) not in k_grids:
             fixed = ", ".join(f"{short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
             steps = grid.points()[0].config.train.steps
             where = f" at {fixed}" if fixed else ""
             lines += ["", f"## {short(size)}, {steps} steps{where} ({grid.name})", ""]
             lines += follow_up(result.table, size, steps)
+            lines += ["", moving_line]
             continue
         gi = k_grids.index((grid, result))
         summary = final_values(result.table, [size, K])
         found = threshold(summary, K, by=[size])
         crossing = threshold(summary, K, by=[size], interpolate=True)
         largest = summary[K].max()
-        boot = threshold_bootstrap(result.table, K, by=[size])
-        boot_text = {r[size]: format_threshold_interval(r, largest) for _, r in boot.iterrows()}
+        per_seed = {v: part for v, part in seed_crossings(runs, K, by=[size], value="icl").groupby(size)}
         lines += ["", f"## {short(size)} ({grid.name})", ""]
         lines += markdown_table(
-            [short(size), "threshold K", "crossing K (log-interpolated)", "crossing K [95% seed bootstrap]"],
             [
-                [v, format_threshold(t, largest), format_threshold(crossing[v], largest), boot_text[v]]
+                short(size),
+                "threshold K",
+                "crossing K (log-interpolated)",
+                "crossing K per seed [95% t], grid cell",
+            ],
+            [
+                [
+                    v,
+                    format_threshold(t, largest),
+                    format_threshold(crossing[v], largest),
+                    crossing_text(per_seed[v]),
+                ]
                 for v, t in found.items()
             ],
         )
-        common = dict(
-            n_runs=len(result.results),
+        lines += ["", moving_line]
+        evidence[grid.name] = dict(
             n_unique_configs=n_unique_configs([r.run_dir for r in result.results]),
-            n_seeds=n_seeds(result.table),
             steps=grid.points()[0].config.train.steps,
             command=command,
         )
-        icl_rows = summary[summary["suite"] == "icl"]
-        icl_means = icl_rows.pivot(index=size, columns=K, values="mean").sort_index()
-        subs.append(size_subclaim(f"3{'abcdefgh'[len(subs)]}", size, boot, common, largest, icl_means))
         lines += [""]
         table = wide(summary, [size, K])
         lines += markdown_table(
@@ -201,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     fig.update_yaxes(range=[0, 1.05])
     fig.update_yaxes(title_text="final accuracy", row=1, col=1)
     fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
+    runs = pd.concat(every, ignore_index=True)
     write_results(
         args.out,
         "claim3_scaling",
@@ -209,14 +274,13 @@ def main(argv: list[str] | None = None) -> None:
         title="Claim 3: final icl and iwl vs K by heads and by layers (error bars: min/max over seeds)",
         width=1500,
         png=not args.no_png,
+        csv={RUNS_CSV: runs},
     )
     wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
+    subs = subclaims(runs, evidence)
     for sc in subs:
         sc.wall_time_s = wall
-    write_section(
-        Path(args.out) / "claims.json",
-        Section("3", "Scaling: more heads (less so layers) shift toward IWL", subs, command, wall),
-    )
+    write_section(Path(args.out) / "claims.json", Section("3", TITLE, subs, command, wall))
 
 
 if __name__ == "__main__":

@@ -20,18 +20,29 @@ Sub-claim 5c (uni- and multimodal ICL share the induction circuit) reads claim 4
 (frozen and unfrozen decoder) and its seed's stage-1 run, the best induction head of each
 (stage 1 on the unimodal icl suite, stage 2 on the multimodal one), and the multimodal icl and
 iwl drop when the *stage-1* run's best induction head, and all its heads with ``ih >=
-IH_THRESHOLD``, are mean-ablated in the stage-2 model. Rows: ``claim5_multimodal_runs.csv``.
+IH_THRESHOLD``, are mean-ablated in the stage-2 model, and, as a control (5e), a non-induction
+head of the same layer (:func:`control_head`; only where the stage-1 decoder has several heads
+per layer: with one head the joint ablation is the single-head one and no control head exists,
+so 5e is "not tested" there, with the reason). Rows: ``claim5_multimodal_runs.csv``.
+
+Intervals: 5a, a BCa bootstrap over the unique runs; 5b and 5d, paired t over runs (icl and iwl
+drop of the same run); 5c and 5e, t over seeds of each seed's mean (the runs of one seed share a
+stage-1 decoder). Ranges in the notes are labelled as ranges. ``--from-results`` re-judges
+section 5 from ``claim5_mechanism_runs.csv`` and ``claim5_multimodal_runs.csv`` alone.
 
     .venv/bin/python analyses/claim5_mechanism.py [--grid FILE ...] [--out DIR] [--workers N]
         [--multimodal CSV]
+    .venv/bin/python analyses/claim5_mechanism.py --from-results [CSV]
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
@@ -40,17 +51,28 @@ from tqdm.auto import tqdm
 from mmicl_interp.analyses.ablation import ablate_heads, format_heads, heads_above, parse_heads
 from mmicl_interp.analyses.attention import attention_measures
 from mmicl_interp.analyses.correlation import correlation
-from mmicl_interp.analyses.stats import config_hash
+from mmicl_interp.analyses.stats import bca_interval, config_hash
+from mmicl_interp.config import load_config
 from mmicl_interp.runs import Run, load_run
 from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
-    bootstrap_difference,
     command_line,
+    judge_difference,
+    judge_mean,
+    range_text,
+    read_claims,
+    rejudge_section,
     verdict,
     write_section,
 )
-from mmicl_interp.sweep.summary import claim_parser, markdown_table, run_grids, write_results
+from mmicl_interp.sweep.summary import (
+    claim_parser,
+    from_results_path,
+    markdown_table,
+    run_grids,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID_DIR = ROOT / "analyses" / "grids"
@@ -87,6 +109,7 @@ def run_row(run: Run, n_seqs: int = N_SEQS) -> dict:
     joint_heads = heads_above(ih, IH_THRESHOLD)
     joint = ablate_heads(model, two, joint_heads, "mean")
     joint = joint[joint["metric"] == "accuracy"].set_index("suite")
+    control = control_head(ih, layer, head)
     return {
         "run": run.name,
         "config_hash": config_hash(run.config),
@@ -105,7 +128,15 @@ def run_row(run: Run, n_seqs: int = N_SEQS) -> dict:
         "n_joint": len(joint_heads),
         "icl_joint_drop": float(-joint.loc["icl", "delta"]),
         "iwl_joint_drop": float(-joint.loc["iwl", "delta"]),
+        "control_head": "" if control is None else format_heads([control]),
     }
+
+
+def control_head(ih, layer: int, head: int) -> tuple[int, int] | None:
+    """The control for ablating induction head ``(layer, head)``: the head of the same layer with
+    the lowest induction strength (a non-induction head), None when the layer has one head."""
+    others = [(float(ih[layer, h]), h) for h in range(ih.shape[1]) if h != head]
+    return None if not others else (layer, min(others)[1])
 
 
 MM_ARMS = ("stage 2", "unfrozen stage 2")
@@ -141,6 +172,10 @@ def multimodal_rows(table_csv: Path, runs_dir: Path, n_seqs: int = N_SEQS) -> pd
         two = {s: suites[s] for s in ("icl", "iwl")}
         one = _ablated(model, two, parse_heads(s1_row["best_head"]))
         joint = _ablated(model, two, s1_joint)
+        # a non-induction head of the same layer, ablated the same way: the control (multi-head only)
+        control = (
+            _ablated(model, two, parse_heads(s1_row["control_head"])) if s1_row["control_head"] else None
+        )
         rows.append(
             {
                 "run": r.run,
@@ -162,16 +197,38 @@ def multimodal_rows(table_csv: Path, runs_dir: Path, n_seqs: int = N_SEQS) -> pd
                 "joint_heads": format_heads(s1_joint),
                 "icl_joint_drop": float(-joint.loc["icl", "delta"]),
                 "iwl_joint_drop": float(-joint.loc["iwl", "delta"]),
+                "stage1_n_heads": int(s1_row["n_heads"]),
+                "control_head": s1_row["control_head"],
+                "icl_control_drop": math.nan if control is None else float(-control.loc["icl", "delta"]),
+                "iwl_control_drop": math.nan if control is None else float(-control.loc["iwl", "delta"]),
             }
         )
     return pd.DataFrame(rows)
 
 
+def _mm_learners(mm: pd.DataFrame) -> pd.DataFrame:
+    """The stage-2 runs that learned multimodal ICL from a stage-1 run that learned ICL."""
+    return mm[(mm["icl"] >= LEARNED) & (mm["stage1_icl"] >= LEARNED)] if len(mm) else mm
+
+
+def _mm_evidence(mm: pd.DataFrame, command: str, wall: float) -> dict:
+    return dict(
+        n_runs=len(mm),
+        n_unique_configs=len(mm),
+        n_seeds=int(mm["seed"].nunique()),
+        steps=int(mm["steps"].max()) if "steps" in mm else None,
+        command=command,
+        wall_time_s=wall,
+    )
+
+
 def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim:
     """5c: in the stage-2 runs that learned multimodal ICL from a stage-1 run that learned ICL,
-    ablating the stage-1 run's best induction head costs multimodal icl, not iwl."""
+    ablating the stage-1 run's best induction head costs multimodal icl, not iwl. The seed is the
+    unit (the runs of one seed share a stage-1 decoder and its head): per seed the mean over its
+    runs of icl drop minus iwl drop (a within-run, paired difference), then a t interval over seeds."""
     claim = "uni- and multimodal ICL run on the same induction circuit"
-    both = mm[(mm["icl"] >= LEARNED) & (mm["stage1_icl"] >= LEARNED)] if len(mm) else mm
+    both = _mm_learners(mm)
     if both.empty:
         return SubClaim(
             "5c",
@@ -183,82 +240,144 @@ def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim
             if mm.empty
             else f"none of the {len(mm)} stage-2 runs learned multimodal ICL from a stage-1 ICL learner",
         )
-    # the runs of one seed share a stage-1 decoder (and its head): the seed is the independent
-    # unit, so the interval resamples per-seed means, not runs
-    per_seed = both.groupby("seed")[["iwl_drop", "icl_drop"]].mean()
-    diff, lo, hi = bootstrap_difference(per_seed["iwl_drop"], per_seed["icl_drop"])
-    return SubClaim(
+    per_seed = (both["icl_drop"] - both["iwl_drop"]).groupby(both["seed"]).mean()
+    judged = judge_mean(per_seed, min_effect=0.1)
+    # the joint ablation is a separate result only where it ablates more than the best head
+    repeats = (
+        bool((both["joint_heads"] == both["stage1_best_head"]).all())
+        if {"joint_heads", "stage1_best_head"} <= set(both.columns)
+        else False
+    )
+    joint_text = (
+        f"; its heads with ih >= {IH_THRESHOLD} together {range_text(both['icl_joint_drop'])}"
+        if not repeats
+        else f"; the stage-1 heads with ih >= {IH_THRESHOLD} are that one head in every run, so the joint "
+        "ablation repeats it (no separate test)"
+    )
+    return judged.subclaim(
         "5c",
         claim,
-        verdict(diff, [lo, hi], min_effect=0.1, n_seeds=len(per_seed)),
-        diff,
         f"multimodal icl drop minus iwl drop, the stage-1 run's best induction head ablated in the stage-2 "
-        f"model ({len(both)} runs that learned multimodal ICL; mean over seeds of each seed's mean)",
-        [lo, hi],
-        f"95% bootstrap over {len(per_seed)} seeds (the runs of one seed share a stage-1 decoder)",
-        n_runs=len(mm),
-        n_unique_configs=len(mm),
-        n_seeds=int(mm["seed"].nunique()),
-        steps=int(mm["steps"].max()) if "steps" in mm else None,
-        command=command,
-        wall_time_s=wall,
-        notes=f"same best head in stage 1 and stage 2 in {int(both['same_head'].sum())} of {len(both)}; "
-        f"multimodal icl drop {mean_spread(both['icl_drop'])} (stage-1 head), "
-        f"{mean_spread(both['icl_joint_drop'])} (its heads with ih >= {IH_THRESHOLD} together); the "
-        f"same head costs the stage-1 run {mean_spread(both['stage1_icl_drop'])} unimodal icl",
+        f"model ({len(both)} runs that learned multimodal ICL; per seed the mean of its runs)",
+        f"same best head in stage 1 and stage 2 in {int(both['same_head'].sum())} of {len(both)}; "
+        f"multimodal icl drop with the stage-1 head ablated {range_text(both['icl_drop'])}{joint_text}; "
+        f"the same head costs the stage-1 run {range_text(both['stage1_icl_drop'])} unimodal icl",
+        **_mm_evidence(mm, command, wall),
+    )
+
+
+def stage1_heads(mm: pd.DataFrame) -> pd.Series:
+    """Heads per layer of each row's stage-1 decoder: the ``stage1_n_heads`` column, or for a table
+    written before it, the shipped ``mm_stage1`` config's (its runs ``mm_stage1_seed<s>`` are
+    trained from that config by ``analyses/multimodal_asymmetry.py``)."""
+    if "stage1_n_heads" in mm:
+        return mm["stage1_n_heads"]
+    return pd.Series(load_config("mm_stage1").model.n_heads, index=mm.index)
+
+
+def control_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim:
+    """5e: the stage-1 induction head, not any head of its layer, carries multimodal ICL: the
+    stage-2 model's multimodal icl drop when the stage-1 best induction head is ablated minus the
+    drop when a non-induction head of the same layer (the control, :func:`control_head`) is
+    ablated, per seed (mean over its runs), t interval over seeds. Needs multi-head stage-1 runs:
+    with one head per layer there is no control head, and the joint ablation of the heads with ih
+    >= IH_THRESHOLD is the single-head one, so it is "not tested" there, with the reason."""
+    claim = "the stage-1 induction head, not any head of its layer, carries multimodal ICL (control head)"
+    both = _mm_learners(mm)
+    if both.empty:
+        return SubClaim("5e", claim, "not tested", command=command, notes="no stage-2 ICL learners (see 5c)")
+    heads = stage1_heads(both)
+    with_control = both[
+        (heads > 1) & both.get("icl_control_drop", pd.Series(math.nan, index=both.index)).notna()
+    ]
+    if with_control.empty:
+        one = int((heads == 1).sum())
+        return SubClaim(
+            "5e",
+            claim,
+            "not tested",
+            command=command,
+            notes=f"the stage-1 decoder has one head per layer in {one} of {len(both)} runs: ablating its "
+            "induction head removes the whole attention layer, no other head of that layer exists as a "
+            f"control, and its heads with ih >= {IH_THRESHOLD} are that one head (the joint ablation "
+            "repeats 5c), so this test cannot fail here; it needs multi-head stage-1 runs "
+            "(multimodal_asymmetry.py with a multi-head mm_stage1), where a non-induction head of the "
+            "same layer is ablated as the control",
+        )
+    diff = with_control["icl_drop"] - with_control["icl_control_drop"]
+    per_seed = diff.groupby(with_control["seed"]).mean()
+    judged = judge_mean(per_seed, min_effect=0.1)
+    return judged.subclaim(
+        "5e",
+        claim,
+        f"multimodal icl drop, stage-1 induction head minus a non-induction head of the same layer "
+        f"({len(with_control)} runs; per seed the mean of its runs)",
+        f"induction head {range_text(with_control['icl_drop'])}, control head "
+        f"{range_text(with_control['icl_control_drop'])}; iwl drop of the control "
+        f"{range_text(with_control['iwl_control_drop'])}",
+        **_mm_evidence(with_control, command, wall),
     )
 
 
 def mean_spread(values: pd.Series) -> str:
-    """``mean [min, max]`` of a column, or '-' when empty."""
+    """``mean [min, max]`` of a column for the Markdown tables (a range, not a confidence
+    interval; the tables say so), or '-' when empty."""
     if values.empty:
         return "-"
     return f"{values.mean():.3f} [{values.min():.3f}, {values.max():.3f}]"
 
 
+def _pearson(x, y, axis=-1):
+    """Pearson r along ``axis`` (vectorised, for the BCa bootstrap)."""
+    xc = x - x.mean(axis=axis, keepdims=True)
+    yc = y - y.mean(axis=axis, keepdims=True)
+    return (xc * yc).sum(axis=axis) / np.sqrt((xc * xc).sum(axis=axis) * (yc * yc).sum(axis=axis))
+
+
 def subclaims(
     runs: pd.DataFrame, unique: pd.DataFrame, command: str, wall: float, mm: pd.DataFrame | None = None
 ) -> list[SubClaim]:
-    """5a: icl tracks induction strength across runs; 5b: ablating the best head costs icl, not
-    iwl; 5c: the stage-1 induction head carries multimodal ICL (``mm``: :func:`multimodal_rows`);
-    5d: ablating every induction head together costs icl in multi-head and deeper learners."""
+    """5a: icl tracks induction strength across runs (Pearson r over the unique runs, BCa
+    bootstrap); 5b: ablating the best head costs icl, not iwl (per run icl drop minus iwl drop,
+    paired t over runs); 5c: the stage-1 induction head carries multimodal ICL (``mm``:
+    :func:`multimodal_rows`); 5d: ablating every induction head together costs icl in multi-head
+    and deeper learners; 5e: the stage-1 induction head against a control head of its layer."""
     common = dict(n_runs=len(runs), n_unique_configs=len(unique), command=command, wall_time_s=wall)
     common["steps"] = int(unique["step"].max()) if len(unique) else None
-    p = correlation(unique["best_ih"], unique["icl"], method="pearson", seed=0)
+    r = bca_interval(unique["best_ih"], unique["icl"], statistic=_pearson, paired=True, unit="unique runs")
     learners = unique[unique["icl"] >= LEARNED]
-    diff, lo, hi = bootstrap_difference(learners["iwl_drop"], learners["icl_drop"])
+    drop = judge_difference(learners["iwl_drop"], learners["icl_drop"], min_effect=0.1, unit="runs")
     multi = learners[learners["n_heads"] > 1]
     multi_text = (
         f"in multi-head learners ({len(multi)}) one head costs {multi['icl_drop'].mean():.3f} icl on average"
         if len(multi)
         else "no multi-head learners"
     )
+    mm = pd.DataFrame() if mm is None else mm
     return [
         SubClaim(
             "5a",
             "final icl tracks best induction strength across runs",
-            verdict(p.value, [p.lo, p.hi], min_effect=0.3),
-            p.value,
+            verdict(r.estimate, r.bounds, min_effect=0.3),
+            r.estimate,
             "Pearson r, final icl vs best-head ih, unique runs",
-            [p.lo, p.hi],
-            "95% bootstrap over runs",
+            r.bounds,
+            r.kind,
             notes="across runs at their last checkpoint; per-run across-checkpoint correlations with "
             "block-bootstrap intervals are in claim 2's per-run table",
             **common,
         ),
-        SubClaim(
+        drop.subclaim(
             "5b",
             "mean-ablating the best induction head costs icl, not iwl",
-            verdict(diff, [lo, hi], min_effect=0.1),
-            diff,
             f"icl drop minus iwl drop, runs that learned ICL ({len(learners)})",
-            [lo, hi],
-            "95% bootstrap over runs",
-            notes=f"one head at a time; {multi_text}; see 5d for joint ablations",
+            f"one head at a time; per run icl drop minus iwl drop (a paired difference); {multi_text}; "
+            "see 5d for joint ablations",
             **common,
         ),
         joint_subclaim(learners, common),
-        multimodal_subclaim(pd.DataFrame() if mm is None else mm, command, wall),
+        multimodal_subclaim(mm, command, wall),
+        control_subclaim(mm, command, wall),
     ]
 
 
@@ -269,42 +388,72 @@ def many_heads(runs: pd.DataFrame) -> pd.DataFrame:
 
 def joint_subclaim(learners: pd.DataFrame, common: dict) -> SubClaim:
     """5d: mean-ablating all heads with ih >= IH_THRESHOLD together, in the learners with more
-    than one head in total (several heads or layers): icl drop minus iwl drop."""
+    than one head in total (several heads or layers): per run icl drop minus iwl drop, paired t
+    over runs."""
     many = many_heads(learners)
+    text = "jointly ablating every induction head costs icl in multi-head and deeper models"
     if many.empty:
         return SubClaim(
             "5d",
-            "jointly ablating every induction head costs icl in multi-head and deeper models",
+            text,
             "not tested",
             command=common["command"],
-            notes="no multi-head or deeper run learned ICL in these sweeps",
+            notes="no multi-head or deeper run learned ICL",
         )
-    diff, lo, hi = bootstrap_difference(many["iwl_joint_drop"], many["icl_joint_drop"])
-    return SubClaim(
+    judged = judge_difference(many["iwl_joint_drop"], many["icl_joint_drop"], min_effect=0.1, unit="runs")
+    return judged.subclaim(
         "5d",
-        "jointly ablating every induction head costs icl in multi-head and deeper models",
-        verdict(diff, [lo, hi], min_effect=0.1),
-        diff,
+        text,
         f"icl drop minus iwl drop, all heads with ih >= {IH_THRESHOLD} ablated together "
         f"({len(many)} multi-head or deeper learners)",
-        [lo, hi],
-        "95% bootstrap over runs",
-        notes=f"{many['n_joint'].mean():.1f} heads per run on average; icl drop "
-        f"{mean_spread(many['icl_joint_drop'])}, best head alone {mean_spread(many['icl_drop'])}",
+        f"{many['n_joint'].mean():.1f} heads per run on average; icl drop "
+        f"{range_text(many['icl_joint_drop'])}, best head alone {range_text(many['icl_drop'])}",
         **common,
     )
+
+
+TITLE = "Mechanism across runs"
+RUNS_CSV = "claim5_mechanism_runs.csv"
+MM_CSV = "claim5_multimodal_runs.csv"
+
+
+def from_results(args) -> None:
+    """``--from-results``: section 5 of claims.json re-judged from ``claim5_mechanism_runs.csv``
+    (and ``claim5_multimodal_runs.csv`` beside it, for 5c and 5e) alone."""
+    csv = from_results_path(args, RUNS_CSV)
+    runs = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+    mm_csv = csv.parent / MM_CSV
+    mm = pd.read_csv(mm_csv, keep_default_na=False, na_values=[""]) if mm_csv.is_file() else pd.DataFrame()
+    for frame in (runs, mm):
+        if "control_head" in frame:
+            frame["control_head"] = frame["control_head"].fillna("")
+    old = read_claims(Path(args.out) / "claims.json")["claims"].get("5", {})
+    wall = old.get("wall_time_s")
+    subs = subclaims(runs, runs.drop_duplicates("config_hash"), command_line("claim5_mechanism"), wall, mm)
+    for sub in subs:  # the steps of the runs behind it, as the full run wrote them
+        sub.steps = next(
+            (o.get("steps") for o in old.get("subclaims", []) if o.get("id") == sub.id), sub.steps
+        )
+    name = csv.name + (f" and {mm_csv.name}" if len(mm) else "")
+    rejudge_section(
+        Path(args.out) / "claims.json", Section("5", TITLE, subs, command_line("claim5_mechanism")), name
+    )
+    print(f"re-judged section 5 of {Path(args.out) / 'claims.json'} from {name}")
 
 
 def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results")
+    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
     parser.add_argument(
         "--multimodal",
         default=str(ROOT / "analyses" / "results" / "multimodal_asymmetry_runs.csv"),
         help="claim 4's per-run table, for 5c (default: %(default)s); its runs are read from --runs",
     )
     args = parser.parse_args(argv)
+    if args.from_results is not None:
+        from_results(args)
+        return
     done = run_grids(args.grid, args.runs, args.workers)
     t0 = time.perf_counter()
     rows = []
@@ -337,7 +486,13 @@ def main(argv: list[str] | None = None) -> None:
         ["statistic", "value", "95% CI (bootstrap over unique runs)", "runs"],
         [[m, f"{c.value:.3f}", f"[{c.lo:.3f}, {c.hi:.3f}]", c.n] for m, c in stats.items()],
     )
-    lines += ["", "## Mean-ablating the best induction head: accuracy drop (clean - ablated)", ""]
+    lines += [
+        "",
+        "## Mean-ablating the best induction head: accuracy drop (clean - ablated)",
+        "",
+        "Cells: mean [min, max] over the runs of the row (a range, not a confidence interval).",
+        "",
+    ]
     groups = [
         (f"learned ICL (icl >= {LEARNED})", icl_runs),
         (f"IWL only (iwl >= {LEARNED}, icl < {LEARNED})", iwl_runs),
@@ -385,19 +540,34 @@ def main(argv: list[str] | None = None) -> None:
     )
     lines += ["", "## 5c: the stage-1 induction head inside the stage-2 (multimodal) model", ""]
     if mm.empty:
-        lines.append(f"Not run: no claim-4 stage-2 runs found ({args.multimodal}); run "
-                     "`analyses/multimodal_asymmetry.py` first.")
+        lines.append(
+            f"Not run: no claim-4 stage-2 runs found ({args.multimodal}); run "
+            "`analyses/multimodal_asymmetry.py` first."
+        )
     else:
         lines += [
             "Per stage-2 run of claim 4 (frozen or unfrozen decoder from its seed's stage-1 run): the "
             "multimodal accuracy drop when the stage-1 run's best induction head (and, jointly, its heads "
-            f"with ih >= {IH_THRESHOLD}) is mean-ablated in the stage-2 model; 'same head': the stage-2 "
-            "model's own best induction head on the multimodal icl suite is that head.",
+            f"with ih >= {IH_THRESHOLD}) is mean-ablated in the stage-2 model, and, as a control, a "
+            "non-induction head of the same layer ('-' when the stage-1 decoder has one head per layer: "
+            "then the joint ablation is the single-head one too); 'same head': the stage-2 "
+            "model's own best induction head on the multimodal icl suite is that head. Cells: mean "
+            "[min, max] over the runs (a range, not a confidence interval).",
             "",
         ]
         lines += markdown_table(
-            ["arm", "K2", "n", "same head", "icl clean", "icl drop", "icl drop (joint)", "iwl drop",
-             "stage-1 icl drop"],
+            [
+                "arm",
+                "K2",
+                "n",
+                "same head",
+                "icl clean",
+                "icl drop",
+                "icl drop (joint)",
+                "icl drop (control head)",
+                "iwl drop",
+                "stage-1 icl drop",
+            ],
             [
                 [
                     arm,
@@ -407,6 +577,7 @@ def main(argv: list[str] | None = None) -> None:
                     mean_spread(part["icl"]),
                     mean_spread(part["icl_drop"]),
                     mean_spread(part["icl_joint_drop"]),
+                    mean_spread(part["icl_control_drop"].dropna()),
                     mean_spread(part["iwl_drop"]),
                     mean_spread(part["stage1_icl_drop"]),
                 ]
@@ -449,13 +620,13 @@ def main(argv: list[str] | None = None) -> None:
         width=1300,
         height=500,
         png=not args.no_png,
-        csv={"claim5_mechanism_runs.csv": runs, **({"claim5_multimodal_runs.csv": mm} if len(mm) else {})},
+        csv={RUNS_CSV: runs, **({MM_CSV: mm} if len(mm) else {})},
     )
     command = command_line("claim5_mechanism", argv)
     wall = time.perf_counter() - t0
     write_section(
         Path(args.out) / "claims.json",
-        Section("5", "Mechanism across runs", subclaims(runs, unique, command, wall, mm), command, wall),
+        Section("5", TITLE, subclaims(runs, unique, command, wall, mm), command, wall),
     )
 
 

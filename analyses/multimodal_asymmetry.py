@@ -22,17 +22,21 @@ and two sweeps at ``--low-k2`` (default the smallest K2), both through stage 1 -
 
 It writes the final accuracies as Markdown (``multimodal_asymmetry.md``), per run as CSV
 (``multimodal_asymmetry_runs.csv``), a plotly figure, and the verdicts to section "4" of
-``claims.json`` (4a, 4d-4g: differences at the smallest K2 with seed-bootstrap intervals; 4b:
-size; 4c: encoder strength). Runs land in ``--runs`` (default ``checkpoints/``) and are reused
-when complete (``mmicl train`` skips them); an interrupted one is resumed. ``--workers N``
-trains N runs at once, in two waves (stage-1 and encoder runs, and every run that loads none;
-then the runs that load them). The wall time in ``claims.json`` is the runs' recorded training
-time plus the analysis, the same whether runs were trained now or reused.
+``claims.json`` (4a, 4d-4g: differences at the smallest K2; 4b: size; 4c: encoder strength;
+every difference paired by seed, since a seed's arms share its task seed and stage-1 run: the
+paired t interval of the per-seed differences). ``--from-results`` re-judges section 4 from
+``multimodal_asymmetry_runs.csv`` alone (no training, no run folders). Runs land in ``--runs``
+(default ``checkpoints/``) and are reused when complete (``mmicl train`` skips them); an
+interrupted one is resumed. ``--workers N`` trains N runs at once, in two waves (stage-1 and
+encoder runs, and every run that loads none; then the runs that load them). The wall time in
+``claims.json`` is the runs' recorded training time plus the analysis, the same whether runs
+were trained now or reused.
 
     .venv/bin/python analyses/multimodal_asymmetry.py [--k2 32 128 512 2048 8192] [--steps 1000]
         [--stage1-steps 1000] [--seeds 0 1 2] [--arms stage2 early random ...]
         [--sizes 0x2x1 0x3x2 0x4x4 32x2x1 64x3x2 128x4x4] [--encoder-steps 10 40 150 500] [--eval-size 1000]
         [--device cuda] [--workers 2]
+    .venv/bin/python analyses/multimodal_asymmetry.py --from-results [CSV]
 """
 
 from __future__ import annotations
@@ -54,9 +58,9 @@ from mmicl_interp.sweep import LocalExecutor, train_runs
 from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
-    bootstrap_difference,
     command_line,
-    verdict,
+    judge_difference,
+    rejudge_section,
     write_section,
 )
 from mmicl_interp.sweep.executors import available_cores
@@ -80,6 +84,8 @@ SIZES = ("0x2x1", "0x3x2", "0x4x4", "32x2x1", "64x3x2", "128x4x4")
 """Default decoder sizes: the shipped one (no input embedding, d_model 65 with the one-hot block;
 its runs are reused), deeper and more heads at that width, and wider through a learned input
 embedding (d_embed 32, 64, 128)."""
+TITLE = "Multimodal asymmetry"
+RUNS_CSV = "multimodal_asymmetry_runs.csv"
 MIN_EFFECT_K2 = 0.2
 """Smallest icl difference at the smallest K2 that counts as more than weak (4a, 4d-4g)."""
 MIN_EFFECT_SWEEP = 0.1
@@ -287,24 +293,26 @@ def _difference(
     common: dict,
     notes: str = "",
 ) -> SubClaim:
-    """``mean(other) - mean(base)`` of final accuracies (one per seed), with a 95% bootstrap over
-    seeds (each group resampled)."""
-    diff, lo, hi = bootstrap_difference(base, other)
-    seeds = int(min(len(base), len(other)))
-    return SubClaim(
+    """``other - base`` of final accuracies, one per seed (Series indexed by seed): every arm of a
+    seed shares its task seed and stage-1 run, so the arms are compared seed by seed, by the
+    paired t interval of the per-seed differences (:func:`~mmicl_interp.sweep.claims.judge_difference`)."""
+    judged = judge_difference(base, other, min_effect=min_effect)
+    seeds = len(set(base.index) & set(other.index))
+    return judged.subclaim(
         sid,
         text,
-        verdict(diff, [lo, hi], min_effect=min_effect, n_seeds=seeds),
-        diff,
         label,
-        [lo, hi],
-        f"95% bootstrap over {seeds} seeds",
+        notes,
         n_runs=len(base) + len(other),
         n_unique_configs=len(base) + len(other),
         n_seeds=seeds,
-        notes=notes,
         **common,
     )
+
+
+def _by_seed(rows: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` of ``rows`` indexed by seed (one run per seed)."""
+    return rows.set_index("seed")[column] if len(rows) else pd.Series(dtype=float)
 
 
 def k2_subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str) -> list[SubClaim]:
@@ -312,8 +320,8 @@ def k2_subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str
     k2 = min(k2s)
     at = table[table["K2"] == k2] if len(table) else table
 
-    def arm(name: str) -> pd.Series:
-        return at[at["arm"] == ARMS[name]]["icl"] if len(at) else pd.Series(dtype=float)
+    def arm(name: str, column: str = "icl") -> pd.Series:
+        return _by_seed(at[at["arm"] == ARMS[name]], column) if len(at) else pd.Series(dtype=float)
 
     means = table.groupby(["arm", "K2"])["icl"].mean() if len(table) else pd.Series(dtype=float)
 
@@ -374,9 +382,7 @@ def k2_subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str
             out.append(_not_run(sid, text, command, f"arm {base if a.empty else other}"))
             continue
         crossings = f"icl >= 0.5 from K2 = {cross(other)} ({ARMS[other]}), {cross(base)} ({ARMS[base]})"
-        m2 = bootstrap_difference(
-            at[at["arm"] == ARMS[base]]["icl_m2_only"], at[at["arm"] == ARMS[other]]["icl_m2_only"]
-        )[0]
+        m2 = float((arm(other, "icl_m2_only") - arm(base, "icl_m2_only")).mean())
         short = (
             f"{ARMS[other]} itself stays below icl 0.5 at K2 = {k2} ({b.mean():.3f}): better than "
             f"{ARMS[base]}, but K2 = {k2} does not suffice"
@@ -430,8 +436,8 @@ def size_subclaim(sizes: pd.DataFrame, common: dict, command: str) -> SubClaim:
     sub = _difference(
         "4b",
         text,
-        small["icl"],
-        large["icl"],
+        _by_seed(small, "icl"),
+        _by_seed(large, "icl"),
         f"stage-2 multimodal icl at K2 = {k2}, {order[-1]} minus {order[0]}",
         MIN_EFFECT_SWEEP,
         common,
@@ -466,8 +472,8 @@ def encoder_subclaim(enc: pd.DataFrame, common: dict, command: str) -> SubClaim:
     sub = _difference(
         "4c",
         text,
-        enc[enc["encoder_steps"] == weak]["icl_m2_only"],
-        enc[enc["encoder_steps"] == strong]["icl_m2_only"],
+        _by_seed(enc[enc["encoder_steps"] == weak], "icl_m2_only"),
+        _by_seed(enc[enc["encoder_steps"] == strong], "icl_m2_only"),
         f"stage-2 icl_m2_only at K2 = {k2}, encoder of {strong} minus {weak} pretraining steps",
         MIN_EFFECT_SWEEP,
         common,
@@ -479,6 +485,57 @@ def encoder_subclaim(enc: pd.DataFrame, common: dict, command: str) -> SubClaim:
         lo, hi = per["encoder_acc"].iloc[0], per["encoder_acc"].iloc[-1]
         sub.notes = f"encoder accuracies span only {lo:.3f} to {hi:.3f}, too narrow to test; " + notes
     return sub
+
+
+def split_tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The per-run table (as written to ``multimodal_asymmetry_runs.csv``) split into the K2 arms,
+    the size sweep (with each size's stage-1 parameter count ``n_params`` and that seed's stage-1
+    icl ``stage1_icl``) and the encoder sweep."""
+    if "size" in table:
+        table = table.assign(size=table["size"].fillna("").astype(str))
+    k2_table = table[table["arm"].isin(list(ARMS.values()))].copy()
+    size_table = table[table["arm"] == "size"].copy()
+    enc_table = table[table["arm"] == "encoder"].copy()
+    if not size_table.empty:  # decoder size = the stage-1 run's parameter count (all trainable there)
+        s1 = table[(table["arm"] == "stage 1") & (table["size"] != "")]
+        size_table["n_params"] = size_table["size"].map(s1.groupby("size")["n_params"].first())
+        s1_icl = s1.set_index(["size", "seed"])["icl"]  # did that decoder learn ICL in stage 1?
+        size_table["stage1_icl"] = [
+            s1_icl.get((z, sd), math.nan)
+            for z, sd in zip(size_table["size"], size_table["seed"], strict=True)
+        ]
+    return k2_table, size_table, enc_table
+
+
+def subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str) -> list[SubClaim]:
+    """Section 4's sub-claims (4a-4g) from the per-run table."""
+    k2_table, size_table, enc_table = split_tables(table)
+    subs = k2_subclaims(k2_table, list(k2s), common, command)
+    subs.insert(1, size_subclaim(size_table, common, command))
+    subs.insert(2, encoder_subclaim(enc_table, common, command))
+    return subs
+
+
+def from_results(args: argparse.Namespace) -> None:
+    """``--from-results``: section 4 of claims.json re-judged from ``multimodal_asymmetry_runs.csv``
+    alone (no training, no run folders)."""
+    csv = Path(args.from_results) if args.from_results else Path(args.out) / RUNS_CSV
+    if not csv.is_file():
+        raise SystemExit(f"--from-results: no per-run table at {csv}")
+    table = pd.read_csv(csv)
+    for column in ("K2", "encoder_steps", "n_params"):
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    k2s = sorted(int(k) for k in table["K2"].dropna().unique())
+    stage2 = table[table["arm"] == ARMS["stage2"]]
+    common = dict(steps=int(stage2["steps"].max()) if len(stage2) else None)
+    subs = subclaims(table, k2s, common, command_line("multimodal_asymmetry"))
+    rejudge_section(
+        Path(args.out) / "claims.json",
+        Section("4", TITLE, subs, command_line("multimodal_asymmetry"), None),
+        csv.name,
+    )
+    print(f"re-judged section 4 of {Path(args.out) / 'claims.json'} from {csv}")
 
 
 # --------------------------------------------------------------------------- output
@@ -598,6 +655,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=available_cores(), help="runs trained at once (default: all cores)"
     )
+    parser.add_argument(
+        "--from-results",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CSV",
+        help=f"re-judge section 4 of claims.json from the per-run CSV alone (default: --out/{RUNS_CSV}); "
+        "no training, no run folders",
+    )
     return parser
 
 
@@ -624,6 +690,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.from_results is not None:
+        from_results(args)
+        return
     stage1_steps = args.steps if args.stage1_steps is None else args.stage1_steps
     low_k2 = min(args.k2) if args.low_k2 is None else args.low_k2
     try:  # bad input: one line naming the option, exit 2, before anything is written
@@ -683,19 +752,9 @@ def main(argv: list[str] | None = None) -> None:
     for column in ("K2", "encoder_steps", "n_params"):  # integers with gaps (rows of other arms)
         if column in table:
             table[column] = table[column].astype("Int64")
-    k2_table = table[table["arm"].isin(list(ARMS.values()))].copy()
-    size_table = table[table["arm"] == "size"].copy()
-    enc_table = table[table["arm"] == "encoder"].copy()
-    if not size_table.empty:  # decoder size = the stage-1 run's parameter count (all trainable there)
-        s1 = table[(table["arm"] == "stage 1") & (table["size"] != "")]
-        size_table["n_params"] = size_table["size"].map(s1.groupby("size")["n_params"].first())
-        s1_icl = s1.set_index(["size", "seed"])["icl"]  # did that decoder learn ICL in stage 1?
-        size_table["stage1_icl"] = [
-            s1_icl.get((z, sd), math.nan)
-            for z, sd in zip(size_table["size"], size_table["seed"], strict=True)
-        ]
+    k2_table, size_table, enc_table = split_tables(table)
     wall = time.perf_counter() - t0
-    table.to_csv(out / "multimodal_asymmetry_runs.csv", index=False)
+    table.to_csv(out / RUNS_CSV, index=False)
 
     once = table.drop_duplicates("run")  # a run in two roles (shipped size) counts once
     reused = int(once["reused"].sum())
@@ -776,10 +835,8 @@ def main(argv: list[str] | None = None) -> None:
     # training (the same figure whether the runs were trained now or reused)
     wall = recorded_s + time.perf_counter() - t0 - trained_s
     common = dict(steps=args.steps, command=command, wall_time_s=wall)
-    subs = k2_subclaims(k2_table, list(args.k2), common, command)
-    subs.insert(1, size_subclaim(size_table, common, command))
-    subs.insert(2, encoder_subclaim(enc_table, common, command))
-    write_section(out / "claims.json", Section("4", "Multimodal asymmetry", subs, command, wall))
+    subs = subclaims(table, list(args.k2), common, command)
+    write_section(out / "claims.json", Section("4", TITLE, subs, command, wall))
     print(
         f"wrote {out / 'multimodal_asymmetry.md'}, "
         + ", ".join(p.name for p in written)

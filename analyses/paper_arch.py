@@ -6,13 +6,18 @@ head; positions onehot / rope x K x 3 seeds of task, model and data;
 up to 10000 steps, each run stopping at its icl plateau from step 3000 on). Per position
 type: final icl / iwl per K (mean [min, max] over seeds), icl relative to the context-label
 plateau ``(acc - B/N) / (1 - B/N)``, the best induction head's strength at the last checkpoint
-(highest ``ih`` on the icl suite), and the crossing K (log-interpolated, where mean icl reaches
-0.5) with a seed-bootstrap interval. Compares it with the published code's boundary on this
-machine (between K = 2048 and 4096) and with the attention-only default (crossing K 173-179
-in the v2 runs of claims 1 and 2). Writes ``analyses/results/paper_arch.md``, a figure (HTML; PNG with
-kaleido) and section "paper_arch" of ``analyses/results/claims.json``. Complete runs are reused.
+(highest ``ih`` on the icl suite), and the crossing K of each seed's curve (log-interpolated,
+where its icl reaches 0.5): geometric mean over seeds with a t interval, and the grid cell it
+lies in. Compares it with the published code's boundary on this machine (between K = 2048 and
+4096) and with the attention-only default (crossing K 173-179 in the v2 runs of claims 1 and 2).
+Writes ``analyses/results/paper_arch.md``, a figure (HTML; PNG with kaleido), the per-run table
+``paper_arch_runs.csv`` (with ``still_moving``) and section "paper_arch" of
+``analyses/results/claims.json`` (P2: RoPE / one-hot crossing, paired by seed, with the grid
+rule of :mod:`mmicl_interp.sweep.claims`). Complete runs are reused. ``--from-results``
+re-judges the section from the committed per-run CSV alone.
 
     .venv/bin/python analyses/paper_arch.py [--grid FILE] [--out DIR] [--workers N]
+    .venv/bin/python analyses/paper_arch.py --from-results [CSV]
 """
 
 from __future__ import annotations
@@ -34,23 +39,27 @@ from mmicl_interp.sweep.claims import (
     SubClaim,
     budget_text,
     command_line,
+    crossing_estimate,
+    crossing_text,
     final_per_run,
+    judge_crossing_ratio,
+    moving_runs,
     n_seeds,
     n_unique_configs,
-    ratio_interval,
+    rejudge_section,
     still_moving,
-    verdict,
+    widen_to_cells,
     write_section,
 )
 from mmicl_interp.sweep.summary import (
     claim_parser,
     final_values,
-    format_threshold_interval,
+    from_results_path,
     markdown_table,
     run_grids,
+    seed_crossings,
     spread,
     spread_trace,
-    threshold_bootstrap,
     wide,
     write_results,
 )
@@ -67,9 +76,11 @@ PUBLISHED_TEXT = (
     "about 2,900 steps, icl 0.10) and learns in context at K = 4096 and 8192: crossing between 2048 and 4096"
 )
 DEFAULT_TEXT = (
-    "attention-only default (D 32, about 28k parameters), v2 runs: crossing K 179 [160, 199] (claim 1, "
-    "1000 steps) and 173 [170, 175] (claim 2, one-hot, at its plateau)"
+    "attention-only default (D 32, about 28k parameters), v2 runs: crossing K 179 (claim 1, 1000 steps, "
+    "3 seeds) and 173 (claim 2, one-hot, at its plateau, 5 seeds), both in the grid cell K (128, 256]"
 )
+TITLE = "Claims 1 and 2 on the paper's architecture"
+RUNS_CSV = "paper_arch_runs.csv"
 COLOURS = {"onehot": "#1f77b4", "rope": "#d62728", "learned": "#2ca02c", "rope_paper": "#ff7f0e"}
 
 
@@ -90,30 +101,21 @@ def per_run(grid: Grid, result: SweepResult, n_seqs: int = N_SEQS) -> pd.DataFra
     return runs
 
 
-def bracket(means: pd.Series) -> str:
-    """The grid cell the crossing lies in, from mean final icl per K: "between K = a and b"
-    (the seed interval of the log-interpolated crossing does not include this resolution)."""
-    below = [k for k, v in means.items() if v < 0.5]
-    above = [k for k, v in means.items() if v >= 0.5]
-    if not above:
-        return f"no K up to {max(means.index)} reaches icl 0.5"
-    if not below:
-        return f"every K from {min(means.index)} reaches icl 0.5"
-    return f"between the grid points K = {max(k for k in below if k < min(above))} and {min(above)}"
-
-
-def boundary_subclaim(
-    row: pd.Series, largest: float, seeds: int, common: dict, extra: str = ""
-) -> SubClaim:
-    """Does the one-hot crossing (with its interval) lie in the published code's K bracket?"""
-    lo, hi = float(row["lo"]), float(row["hi"])
-    point = float(row["threshold"])
+def boundary_subclaim(rows: pd.DataFrame, common: dict, extra: str = "") -> SubClaim:
+    """Does the one-hot crossing lie in the published code's K bracket ``(a, b]``? ``rows``: the
+    one-hot runs' per-seed crossings (:func:`~mmicl_interp.sweep.summary.seed_crossings`). The
+    crossing: geometric mean over seeds with the t interval of log K, widened to the grid cells
+    of the seeds' crossings (the grid rule: an interpolated crossing is only known to lie in its
+    cell ``(lo, hi]``). Inside ``(a, b]``: supported (weak under 3 seeds); disjoint from it
+    (``hi <= a`` or ``lo >= b``): not supported; overlapping: weak."""
+    est, cell = crossing_estimate(rows)
+    lo, hi = widen_to_cells(est.bounds, cell)
     a, b = PUBLISHED
-    if math.isnan(point):
-        v = "not supported" if math.isfinite(lo) and lo > b else "not tested"
+    if math.isnan(est.estimate):
+        v = "not supported" if lo >= b else "not tested"
     elif a <= lo and hi <= b:
-        v = "supported" if seeds >= 3 else "weak"
-    elif hi < a or lo > b:
+        v = "supported" if est.n >= 3 else "weak"
+    elif hi <= a or lo >= b:
         v = "not supported"
     else:
         v = "weak"
@@ -121,21 +123,79 @@ def boundary_subclaim(
         "P1",
         f"on the paper's model, one-hot icl crosses between K = {a} and {b}, as in the published code",
         v,
-        point,
-        "crossing K, one-hot",
+        est.estimate,
+        "crossing K, one-hot (geometric mean over seeds)",
         [lo, hi],
-        f"95% bootstrap over {seeds} seeds",
-        notes=f"crossing K {format_threshold_interval(row, largest)}{extra}; {PUBLISHED_TEXT}; "
-        f"{DEFAULT_TEXT}",
+        f"{est.kind}, widened to the grid cells",
+        notes=f"crossing K per seed {crossing_text(rows)}; grid rule: the crossing is interpolated "
+        f"inside that cell, so the interval is widened to at least it (seeds alone: "
+        f"[{est.lo:.0f}, {est.hi:.0f}]); compared with the published bracket ({a}, {b}] as half-open "
+        f"cells{extra}; {PUBLISHED_TEXT}; {DEFAULT_TEXT}",
         **common,
     )
+
+
+def moving_text(moving: list[str] | None, n_runs: int) -> str:
+    """The plateau check in words, for the notes."""
+    if moving is None:
+        return "; whether the runs are at a plateau is not known here"
+    if not moving:
+        return "; every run's icl trend over the last 20% of training is < 0.01 (at a plateau)"
+    names = ", ".join(moving) if len(moving) <= 6 else "see paper_arch.md"
+    return (
+        f"; icl still moving (trend >= 0.01 over the last 20% of training) in {len(moving)} of {n_runs} "
+        f"runs: {names}"
+    )
+
+
+def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> list[SubClaim]:
+    """P1 (the one-hot crossing vs the published code's bracket) and P2 (RoPE / one-hot crossing
+    K, paired by seed, with the grid rule), from the per-run table alone (``paper_arch_runs.csv``:
+    positions, K, seed, final icl per run). ``moving``: runs still moving at the end (None: not
+    known); a RoPE or one-hot run still moving caps P2 at weak."""
+    crossings = seed_crossings(runs, K, by=[POS], value="icl")
+    arms = {pos: part for pos, part in crossings.groupby(POS)}
+    text = moving_text(moving, len(runs))
+    subs = []
+    if "onehot" in arms:
+        subs.append(boundary_subclaim(arms["onehot"], common, text))
+    if "onehot" in arms and "rope" in arms:
+        run_pos = dict(zip(runs["run"], runs[POS], strict=False))
+        # a crossing measured on runs that are still rising is not a plateau's crossing
+        capped = moving is None or any(run_pos.get(r) in ("rope", "onehot") for r in moving)
+        judged = judge_crossing_ratio(arms["rope"], arms["onehot"], at_most_weak=capped)
+        subs.append(
+            judged.subclaim(
+                "P2",
+                "on the paper's model, RoPE raises the data-complexity threshold",
+                "crossing K, RoPE / one-hot (geometric mean of the per-seed ratios)",
+                f"crossing K per seed: RoPE {crossing_text(arms['rope'])} vs one-hot "
+                f"{crossing_text(arms['onehot'])}" + text,
+                **common,
+            )
+        )
+    return subs
+
+
+def from_results(args) -> None:
+    """``--from-results``: section "paper_arch" of claims.json re-judged from the per-run CSV alone."""
+    csv = from_results_path(args, RUNS_CSV)
+    runs = pd.read_csv(csv)
+    moving = moving_runs(runs, csv.parent / "paper_arch.md")
+    common = dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K]))
+    section = Section("paper_arch", TITLE, subclaims(runs, common, moving), command_line("paper_arch"))
+    rejudge_section(Path(args.out) / "claims.json", section, csv.name)
+    print(f"re-judged section paper_arch of {Path(args.out) / 'claims.json'} from {csv}")
 
 
 def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results")
+    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
     args = parser.parse_args(argv)
+    if args.from_results is not None:
+        from_results(args)
+        return
     if len(args.grid) != 1:
         parser.error(f"--grid: this script reads one grid (position type x K), got {len(args.grid)}")
     done = run_grids(args.grid, args.runs, args.workers)
@@ -146,8 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     by = runs.groupby([POS, K])
     rel = {i: spread(r) for i, r in by["icl_rel"].agg(["mean", "min", "max", "count"]).iterrows()}
     ih = {i: spread(r) for i, r in by["best_ih"].agg(["mean", "min", "max", "count"]).iterrows()}
-    boot = threshold_bootstrap(result.table, K, by=[POS]).set_index(POS)
-    largest = summary[K].max()
+    per_seed = {p: part for p, part in seed_crossings(runs, K, by=[POS], value="icl").groupby(POS)}
     positions = list(dict.fromkeys(result.table[POS]))
     seeds = n_seeds(result.table)
     first = grid.points()[0].config.train
@@ -162,13 +221,20 @@ def main(argv: list[str] | None = None) -> None:
         "`.venv/bin/python analyses/paper_arch.py`; "
         f"wall time {done.timing()}.",
         "",
-        "## Crossing K (mean icl reaches 0.5, log-interpolated; 95% seed bootstrap)",
+        "## Crossing K (each seed's icl reaches 0.5, log-interpolated between the grid points)",
+        "",
+        "Geometric mean over seeds with the 95% t interval of log K (seeds only), and the grid cell "
+        "(lo, hi] the seeds' crossings lie in: an interpolated crossing is only known to lie in its cell.",
         "",
     ]
     lines += markdown_table(
-        ["positions", "crossing K [95% CI]", "resamples reaching 0.5"],
+        ["positions", "crossing K [95% t], grid cell", "seeds reaching 0.5"],
         [
-            [p, format_threshold_interval(boot.loc[p], largest), f"{boot.loc[p, 'reached']:.2f}"]
+            [
+                p,
+                crossing_text(per_seed[p]),
+                f"{int(per_seed[p]['crossing'].notna().sum())} of {len(per_seed[p])}",
+            ]
             for p in positions
         ],
     )
@@ -190,48 +256,13 @@ def main(argv: list[str] | None = None) -> None:
         steps=done.steps(),
         command=command,
     )
-    means = runs.groupby([POS, K])["icl"].mean()
-    cells = {p: bracket(means[p]) for p in positions}
     moving = still_moving(result.table)
-    moving_text = (
-        f"; icl still moving (trend >= 0.01 over the last 20% of training) in {len(moving)} of "
-        f"{len(result.results)} runs: {', '.join(moving) if len(moving) <= 6 else 'see paper_arch.md'}"
-        if moving
-        else "; every run's icl trend over the last 20% of training is < 0.01 (at a plateau)"
-    )
     lines += [
         "",
         "Runs whose icl still moves at the end (least-squares trend over the last 20% of training "
         f">= 0.01): {', '.join(moving) if moving else 'none'}.",
     ]
-    subs = []
-    if "onehot" in boot.index:
-        extra = f" ({cells['onehot']}; the interval is over seeds only)" + moving_text
-        subs.append(boundary_subclaim(boot.loc["onehot"], largest, seeds, common, extra))
-    if "onehot" in boot.index and "rope" in boot.index:
-        effect, lo, hi = ratio_interval(boot.loc["rope"], boot.loc["onehot"])
-        subs.append(
-            SubClaim(
-                "P2",
-                "on the paper's model, RoPE raises the data-complexity threshold",
-                # a crossing measured on runs that are still rising is not a plateau's crossing
-                verdict(
-                    effect,
-                    [lo, hi],
-                    null=1.0,
-                    n_seeds=seeds,
-                    at_most_weak=any(name.startswith("positions=rope_") for name in moving),
-                ),
-                effect,
-                "crossing K, RoPE / one-hot",
-                [lo, hi],
-                "conservative: ratio of the 95% seed-bootstrap bounds",
-                notes=f"RoPE {format_threshold_interval(boot.loc['rope'], largest)} ({cells['rope']}) vs "
-                f"one-hot {format_threshold_interval(boot.loc['onehot'], largest)} ({cells['onehot']}); "
-                "intervals over seeds only, not the grid spacing" + moving_text,
-                **common,
-            )
-        )
+    subs = subclaims(runs, common, moving)
 
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=["final icl / iwl vs K", "best induction head (ih) vs K"]
@@ -270,14 +301,14 @@ def main(argv: list[str] | None = None) -> None:
         title="Paper's architecture: icl / iwl vs K (dotted: the published code's boundary)",
         width=1300,
         png=not args.no_png,
-        csv={"paper_arch_runs.csv": runs},
+        csv={RUNS_CSV: runs.assign(still_moving=runs["run"].isin(moving))},
     )
     wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
     for sc in subs:
         sc.wall_time_s = wall
     write_section(
         Path(args.out) / "claims.json",
-        Section("paper_arch", "Claims 1 and 2 on the paper's architecture", subs, command, wall),
+        Section("paper_arch", TITLE, subs, command, wall),
     )
 
 

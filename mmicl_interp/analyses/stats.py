@@ -60,6 +60,20 @@ least-squares slope ``b`` of the values against step over the evals at steps >= 
 window, ``|y_last - y_first|``. The trend, not max - min: the eval noise of an accuracy near
 0.1 on 1000 sequences alone is about 0.01, so max - min would never call a run settled.
 
+**Intervals over seeds** (:class:`Interval`, each with a ``kind`` that says what it is). With
+3-5 seeds a percentile bootstrap runs short (it can only reshuffle the few values seen), so a
+mean over ``n`` seeds gets the Student-t interval (:func:`t_interval`)
+``mean +- t_{(1+ci)/2, n-1} sd / sqrt(n)`` (``sd`` with ``n - 1``). Two arms that share seeds
+(the grids vary task, model and training seed together as ``seed``, so seed ``s`` of one arm
+sees the same task and data stream as seed ``s`` of the other) are compared by the paired t
+interval (:func:`paired_t_interval`): the t interval of the per-seed differences ``d_s = b_s -
+a_s``. A ratio of two positive quantities matched by seed (e.g. two crossing K) is the paired t
+interval of ``log(num_s / den_s)``, exponentiated (:func:`paired_log_ratio_interval`; its
+estimate is the geometric mean of the per-seed ratios). :func:`bca_interval` is the BCa
+bootstrap of :func:`scipy.stats.bootstrap`, for statistics over many runs (a correlation, a
+mean over hundreds of runs), not for 3-5 seeds. :func:`range_interval` is the min-max over
+seeds, labelled as a range, never as a confidence interval.
+
 **Configuration hash** (:func:`config_hash`, :func:`dedupe_runs`, :func:`dedupe_table`): runs
 trained from the same configuration are repeats of one point, not independent evidence
 (two sweeps can share a grid point). The hash is the SHA-256 (first 16 hex digits) of the
@@ -73,9 +87,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -283,6 +300,208 @@ def percentile_interval(stats: np.ndarray, ci: float = 0.95) -> tuple[float, flo
     return out[0], out[1]
 
 
+# --------------------------------------------------------------------------- intervals over seeds
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its ``[lo, hi]`` and a truthful label of how the interval was made
+    (``kind``: "95% paired t over 5 seeds", "range over 3 seeds (min-max), not a confidence
+    interval", ...). ``n``: the independent units behind it (seeds, or runs)."""
+
+    estimate: float
+    lo: float
+    hi: float
+    kind: str
+    n: int
+
+    @property
+    def bounds(self) -> list[float]:
+        """``[lo, hi]``."""
+        return [self.lo, self.hi]
+
+    def __iter__(self):  # ``effect, lo, hi = interval``
+        return iter((self.estimate, self.lo, self.hi))
+
+
+def _ci_label(ci: float) -> str:
+    _check_level(ci)
+    return f"{100 * ci:g}%"
+
+
+def _check_level(ci: float) -> None:
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie strictly between 0 and 1, got {ci!r}")
+
+
+def _values(name: str, values) -> np.ndarray:
+    """A 1-d float array without its NaNs (a missing seed); inf is refused."""
+    arr = np.asarray(values.to_numpy() if isinstance(values, pd.Series) else values, dtype=float)
+    arr = arr.reshape(-1) if arr.ndim == 0 else arr
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    arr = arr[~np.isnan(arr)]
+    if np.isinf(arr).any():
+        raise ValueError(f"{name} must be finite (an infinite value has no mean)")
+    return arr
+
+
+def t_quantile(ci: float, df: int) -> float:
+    """``t_{(1 + ci)/2, df}``, the two-sided Student-t quantile (``scipy.stats.t.ppf``)."""
+    from scipy import stats as sps
+
+    _check_level(ci)
+    if df < 1:
+        raise ValueError(f"df must be at least 1, got {df!r}")
+    return float(sps.t.ppf((1 + ci) / 2, df))
+
+
+def t_interval(values, ci: float = 0.95, unit: str = "seeds", what: str = "t") -> Interval:
+    """The mean of ``values`` (one per seed) with the Student-t interval
+    ``mean +- t_{(1+ci)/2, n-1} sd / sqrt(n)``, ``sd`` with ``n - 1`` in the denominator.
+
+    NaN values (a seed without a value) are left out and not counted. One value: the mean with
+    NaN bounds; none: all NaN. Equal values give ``lo = hi = mean``. ``kind``:
+    ``"95% t over 5 seeds"`` (``what`` names the statistic, e.g. "paired t")."""
+    x = _values("values", values)
+    n = int(x.size)
+    kind = f"{_ci_label(ci)} {what} over {n} {unit}"
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, kind, 0)
+    mean = float(x.mean())
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, kind, n)
+    half = t_quantile(ci, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, kind, n)
+
+
+def paired_values(a, b) -> tuple[np.ndarray, np.ndarray, list]:
+    """``a`` and ``b`` matched unit by unit (seed by seed), without the pairs where either is NaN.
+
+    Two pandas Series (or mappings) are matched on their index (the seed), in sorted order;
+    a unit in only one of them is left out. Two arrays are matched by position and must be
+    of one length. Returns ``(a, b, keys)``."""
+    if isinstance(a, Mapping):
+        a = pd.Series(a, dtype=float)
+    if isinstance(b, Mapping):
+        b = pd.Series(b, dtype=float)
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+        if not a.index.is_unique or not b.index.is_unique:
+            raise ValueError("paired values need one value per unit (seed): the index repeats")
+        keys = sorted(set(a.index) & set(b.index))
+        x, y = a.loc[keys].to_numpy(float), b.loc[keys].to_numpy(float)
+    else:
+        x, y = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
+        if x.shape != y.shape:
+            raise ValueError(f"paired arrays must have one length, got {x.size} and {y.size}")
+        keys = list(range(x.size))
+    keep = ~(np.isnan(x) | np.isnan(y))
+    return x[keep], y[keep], [k for k, ok in zip(keys, keep, strict=True) if ok]
+
+
+def paired_t_interval(a, b, ci: float = 0.95, unit: str = "seeds") -> Interval:
+    """``b - a`` for two arms matched by seed: the mean of the per-seed differences
+    ``d_s = b_s - a_s`` with their t interval (:func:`t_interval`). ``kind``:
+    ``"95% paired t over 5 seeds"``. Matching: :func:`paired_values`."""
+    x, y, _ = paired_values(a, b)
+    return t_interval(y - x, ci, unit, what="paired t")
+
+
+def paired_log_ratio_interval(num, den, ci: float = 0.95, unit: str = "seeds") -> Interval:
+    """``num / den`` for two positive quantities matched by seed (e.g. the crossing K of two
+    arms): the t interval of the per-seed ``log(num_s / den_s)``, exponentiated. The estimate is
+    the geometric mean of the per-seed ratios. ``kind``: ``"95% paired t of the log ratio over 5
+    seeds"``."""
+    x, y, _ = paired_values(den, num)
+    if (x <= 0).any() or (y <= 0).any() or np.isinf(x).any() or np.isinf(y).any():
+        raise ValueError("a log ratio needs positive, finite values in both arms")
+    est, lo, hi = t_interval(np.log(y / x), ci, unit)
+    return Interval(
+        math.exp(est) if not math.isnan(est) else math.nan,
+        math.exp(lo) if not math.isnan(lo) else math.nan,
+        math.exp(hi) if not math.isnan(hi) else math.nan,
+        f"{_ci_label(ci)} paired t of the log ratio over {x.size} {unit}",
+        int(x.size),
+    )
+
+
+def range_interval(values, unit: str = "seeds") -> Interval:
+    """The mean with the min and max of ``values``, labelled as what it is: ``"range over 3
+    seeds (min-max), not a confidence interval"``."""
+    x = _values("values", values)
+    kind = f"range over {x.size} {unit} (min-max), not a confidence interval"
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, kind, 0)
+    return Interval(float(x.mean()), float(x.min()), float(x.max()), kind, int(x.size))
+
+
+def bca_interval(
+    *samples,
+    statistic: Callable[..., np.ndarray] | None = None,
+    paired: bool = False,
+    ci: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    unit: str = "runs",
+) -> Interval:
+    """A BCa bootstrap interval (:func:`scipy.stats.bootstrap`, ``method="BCa"``) for a
+    statistic over many independent units (runs): the default statistic is the mean of one
+    sample, or with two ``paired`` samples the mean of ``b - a``. ``statistic(*samples, axis)``
+    must be vectorised over ``axis``. Where BCa cannot be computed (e.g. a constant sample:
+    its acceleration is 0/0) the percentile interval is returned and ``kind`` says so. Not for
+    3-5 seeds (use :func:`t_interval`): the bootstrap can only reshuffle the values seen."""
+    from scipy import stats as sps
+
+    _check_level(ci)
+    if not samples:
+        raise ValueError("bca_interval needs at least one sample")
+    data = [np.asarray(s, dtype=float).reshape(-1) for s in samples]
+    if paired:
+        keep = ~np.any([np.isnan(d) for d in data], axis=0)
+        data = [d[keep] for d in data]
+    else:
+        data = [d[~np.isnan(d)] for d in data]
+    paired_mean = paired and len(data) == 2 and statistic is None
+    if statistic is None:
+        if len(data) == 1:
+
+            def statistic(x, axis=-1):
+                return np.mean(x, axis=axis)
+
+        elif len(data) == 2 and paired:
+
+            def statistic(x, y, axis=-1):
+                return np.mean(y - x, axis=axis)
+
+        else:
+            raise ValueError("pass a statistic for more than one sample (or two paired ones)")
+    n = int(min(d.size for d in data))
+    with np.errstate(all="ignore"):  # e.g. the correlation of a constant sample: NaN, said below
+        point = float(statistic(*data, axis=-1))
+    label = f"{_ci_label(ci)} BCa bootstrap over {n} {unit}" + (" (paired)" if paired_mean else "")
+    if n < 3 or math.isnan(point):
+        return Interval(point, math.nan, math.nan, label, n)
+    # scipy 1.15 renamed random_state to rng
+    seeding = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
+    for method in ("BCa", "percentile"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BCa's 0/0 acceleration on a degenerate sample
+            res = sps.bootstrap(
+                tuple(data),
+                statistic,
+                paired=paired,
+                vectorized=True,
+                n_resamples=n_resamples,
+                confidence_level=ci,
+                method=method,
+                **{seeding: np.random.default_rng(seed)},
+            )
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if not (math.isnan(lo) or math.isnan(hi)):
+            if method == "percentile":
+                label = label.replace("BCa bootstrap", "percentile bootstrap (BCa undefined here)")
+            return Interval(point, lo, hi, label, n)
+    return Interval(point, math.nan, math.nan, label, n)
+
+
 # --------------------------------------------------------------------------- trend over a window
 def trend_change(
     steps: Float[np.ndarray, " n"] | Sequence[float],
@@ -437,7 +656,9 @@ def dedupe_table(
 __all__ = [
     "BLOCK_RULES",
     "NON_SEMANTIC_FIELDS",
+    "Interval",
     "autocorrelation",
+    "bca_interval",
     "block_bootstrap_indices",
     "block_length",
     "config_hash",
@@ -448,7 +669,13 @@ __all__ = [
     "dedupe_table",
     "icl_relative",
     "max_block",
+    "paired_log_ratio_interval",
+    "paired_t_interval",
+    "paired_values",
     "percentile_interval",
     "plateau_from_config",
+    "range_interval",
+    "t_interval",
+    "t_quantile",
     "trend_change",
 ]

@@ -13,6 +13,10 @@ step x suite x metric, with one column per swept key. The claims read the *final
   resampled means; a resample whose means never reach the level counts as beyond the
   largest value (``+inf``), so an upper bound can read ``> largest``
   (:func:`format_threshold_interval`);
+- :func:`seed_crossings`: the crossing of each *seed's own* curve (the runs of one seed across
+  the values of the key), with the grid cell ``(k_lo, k_hi]`` it lies in: the unit the
+  claims' paired intervals are built on (:mod:`mmicl_interp.sweep.claims`), from a sweep table
+  or from a committed per-run CSV alike;
 - :func:`markdown_table` / :func:`spread`: the Markdown the scripts commit;
 - :func:`run_grids` and :func:`claim_parser`: the command-line shape every script shares
   (``--grid``, ``--out``, ``--runs``, ``--workers``, ``--no-png``);
@@ -117,6 +121,80 @@ def _crossings(ks: np.ndarray, means: np.ndarray, level: float, interpolate: boo
         v0, v1 = means[rows[inner], i[inner] - 1], means[rows[inner], i[inner]]
         out[inner] = k0 * (k1 / k0) ** ((level - v0) / (v1 - v0))
     return out
+
+
+def whole_numbers(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with each of ``keys`` that holds only whole numbers back as integers (a concat of
+    sweeps with different axes turns them to floats: ``K = 128.0``)."""
+    out = frame.copy()
+    for key in keys:
+        if key in out and pd.api.types.is_float_dtype(out[key]) and out[key].notna().all():
+            if (out[key] == out[key].round()).all():
+                out[key] = out[key].astype(int)
+    return out
+
+
+def seed_key(frame: pd.DataFrame) -> str:
+    """The seed column of a sweep table or per-run frame (the first of :data:`SEED_KEYS` present)."""
+    for key in SEED_KEYS:
+        if key in frame.columns:
+            return key
+    raise ValueError(f"no seed column ({', '.join(SEED_KEYS)}) in {list(frame.columns)}")
+
+
+def _cells(ks: np.ndarray, means: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The grid cell ``(lo, hi]`` of each row's crossing (``ks`` sorted): ``(k_{i-1}, k_i]`` for the
+    first ``k_i`` reaching ``level``; ``(0, k_0]`` when the first value already reaches it (no
+    lower grid point); ``(k_max, inf)`` when none does."""
+    hit = means >= level
+    reached = hit.any(axis=1)
+    i = np.argmax(hit, axis=1)
+    hi = np.where(reached, ks[i], np.inf)
+    lo = np.where(reached, np.where(i > 0, ks[np.maximum(i - 1, 0)], 0.0), ks[-1])
+    return lo, hi
+
+
+def seed_crossings(
+    frame: pd.DataFrame,
+    key: str = "task.K",
+    *,
+    by: Sequence[str] = (),
+    value: str | None = None,
+    seed: str | None = None,
+    level: float = 0.5,
+    interpolate: bool = True,
+    suite: str = "icl",
+    metric: str = "accuracy",
+) -> pd.DataFrame:
+    """The crossing of ``level`` by each seed's own curve, per value of ``by``.
+
+    ``frame``: a sweep table (its final ``metric`` on ``suite`` is used, as
+    :func:`final_rows`) or a per-run frame with a ``value`` column (one row per run, e.g. a
+    committed ``*_runs.csv``). Per (``by``..., seed): the runs of that seed across the values of
+    ``key`` form one curve, and its crossing is :func:`threshold`'s rule on it (log-interpolated
+    by default; NaN when the curve never reaches ``level``). Columns: the ``by`` keys, ``seed``,
+    ``crossing``, ``cell_lo``, ``cell_hi`` (the grid cell ``(cell_lo, cell_hi]`` the crossing
+    lies in, :func:`_cells`; an interpolated crossing is known only to lie there), ``n_points``.
+    """
+    seed = seed_key(frame) if seed is None else seed
+    if value is None:
+        last = final_rows(frame, metric)
+        frame, value = last[last["suite"] == suite], "value"
+    missing = [k for k in (key, seed, value, *by) if k not in frame.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the frame: {list(frame.columns)}")
+    rows = []
+    for group, part in frame.groupby([*by, seed], sort=True):
+        curve = part.groupby(key)[value].mean().sort_index()
+        ks, means = curve.index.to_numpy(float), curve.to_numpy(float)[None]
+        point = float(_crossings(ks, means, level, interpolate, key)[0])
+        lo, hi = _cells(ks, means, level)
+        values = group if isinstance(group, tuple) else (group,)
+        rows.append(
+            dict(zip([*by, "seed"], values, strict=True))
+            | dict(crossing=point, cell_lo=float(lo[0]), cell_hi=float(hi[0]), n_points=len(ks))
+        )
+    return pd.DataFrame(rows, columns=[*by, "seed", "crossing", "cell_lo", "cell_hi", "n_points"])
 
 
 def threshold_bootstrap(
@@ -289,8 +367,14 @@ def run_grids(
     return GridsResult(loaded, results, time.perf_counter() - t0)
 
 
-def claim_parser(doc: str, grids: Sequence[str | Path], out: str | Path) -> argparse.ArgumentParser:
-    """The argument parser the claim scripts share; ``doc``'s first paragraph is its help."""
+def claim_parser(
+    doc: str, grids: Sequence[str | Path], out: str | Path, from_results: str | None = None
+) -> argparse.ArgumentParser:
+    """The argument parser the claim scripts share; ``doc``'s first paragraph is its help.
+
+    ``from_results``: the name of the script's per-run CSV in ``--out``; adds ``--from-results
+    [CSV]``, which re-judges the script's claims.json section from that CSV alone (no training,
+    no run folders)."""
     parser = argparse.ArgumentParser(description=doc.strip().split("\n\n")[0])
     parser.add_argument(
         "--grid",
@@ -302,7 +386,26 @@ def claim_parser(doc: str, grids: Sequence[str | Path], out: str | Path) -> argp
     parser.add_argument("--runs", default=None, help="folder of the sweeps (default: checkpoints/)")
     parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: all cores)")
     parser.add_argument("--no-png", action="store_true", help="skip the PNG copies of the figures")
+    if from_results:
+        parser.add_argument(
+            "--from-results",
+            nargs="?",
+            const="",
+            default=None,
+            metavar="CSV",
+            help=f"re-judge this claim's section of claims.json from the per-run CSV alone (default: "
+            f"--out/{from_results}); no training, no run folders, the Markdown and figure are kept",
+        )
     return parser
+
+
+def from_results_path(args: argparse.Namespace, name: str) -> Path:
+    """The per-run CSV ``--from-results`` names (``--out/name`` when given without a path);
+    SystemExit naming it when missing."""
+    path = Path(args.from_results) if args.from_results else Path(args.out) / name
+    if not path.is_file():
+        raise SystemExit(f"--from-results: no per-run table at {path}")
+    return path
 
 
 def spread_trace(rows: pd.DataFrame, x: str, name: str, **scatter: Any) -> go.Scatter:
@@ -376,15 +479,19 @@ __all__ = [
     "final_values",
     "format_threshold",
     "format_threshold_interval",
+    "from_results_path",
     "markdown_table",
     "run_grids",
     "save_figure",
+    "seed_crossings",
+    "seed_key",
     "short",
     "spread",
     "spread_trace",
     "swept_keys",
     "threshold",
     "threshold_bootstrap",
+    "whole_numbers",
     "wide",
     "write_results",
 ]

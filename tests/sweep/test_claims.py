@@ -247,3 +247,166 @@ def test_the_committed_readme_tables_are_the_render_of_the_committed_claims_json
         hint = f"{readme}: run analyses/make_tables.py"
         assert replace_between_markers(text, table, str(readme)) == text, hint
     assert "| 6a." in table and "| 4" in table  # claim 6 and claim 4 are in the table
+
+
+# --------------------------------------------------------------------------- paired judgements and the rules
+T_0975_4 = 2.776445  # t_{0.975, 4}, from a t table
+T_0975_2 = 4.302653  # t_{0.975, 2}
+
+
+def _crossings(arm: dict[int, tuple[float, float, float]]) -> pd.DataFrame:
+    """seed_crossings rows: seed -> (crossing, cell_lo, cell_hi)."""
+    return pd.DataFrame([dict(seed=s, crossing=c, cell_lo=lo, cell_hi=hi) for s, (c, lo, hi) in arm.items()])
+
+
+def test_judge_difference_is_the_paired_t_interval_written_out():
+    a = pd.Series({0: 0.10, 1: 0.12, 2: 0.08, 3: 0.11, 4: 0.09})
+    b = pd.Series({4: 0.70, 3: 0.81, 2: 0.66, 1: 0.74, 0: 0.77})  # any order: matched on the seed
+    j = claims.judge_difference(a, b)
+    d = [b[s] - a[s] for s in range(5)]
+    mean = sum(d) / 5
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 4)
+    assert j.effect == pytest.approx(mean)
+    assert j.interval == pytest.approx(
+        [mean - T_0975_4 * sd / math.sqrt(5), mean + T_0975_4 * sd / math.sqrt(5)]
+    )
+    assert j.kind == "95% paired t over 5 seeds" and j.verdict == "supported"
+    assert claims.judge_difference(a.iloc[:2], b, min_seeds=3).verdict == "weak"  # 2 seeds in common
+
+
+def test_judge_mean_is_the_t_interval_over_seeds():
+    j = claims.judge_mean([0.25, 0.05, 0.30], min_effect=0.1)
+    mean = 0.2
+    sd = math.sqrt(((0.05) ** 2 + 0.15**2 + 0.1**2) / 2)
+    assert j.interval == pytest.approx(
+        [mean - T_0975_2 * sd / math.sqrt(3), mean + T_0975_2 * sd / math.sqrt(3)]
+    )
+    assert j.verdict == "inside noise" and j.kind == "95% t over 3 seeds"
+
+
+def test_grid_rule_widens_an_interpolated_crossing_ratio_to_the_ratio_of_the_cells():
+    rope = _crossings({0: (600.0, 512, 1024), 1: (640.0, 512, 1024), 2: (620.0, 512, 1024)})
+    onehot = _crossings({0: (170.0, 128, 256), 1: (176.0, 128, 256), 2: (173.0, 128, 256)})
+    j = claims.judge_crossing_ratio(rope, onehot)
+    logs = [math.log(600 / 170), math.log(640 / 176), math.log(620 / 173)]
+    assert j.effect == pytest.approx(math.exp(sum(logs) / 3))
+    assert j.interval == [2.0, 8.0]  # at least [512 / 256, 1024 / 128]
+    assert j.verdict == "supported" and "widened to the grid cells" in j.kind
+    assert "widened to at least their ratio [2, 8]" in j.note and "K (512, 1024]" in j.note
+    # the seed interval alone is far narrower; "cap" keeps it and caps the verdict instead
+    capped = claims.judge_crossing_ratio(rope, onehot, rule="cap")
+    assert capped.verdict == "weak" and 3.0 < capped.interval[0] < capped.interval[1] < 4.0
+    assert "capped at weak" in capped.note and "seeds only" in capped.kind
+    # a seed interval wider than the cells stays as wide
+    wide = _crossings({0: (300.0, 256, 512), 1: (900.0, 512, 1024), 2: (620.0, 512, 1024)})
+    j = claims.judge_crossing_ratio(wide, onehot)
+    seeds = claims.paired_log_ratio_interval(
+        wide.set_index("seed")["crossing"], onehot.set_index("seed")["crossing"]
+    )
+    assert j.interval == pytest.approx([min(seeds.lo, 1.0), max(seeds.hi, 8.0)])
+    with pytest.raises(ValueError, match="rule"):
+        claims.judge_crossing_ratio(rope, onehot, rule="shrink")
+
+
+def test_grid_rule_adjacent_cells_show_the_direction_not_the_size():
+    # crossings in (128, 192] and (192, 256]: the ratio is > 1 but its size is not resolved
+    small = _crossings({s: (160.0 + s, 128, 192) for s in range(5)})
+    big = _crossings({s: (215.0 + s, 192, 256) for s in range(5)})
+    j = claims.judge_crossing_ratio(big, small)
+    assert j.interval[0] == 1.0 and j.verdict == "weak" and "only touch" in j.note
+    # the same cells: the widened interval holds 1, inside noise
+    same = _crossings({s: (170.0 + 2 * s, 128, 192) for s in range(5)})
+    assert claims.judge_crossing_ratio(same, small).verdict == "inside noise"
+    # a crossing never reached: judged on the cells only, at most weak
+    never = _crossings({s: (math.nan, 512, math.inf) for s in range(3)})
+    j = claims.judge_crossing_ratio(never, small.iloc[:3])
+    assert j.effect is None and j.verdict == "weak" and j.interval == [512 / 192, math.inf]
+
+
+def test_crossing_estimate_is_a_geometric_mean_with_the_union_of_the_cells():
+    rows = _crossings({0: (1376.0, 1024, 2048), 1: (1391.0, 1024, 2048), 2: (1380.0, 1024, 2048)})
+    est, cell = claims.crossing_estimate(rows)
+    logs = [math.log(v) for v in (1376.0, 1391.0, 1380.0)]
+    m = sum(logs) / 3
+    sd = math.sqrt(sum((x - m) ** 2 for x in logs) / 2)
+    assert est.estimate == pytest.approx(math.exp(m))
+    assert (est.lo, est.hi) == pytest.approx(
+        (math.exp(m - T_0975_2 * sd / math.sqrt(3)), math.exp(m + T_0975_2 * sd / math.sqrt(3)))
+    )
+    assert cell == (1024.0, 2048.0) and claims.widen_to_cells(est.bounds, cell) == [1024.0, 2048.0]
+    assert claims.crossing_text(rows).endswith("in K (1024, 2048]")
+    assert claims.cell_text((8192, math.inf)) == "K > 8192"
+
+
+@pytest.mark.parametrize(
+    ("effect", "interval", "spacing", "expected"),
+    [
+        (63.3, [-0.1, 126.7], 25.0, "inside noise"),  # the interval holds 0
+        (63.3, [10.0, 116.0], 25.0, "weak"),  # above 0, but the lower bound is not past the spacing
+        (63.3, [30.0, 96.0], 25.0, "supported"),  # the lower bound exceeds the spacing
+        (20.0, [15.0, 25.0], 25.0, "inside noise"),  # below the spacing: unresolved
+        (-40.0, [-60.0, -30.0], 25.0, "not supported"),  # earlier, not later
+        (math.nan, None, 25.0, "not tested"),
+    ],
+)
+def test_delay_rule(effect, interval, spacing, expected):
+    v, note = claims.delay_verdict(effect, interval, spacing, n_seeds=5)
+    assert v == expected
+    if expected == "weak":
+        assert "does not exceed the checkpoint spacing (25 steps)" in note
+
+
+def test_judge_delay_pairs_onsets_by_seed_and_applies_the_delay_rule():
+    onehot = pd.Series({0: 388.4615, 1: 352.4590, 2: 360.1190, 3: 330.6818, 4: 331.2909})
+    rope = pd.Series({0: 418.0555, 1: 460.7143, 2: 361.0000, 3: 387.5000, 4: 452.3437})
+    j = claims.judge_delay(onehot, rope, 25.0)
+    assert j.effect == pytest.approx(63.32, abs=0.01) and j.interval[0] < 0 < j.interval[1]
+    assert j.verdict == "inside noise" and "holds 0" in j.note
+
+
+def test_range_text_says_range_and_is_not_bracketed():
+    text = claims.range_text(pd.Series([0.862, 0.946, 0.90]), "runs")
+    assert text == "0.903 (range 0.862 to 0.946 over 3 runs)" and "[" not in text
+    assert claims.range_text([]) == "-"
+
+
+def test_judgement_becomes_a_subclaim_with_its_kind_and_note():
+    j = claims.Judgement("weak", 1.3, [1.0, 2.0], "95% paired t", "grid rule: widened")
+    sub = j.subclaim("3a", "text", "ratio", "cells", n_seeds=5)
+    assert (sub.verdict, sub.interval_kind, sub.notes, sub.n_seeds) == (
+        "weak",
+        "95% paired t",
+        "cells; grid rule: widened",
+        5,
+    )
+
+
+def test_moving_runs_read_the_column_or_the_committed_report(tmp_path):
+    runs = pd.DataFrame({"run": ["a", "b", "c"], "still_moving": [False, True, False]})
+    assert claims.moving_runs(runs) == ["b"]
+    plain = runs.drop(columns="still_moving")
+    report = tmp_path / "r.md"
+    report.write_text(
+        "x\nRuns still moving at the end (icl changed by >= 0.01 over the last 20%): 1 of 120 (b).\n"
+    )
+    assert claims.moving_runs(plain, report) == ["b"]
+    report.write_text("Runs whose icl still moves at the end (least-squares trend >= 0.01): none.\n")
+    assert claims.moving_runs(plain, report) == []
+    report.write_text("Runs still moving at the end (...): 12 of 120 (a, b, c, d, e, f, g, h, i, j, ...).\n")
+    assert claims.moving_runs(plain, report) is None  # cut short: not known
+    assert claims.moving_runs(plain, tmp_path / "missing.md") is None
+
+
+def test_rejudge_section_carries_what_the_csv_cannot_give(tmp_path):
+    path = tmp_path / "claims.json"
+    old = SubClaim(
+        "2a", "t", "supported", 3.5, n_runs=120, n_unique_configs=118, steps=10000, command="full cmd"
+    )
+    write_section(path, Section("2", "T", [old], "full cmd", 900.0))
+    new = SubClaim("2a", "t", "weak", 3.6, notes="grid rule", n_runs=120, n_seeds=5)
+    claims.rejudge_section(path, Section("2", "T", [new], "default cmd"), "runs.csv")
+    sub = read_claims(path)["claims"]["2"]["subclaims"][0]
+    assert sub["n_unique_configs"] == 118 and sub["steps"] == 10000 and sub["wall_time_s"] == 900.0
+    assert sub["command"] == "full cmd" and sub["verdict"] == "weak" and sub["n_seeds"] == 5
+    assert sub["notes"] == "grid rule; judged from runs.csv (--from-results)"
+    assert read_claims(path)["claims"]["2"]["command"] == "full cmd"

@@ -181,3 +181,48 @@ def test_threshold_bootstrap_counts_resamples_that_never_reach_the_level_and_spl
         sm.threshold_bootstrap(both, by=["model.n_heads"])
     with pytest.raises(ValueError, match="n_boot"):
         sm.threshold_bootstrap(both, n_boot=0)
+
+
+# --------------------------------------------------------------------------- per-seed crossings
+def test_seed_crossings_take_each_seeds_own_curve_and_its_grid_cell():
+    # seed 0 crosses between 128 (0.1) and 512 (0.9); seed 1 only at 2048; seed 2 already at 128
+    table = _finals({128: [0.1, 0.2, 0.6], 512: [0.9, 0.4, 0.8], 2048: [1.0, 0.6, 1.0]})
+    out = sm.seed_crossings(table).set_index("seed")
+    assert out.loc[0, "crossing"] == pytest.approx(128 * 4 ** (0.4 / 0.8))
+    assert (out.loc[0, "cell_lo"], out.loc[0, "cell_hi"]) == (128.0, 512.0)
+    assert out.loc[1, "crossing"] == pytest.approx(512 * 4 ** (0.1 / 0.2))
+    assert (out.loc[1, "cell_lo"], out.loc[1, "cell_hi"]) == (512.0, 2048.0)
+    assert out.loc[2, "crossing"] == 128.0 and (out.loc[2, "cell_lo"], out.loc[2, "cell_hi"]) == (0.0, 128.0)
+    plain = sm.seed_crossings(table, interpolate=False).set_index("seed")
+    assert list(plain["crossing"]) == [512.0, 2048.0, 128.0]
+    never = sm.seed_crossings(_finals({128: [0.1], 512: [0.2]})).iloc[0]
+    assert math.isnan(never["crossing"]) and (never["cell_lo"], never["cell_hi"]) == (512.0, math.inf)
+
+
+def test_seed_crossings_read_a_per_run_frame_too_and_split_by_group():
+    runs = pd.DataFrame(
+        {
+            "pos": ["a"] * 4 + ["b"] * 4,
+            "task.K": [128, 512] * 4,
+            "seed": [0, 0, 1, 1] * 2,
+            "final_icl": [0.1, 0.9, 0.3, 0.7, 0.6, 1.0, 0.7, 0.9],
+        }
+    )
+    out = sm.seed_crossings(runs, by=["pos"], value="final_icl").set_index(["pos", "seed"])
+    assert out.loc[("a", 1), "crossing"] == pytest.approx(128 * 4 ** (0.2 / 0.4))
+    assert out.loc[("b", 0), "crossing"] == 128.0 and out.loc[("b", 1), "cell_hi"] == 128.0
+    assert sm.seed_key(runs) == "seed" and sm.seed_key(_finals({128: [0.1]})) == "train.seed"
+    with pytest.raises(ValueError, match="nope"):
+        sm.seed_crossings(runs, "nope", value="final_icl")
+
+
+def test_claim_parser_adds_from_results_only_when_asked(tmp_path):
+    parser = sm.claim_parser("doc", ["g.toml"], tmp_path, from_results="x_runs.csv")
+    args = parser.parse_args(["--from-results"])
+    assert args.from_results == ""
+    with pytest.raises(SystemExit, match="no per-run table"):
+        sm.from_results_path(args, "x_runs.csv")
+    (tmp_path / "x_runs.csv").write_text("run\n")
+    assert sm.from_results_path(args, "x_runs.csv") == tmp_path / "x_runs.csv"
+    assert parser.parse_args([]).from_results is None
+    assert not hasattr(sm.claim_parser("doc", ["g.toml"], tmp_path).parse_args([]), "from_results")

@@ -1,0 +1,324 @@
+"""Fidelity (issue 19): is the `published` config the published code's model, and which of the
+differences from the old paper model (`paper_arch`) move the ICL/IWL boundary?
+
+Sweeps ``grids/published_ablation.toml``: the `published` config with its MLP init
+(``torch_default`` as published, ``normal`` as the old paper model) and read-out bias (absent as
+published, present as in the old model) crossed, at K = 2048 and 4096, 3 seeds of task, model
+and data, 2000 steps; and ``grids/embed_init.toml``: the default config with a learned input
+embedding (d_embed 32) under the new norm-preserving and the old N(0, init_std^2) W_E init.
+
+A run's *side* at its last step: ``ICL`` when icl >= 0.8, ``IWL`` when iwl >= 0.6 and icl is
+below the context-label plateau B/N (0.25), else ``neither``. The published code at this
+point (analyses/results/published_reference.md, PUBLISHED.md) memorises at K 2048 and learns
+in context at K 4096 for every seed. The effect of one difference is the change in final icl
+at K 2048 when it is undone, paired by seed (a seed fixes task, init and data stream in both
+arms), with a 95% paired t interval over the seeds (``analyses.stats.paired_t_interval``).
+
+Writes ``analyses/results/published_ablation.md`` / ``_runs.csv`` and section ``published`` of
+``analyses/results/claims.json``. Complete runs are reused.
+
+    .venv/bin/python analyses/published_ablation.py [--out DIR] [--runs DIR] [--workers N]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from mmicl_interp.analyses.stats import paired_t_interval
+from mmicl_interp.sweep.claims import (
+    Section,
+    SubClaim,
+    cell_text,
+    command_line,
+    crossing_estimate,
+    crossing_text,
+    effect_text,
+    judge_crossing_ratio,
+    verdict,
+    write_section,
+)
+from mmicl_interp.sweep.summary import claim_parser, markdown_table, run_grids, seed_crossings
+
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = [
+    ROOT / "analyses" / "grids" / name
+    for name in ("published_ablation.toml", "embed_init.toml", "published_rope.toml")
+]
+REFERENCE = ROOT / "analyses" / "results" / "published_reference.csv"
+STEPS = (500, 1000, 1500, 2000)
+PLATEAU = 0.25  # B/N at N 8, B 2
+VARIANTS = {
+    ("torch_default", False): "published",
+    ("normal", False): "MLP init N(0, 0.02), biases 0",
+    ("torch_default", True): "+ read-out bias",
+    ("normal", True): "both undone (the old paper_arch model)",
+}
+
+
+def side(icl: float, iwl: float) -> str:
+    """``ICL``, ``IWL`` or ``neither`` (see the module docstring)."""
+    if icl >= 0.8:
+        return "ICL"
+    if iwl >= 0.6 and icl < PLATEAU:
+        return "IWL"
+    return "neither"
+
+
+def trajectories(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, step) with icl and iwl accuracy side by side, plus the swept keys."""
+    acc = table[(table["metric"] == "accuracy") & table["suite"].isin(["icl", "iwl"])]
+    keys = [c for c in acc.columns if c.startswith(("model.", "task.")) or c == "seed"]
+    wide = acc.pivot_table(index=["run", "step", *keys], columns="suite", values="value").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def ablation_rows(traj: pd.DataFrame) -> pd.DataFrame:
+    """Each run's icl / iwl at the reported steps and its side at its last step."""
+    rows = []
+    for run, part in traj.groupby("run"):
+        part = part.set_index("step")
+        last = part.index.max()
+        row = {k: part[k].iloc[0] for k in ("model.mlp_init", "model.readout_bias", "task.K", "seed")}
+        row.update(run=run, last_step=int(last), side=side(part.loc[last, "icl"], part.loc[last, "iwl"]))
+        for s in STEPS:
+            if s in part.index:
+                row[f"icl_{s}"], row[f"iwl_{s}"] = part.loc[s, "icl"], part.loc[s, "iwl"]
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["model.mlp_init", "model.readout_bias", "task.K", "seed"])
+
+
+def cell(values: pd.Series) -> str:
+    """``mean (min-max)`` over seeds: a range, not an interval."""
+    return f"{values.mean():.3f} ({values.min():.3f}-{values.max():.3f})"
+
+
+def reference_lines(runs: pd.DataFrame) -> list[str]:
+    """The published code's trajectories (analyses/results/published_reference.csv) beside ours."""
+    if not REFERENCE.exists():
+        return [f"No published reference table ({REFERENCE.name}): run analyses/published_reference.py."]
+    ref = pd.read_csv(REFERENCE)
+    ref = ref[ref["suite"].isin(["icl", "iwl"])].pivot_table(
+        index=["K", "seed", "step"], columns="suite", values="accuracy"
+    )
+    ours = runs[(runs["model.mlp_init"] == "torch_default") & (~runs["model.readout_bias"].astype(bool))]
+    header = ["K", "step", "published code icl / iwl", "`published` icl / iwl", "seeds (ref / ours)"]
+    table = []
+    for K in sorted(ours["task.K"].unique()):
+        mine = ours[ours["task.K"] == K]
+        for s in STEPS:
+            if (K, s) not in {(k, st) for k, _, st in ref.index} or f"icl_{s}" not in mine:
+                continue
+            r = ref.xs((K, s), level=("K", "step"))
+            table.append(
+                [
+                    int(K),
+                    s,
+                    f"{cell(r['icl'])} / {cell(r['iwl'])}",
+                    f"{cell(mine[f'icl_{s}'])} / {cell(mine[f'iwl_{s}'])}",
+                    f"{len(r)} / {len(mine)}",
+                ]
+            )
+    return [
+        "### Against the published code",
+        "",
+        "Mean over seeds with the range (min-max) in brackets; the seeds of the two codes draw",
+        "different random streams, so runs are compared as distributions, not seed by seed.",
+        "",
+        *markdown_table(header, table),
+    ]
+
+
+def subclaims(runs: pd.DataFrame, common: dict) -> list[SubClaim]:
+    """F1/F2: `published` lands on the published code's side at K 2048 / 4096 (every seed);
+    F3-F5: what undoing each difference does to final icl at K 2048, paired by seed."""
+    pub = runs[(runs["model.mlp_init"] == "torch_default") & (~runs["model.readout_bias"].astype(bool))]
+    out = []
+    for sid, K, want in (("F1", 2048, "IWL"), ("F2", 4096, "ICL")):
+        part = pub[pub["task.K"] == K]
+        hits = int((part["side"] == want).sum())
+        icl = part["icl_2000"] if "icl_2000" in part else part.filter(like="icl_").iloc[:, -1]
+        v = "not tested" if part.empty else ("supported" if hits == len(part) >= 3 else "weak")
+        if hits == 0 and len(part):
+            v = "not supported"
+        out.append(
+            SubClaim(
+                sid,
+                f"`published` {'memorises' if want == 'IWL' else 'learns in context'} at K = {K} "
+                f"by step 2000, as the published code does",
+                v,
+                float(icl.mean()) if len(part) else None,
+                "final icl, mean over seeds",
+                [float(icl.min()), float(icl.max())] if len(part) else None,
+                f"range over {len(part)} seeds (min-max), not a confidence interval",
+                notes=f"{hits} of {len(part)} seeds {want}; final iwl {cell(part['iwl_2000'])}"
+                if "iwl_2000" in part and len(part)
+                else "",
+                **common,
+            )
+        )
+    base = pub[pub["task.K"] == 2048].set_index("seed")["icl_2000"]
+    for sid, key, text in (
+        ("F3", ("normal", False), "the MLP init moves the boundary: N(0, 0.02) MLPs learn ICL at K = 2048"),
+        ("F4", ("torch_default", True), "a read-out bias moves the boundary at K = 2048"),
+        ("F5", ("normal", True), "the old paper model (both undone) learns ICL at K = 2048"),
+    ):
+        arm = runs[
+            (runs["model.mlp_init"] == key[0])
+            & (runs["model.readout_bias"].astype(bool) == key[1])
+            & (runs["task.K"] == 2048)
+        ].set_index("seed")["icl_2000"]
+        seeds = sorted(set(arm.index) & set(base.index))
+        diffs = (arm[seeds] - base[seeds]).to_numpy()
+        iv = paired_t_interval(base, arm)
+        effect, lo, hi, kind, n = iv.estimate, iv.lo, iv.hi, iv.kind, iv.n
+        out.append(
+            SubClaim(
+                sid,
+                text,
+                verdict(effect, [lo, hi], min_effect=0.1, n_seeds=n),
+                effect,
+                "final icl at K = 2048, variant minus `published`, paired by seed",
+                [lo, hi],
+                kind,
+                notes="per-seed differences " + ", ".join(f"{d:+.3f}" for d in diffs),
+                **common,
+            )
+        )
+    return out
+
+
+def boundary_subclaims(onehot: pd.DataFrame, rope: pd.DataFrame, common: dict) -> list[SubClaim]:
+    """P1 and P2 on `published`, from each seed's own crossing of icl 0.5 and its grid cell
+    (:func:`~mmicl_interp.sweep.summary.seed_crossings`): P1, every seed's one-hot cell against
+    the published code's (2048, 4096] (published_reference.md, PUBLISHED.md); P2, RoPE / one-hot
+    by :func:`~mmicl_interp.sweep.claims.judge_crossing_ratio` (paired by seed, widened to the
+    cells). ``onehot`` / ``rope``: one row per run with ``task.K``, ``seed`` and final ``icl``."""
+    ref = (2048.0, 4096.0)
+    one = seed_crossings(onehot, value="icl", seed="seed")
+    cells = {(float(lo), float(hi)) for lo, hi in zip(one["cell_lo"], one["cell_hi"], strict=True)}
+    if cells == {ref}:
+        p1 = "supported" if len(one) >= 3 else "weak"
+    elif all(hi <= ref[0] or lo >= ref[1] for lo, hi in cells):
+        p1 = "not supported"
+    else:
+        p1 = "weak"
+    subs = [
+        SubClaim(
+            "P1-pub",
+            "on `published`, one-hot icl crosses between K = 2048 and 4096, as in the published code",
+            p1,
+            crossing_estimate(one)[0].estimate,
+            "crossing K, one-hot (geometric mean over seeds, log-interpolated inside the cell)",
+            [min(c[0] for c in cells), max(c[1] for c in cells)],
+            "the seeds' grid cells (lo, hi], where the crossing is known to lie; not a confidence interval",
+            notes=f"one-hot: {crossing_text(one)}; every seed's cell: "
+            + ", ".join(cell_text(c) for c in sorted(cells))
+            + "; published code at 2000 steps: memorises at K 2048, learns in context at K 4096 "
+            "(published_reference.md)",
+            **common,
+        )
+    ]
+    if rope.empty:
+        return subs
+    rx = seed_crossings(rope, value="icl", seed="seed")
+    judged = judge_crossing_ratio(rx, one)
+    n = common["n_runs"] + len(rope)
+    subs.append(
+        judged.subclaim(
+            "P2-pub",
+            "on `published`, RoPE raises the data-complexity threshold",
+            "crossing K, RoPE / one-hot",
+            notes=f"RoPE: {crossing_text(rx)}; one-hot: {crossing_text(one)}; RoPE final icl by K: "
+            + ", ".join(f"{int(k)}: {cell(g['icl'])}" for k, g in rope.groupby("task.K")),
+            **{**common, "n_runs": n, "n_unique_configs": n},
+        )
+    )
+    return subs
+
+
+def embed_lines(table: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """Final icl / iwl of the embedded default model per W_E init, and the paired difference."""
+    traj = trajectories(table)
+    last = traj[traj["step"] == traj.groupby("run")["step"].transform("max")]
+    rows = []
+    for init, part in last.groupby("model.embed_init"):
+        rows.append([init, len(part), int(part["step"].max()), cell(part["icl"]), cell(part["iwl"])])
+    piv = last.pivot_table(index="seed", columns="model.embed_init", values="icl")
+    iv = paired_t_interval(piv["init_std"], piv["unit"])
+    effect, lo, hi, kind = iv.estimate, iv.lo, iv.hi, iv.kind
+    lines = [
+        "## The input embedding's init (default config, d_embed 32)",
+        "",
+        *markdown_table(["W_E init", "seeds", "step", "icl", "iwl"], rows),
+        "",
+        f"icl, unit minus init_std, paired by seed: {effect:+.3f} [{lo:.3f}, {hi:.3f}] ({kind}).",
+    ]
+    return lines, last
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    done = run_grids(args.grid, args.runs, args.workers)
+    ablation, embed, rope_result = done.results
+    runs = ablation_rows(trajectories(ablation.table))
+    rope_traj = trajectories(rope_result.table)
+    rope = rope_traj[rope_traj["step"] == rope_traj.groupby("run")["step"].transform("max")]
+    header = ["variant", "K", *[f"step {s} icl / iwl" for s in STEPS], "side at 2000 (per seed)"]
+    table = []
+    for (init, bias, K), part in runs.groupby(["model.mlp_init", "model.readout_bias", "task.K"]):
+        name = VARIANTS[(init, bool(bias))]
+        steps = [f"{cell(part[f'icl_{s}'])} / {cell(part[f'iwl_{s}'])}" for s in STEPS]
+        table.append([name, int(K), *steps, ", ".join(part["side"])])
+    command = command_line("published_ablation", argv)
+    common = dict(
+        n_runs=len(runs),
+        n_unique_configs=len(runs),
+        n_seeds=int(runs["seed"].nunique()),
+        steps=int(runs["last_step"].max()),
+        command=command,
+        wall_time_s=done.compute_s(time.perf_counter() - t0),
+    )
+    pub = runs[(runs["model.mlp_init"] == "torch_default") & (~runs["model.readout_bias"].astype(bool))]
+    onehot = pub.rename(columns={"icl_2000": "icl"})[["task.K", "seed", "icl"]]
+    subs = subclaims(runs, common) + boundary_subclaims(onehot, rope, common)
+    embed_md, embed_runs = embed_lines(embed.table)
+    lines = [
+        "# Fidelity: the `published` config against the published code",
+        "",
+        f"Command: `{command}` ({done.timing()}).",
+        "",
+        "Mean over 3 seeds with the range (min-max); side per seed at step 2000: ICL (icl >= 0.8),",
+        f"IWL (iwl >= 0.6 and icl < the plateau {PLATEAU}), else neither.",
+        "",
+        *markdown_table(header, table),
+        "",
+        *reference_lines(runs),
+        "",
+        "### Verdicts",
+        "",
+        *[f"- {s.id} (**{s.verdict}**): {s.text}; {effect_text(s.to_dict())}. {s.notes}" for s in subs],
+        "",
+        *embed_md,
+    ]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "published_ablation.md").write_text("\n".join(lines) + "\n")
+    runs.to_csv(out / "published_ablation_runs.csv", index=False, float_format="%.4f")
+    embed_runs.to_csv(out / "embed_init_runs.csv", index=False, float_format="%.4f")
+    write_section(
+        out / "claims.json",
+        Section("published", "Fidelity: the published code's model", subs, command, common["wall_time_s"]),
+    )
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
