@@ -393,17 +393,7 @@ def judge_difference(
     the paired t interval of the per-unit differences
     (:func:`~mmicl_interp.analyses.stats.paired_t_interval`) and :func:`verdict` on it."""
     est = paired_t_interval(a, b, ci, unit)
-    n_seeds = est.n if unit == "seeds" else None
-    v = verdict(
-        est.estimate,
-        est.bounds,
-        expected=expected,
-        min_effect=min_effect,
-        n_seeds=n_seeds,
-        min_seeds=min_seeds,
-        at_most_weak=at_most_weak,
-    )
-    return Judgement(v, est.estimate, est.bounds, est.kind)
+    return _judge(est, 0.0, expected, min_effect, min_seeds, at_most_weak, unit)
 
 
 def judge_mean(
@@ -418,15 +408,26 @@ def judge_mean(
     unit: str = "seeds",
 ) -> Judgement:
     """The mean of one value per seed with its t interval, against ``null``."""
-    est = t_interval(values, ci, unit)
-    n_seeds = est.n if unit == "seeds" else None
+    return _judge(t_interval(values, ci, unit), null, expected, min_effect, min_seeds, at_most_weak, unit)
+
+
+def _judge(
+    est: Interval,
+    null: float,
+    expected: Literal["positive", "negative"],
+    min_effect: float,
+    min_seeds: int,
+    at_most_weak: bool,
+    unit: str,
+) -> Judgement:
+    """:func:`verdict` on an interval; ``n_seeds`` counts only when the units are seeds."""
     v = verdict(
         est.estimate,
         est.bounds,
         expected=expected,
         null=null,
         min_effect=min_effect,
-        n_seeds=n_seeds,
+        n_seeds=est.n if unit == "seeds" else None,
         min_seeds=min_seeds,
         at_most_weak=at_most_weak,
     )
