@@ -17,7 +17,20 @@ smallest's, paired by seed (per-seed log ratio, t interval), with the grid rule 
 :mod:`mmicl_interp.sweep.claims`, capped at weak when a compared run is still moving.
 ``--from-results`` re-judges that section from ``claim3_scaling_runs.csv`` alone.
 
-    .venv/bin/python analyses/claim3_scaling.py [--grid FILE ...] [--out DIR] [--workers N]
+A third K sweep, ``grids/claim3_heads_split.toml``, has the heads split a fixed width as in
+the paper (d_head unset: d_model // n_heads = 57, 28, 14, 7 for 1, 2, 4, 8 heads; K in {128,
+192, 256, 352}, 3000 steps, 5 seeds): 3c, beside the widened 3a. Each sub-claim's id follows
+its grid (claim3_heads 3a, claim3_layers 3b, claim3_heads_split 3c; other grids take the free
+letters in order), and a command that runs
+some of the grids (``--grid``) re-judges only their sub-claims: the section's other
+sub-claims are kept as they are in claims.json. ``--name`` sets the stem of the Markdown,
+figure and per-run CSV (default ``claim3_scaling``), so such a partial run does not overwrite
+the full run's tables; ``--from-results`` without a CSV reads every ``claim3_*_runs.csv``
+in ``--out``.
+
+    .venv/bin/python analyses/claim3_scaling.py [--grid FILE ...] [--name STEM] [--out DIR] [--workers N]
+    .venv/bin/python analyses/claim3_scaling.py --grid analyses/grids/claim3_heads_split.toml \
+        --name claim3_heads_split --workers 2
     .venv/bin/python analyses/claim3_scaling.py --from-results [CSV]
 """
 
@@ -43,6 +56,7 @@ from mmicl_interp.sweep.claims import (
     judge_crossing_ratio,
     n_seeds,
     n_unique_configs,
+    read_claims,
     rejudge_section,
     still_moving,
     write_section,
@@ -65,7 +79,12 @@ from mmicl_interp.sweep.summary import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-GRIDS = [ROOT / "analyses" / "grids" / f"claim3_{part}.toml" for part in ("heads", "layers", "heads_long")]
+GRIDS = [
+    ROOT / "analyses" / "grids" / f"claim3_{part}.toml"
+    for part in ("heads", "layers", "heads_split", "heads_long")
+]
+SUBCLAIM_IDS = {"claim3_heads": "3a", "claim3_layers": "3b", "claim3_heads_split": "3c"}
+"""The sub-claim id of each K sweep, by grid name (other grids take the free letters in order)."""
 K = "task.K"
 
 
@@ -86,6 +105,16 @@ SIZE_TEXT = {
     "model.n_heads": "more heads shift learning toward IWL (raise the K threshold)",
     "model.n_layers": "more layers shift learning toward IWL (raise the K threshold)",
 }
+GRID_TEXT = {
+    "claim3_heads_split": "more heads at a fixed width (heads split d_model 57) shift learning toward IWL "
+    "(raise the K threshold)",
+}
+"""Claim text by grid name, where the size key alone does not say what the sweep varies."""
+GRID_NOTES = {
+    "claim3_heads_split": "heads split a fixed width: d_head = d_model // n_heads = 57, 28, 14, 7 for "
+    "1, 2, 4, 8 heads (d_model 57), as in the paper; 3a's heads each keep d_head 57, so there more "
+    "heads also widen the model",
+}
 
 
 SMALL_SHIFT = 1.5
@@ -105,7 +134,7 @@ def per_run(name: str, table: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict) -> SubClaim:
+def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict, grid: str = "") -> SubClaim:
     """The crossing K of the largest ``size`` over the smallest's, paired by seed (the per-seed
     log ratio, t interval, with the grid rule), from the per-run rows of one K sweep (``runs``:
     ``size``, K, seed, icl, still_moving). A compared run still moving at the end caps it at weak."""
@@ -128,13 +157,19 @@ def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict) -> SubC
         else "every compared run at a plateau (icl changed < 0.01 over the last 20%)"
     )
     notes = (
-        f"crossing K per seed: {cells}; {'a small shift' if effect < SMALL_SHIFT else 'a shift'} "
-        f"({effect:.2f}x); at K = {k} icl goes {trend} from {short(size)} {icl.index[0]} to "
+        (f"{GRID_NOTES[grid]}; " if grid in GRID_NOTES else "")
+        + f"crossing K per seed: {cells}; "
+        + (
+            f"{'a small shift' if effect < SMALL_SHIFT else 'a shift'} ({effect:.2f}x)"
+            if not math.isnan(effect)
+            else f"no per-seed ratio ({short(size)} {big} or {small} never reaches icl 0.5 in some seed)"
+        )
+        + f"; at K = {k} icl goes {trend} from {short(size)} {icl.index[0]} to "
         f"{icl.index[-1]}; {moving_note}"
     )
     return judged.subclaim(
         sid,
-        SIZE_TEXT.get(size, f"larger {short(size)} raises the K threshold"),
+        GRID_TEXT.get(grid) or SIZE_TEXT.get(size, f"larger {short(size)} raises the K threshold"),
         f"crossing K, {short(size)} = {big} / {small} (geometric mean of the per-seed ratios)",
         notes,
         **common,
@@ -146,29 +181,69 @@ def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> li
     column, the size key, K, seed, icl, still_moving), in the order of the table; n_runs and
     n_seeds are counted here, ``evidence[grid]`` adds the other fields (steps, command, ...)."""
     subs: list[SubClaim] = []
+    names = list(dict.fromkeys(runs["grid"]))
+    free = iter(c for c in "abcdefgh" if f"3{c}" not in {SUBCLAIM_IDS.get(n) for n in names})
     for name, part in runs.groupby("grid", sort=False):
         part = whole_numbers(part.dropna(axis=1, how="all"), [*SIZES, K])  # the other sweeps' columns
         size = next((k for k in SIZES if k in part and part[k].nunique() > 1), None)
         if size is None or K not in part or part[K].nunique() < 2:
             continue  # a fixed-K follow-up: reported, not a sub-claim
         fields = dict(n_runs=len(part), n_seeds=n_seeds(part, [size, K]), **(evidence or {}).get(name, {}))
-        subs.append(size_subclaim(f"3{'abcdefgh'[len(subs)]}", size, part, fields))
-    return subs
+        sid = SUBCLAIM_IDS.get(name) or f"3{next(free)}"
+        subs.append(size_subclaim(sid, size, part, fields, grid=name))
+    return sorted(subs, key=lambda sc: sc.id)
+
+
+def keep_others(path: Path, section: Section) -> Section:
+    """``section`` with the sub-claims of section 3 already in ``path`` that it does not judge
+    (their grids were not run or are not in the per-run table) kept as they are, in id order;
+    the section's wall time then adds theirs, and its command is the full command."""
+    old = read_claims(path)["claims"].get(section.key, {})
+    judged = {sc.id for sc in section.subclaims}
+    kept = [SubClaim(**sc) for sc in old.get("subclaims", []) if sc.get("id") not in judged]
+    if kept:
+        section.subclaims = sorted([*section.subclaims, *kept], key=lambda sc: sc.id)
+        section.command = old.get("command") or command_line("claim3_scaling")
+        if old.get("wall_time_s") is not None and section.wall_time_s is not None:
+            section.wall_time_s += float(old["wall_time_s"])
+    return section
 
 
 def from_results(args) -> None:
-    """``--from-results``: section 3 of claims.json re-judged from the per-run CSV alone."""
-    csv = from_results_path(args, RUNS_CSV)
-    runs = pd.read_csv(csv)
+    """``--from-results``: section 3 of claims.json re-judged from the per-run CSV alone (without
+    a CSV: every ``claim3_*_runs.csv`` in ``--out``); sub-claims of grids not in them are kept."""
+    if args.from_results:
+        csvs = [from_results_path(args, RUNS_CSV)]
+    else:
+        csvs = sorted(Path(args.out).glob("claim3_*_runs.csv"))
+        if not csvs:
+            raise SystemExit(f"--from-results: no claim3_*_runs.csv in {args.out}")
+    runs = pd.concat([pd.read_csv(c) for c in csvs], ignore_index=True).drop_duplicates(["grid", "run"])
+    path = Path(args.out) / "claims.json"
     section = Section("3", TITLE, subclaims(runs), command_line("claim3_scaling"))
-    rejudge_section(Path(args.out) / "claims.json", section, csv.name)
-    print(f"re-judged section 3 of {Path(args.out) / 'claims.json'} from {csv}")
+    judged = {sc.id for sc in section.subclaims}
+    kept = [
+        SubClaim(**sc)
+        for sc in read_claims(path)["claims"].get("3", {}).get("subclaims", [])
+        if sc.get("id") not in judged
+    ]
+    rejudge_section(path, section, " and ".join(c.name for c in csvs))
+    if kept:  # rejudge_section marks every sub-claim it writes as judged from the CSV: add the rest after
+        data = read_claims(path)["claims"]["3"]
+        data["subclaims"] = sorted([*data["subclaims"], *(k.to_dict() for k in kept)], key=lambda d: d["id"])
+        write_section(path, ("3", data))
+    print(f"re-judged section 3 of {path} from {', '.join(str(c) for c in csvs)}")
 
 
 def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
+    parser.add_argument(
+        "--name",
+        default="claim3_scaling",
+        help="stem of the Markdown, figure and per-run CSV (<name>_runs.csv) in --out (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.from_results is not None:
         from_results(args)
@@ -184,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         "interpolated on log K; per seed: each seed's own crossing, geometric mean over seeds with "
         "the 95% t interval of log K, and the grid cell (lo, hi] the seeds' crossings lie in (an "
         "interpolated crossing is only known to lie in its cell). Command: "
-        f"`.venv/bin/python analyses/claim3_scaling.py`; wall time {done.timing()}.",
+        f"`{command}`; wall time {done.timing()}.",
     ]
     k_grids = [
         (g, r) for g, r in zip(done.grids, done.results, strict=True) if K in swept_keys(r.table, SEED_KEYS)
@@ -268,19 +343,20 @@ def main(argv: list[str] | None = None) -> None:
     runs = pd.concat(every, ignore_index=True)
     write_results(
         args.out,
-        "claim3_scaling",
+        args.name,
         lines,
         fig,
         title="Claim 3: final icl and iwl vs K by heads and by layers (error bars: min/max over seeds)",
         width=1500,
         png=not args.no_png,
-        csv={RUNS_CSV: runs},
+        csv={f"{args.name}_runs.csv": runs},
     )
     wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
     subs = subclaims(runs, evidence)
     for sc in subs:
         sc.wall_time_s = wall
-    write_section(Path(args.out) / "claims.json", Section("3", TITLE, subs, command, wall))
+    path = Path(args.out) / "claims.json"
+    write_section(path, keep_others(path, Section("3", TITLE, subs, command, wall)))
 
 
 if __name__ == "__main__":

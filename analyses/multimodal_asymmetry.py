@@ -22,7 +22,8 @@ and two sweeps at ``--low-k2`` (default the smallest K2), both through stage 1 -
 
 It writes the final accuracies as Markdown (``multimodal_asymmetry.md``), per run as CSV
 (``multimodal_asymmetry_runs.csv``), a plotly figure, and the verdicts to section "4" of
-``claims.json`` (4a, 4d-4g: differences at the smallest K2; 4b: size; 4c: encoder strength;
+``claims.json`` (4a, 4d-4g: differences at the smallest K2; 4b: size at the shipped width, more
+layers and heads; 4h: size at a growing width, the ``dE`` decoders; 4c: encoder strength;
 every difference paired by seed, since a seed's arms share its task seed and stage-1 run: the
 paired t interval of the per-seed differences). ``--from-results`` re-judges section 4 from
 ``multimodal_asymmetry_runs.csv`` alone (no training, no run folders). Runs land in ``--runs``
@@ -37,6 +38,13 @@ were trained now or reused.
         [--sizes 0x2x1 0x3x2 0x4x4 32x2x1 64x3x2 128x4x4] [--encoder-steps 10 40 150 500] [--eval-size 1000]
         [--device cuda] [--workers 2]
     .venv/bin/python analyses/multimodal_asymmetry.py --from-results [CSV]
+
+``--merge [CSV]`` reruns part of the runs into the committed table: this command's rows replace
+the rows of the same run and role in ``multimodal_asymmetry_runs.csv`` (every other row kept),
+and the Markdown, figure and section 4 come from the merged table, e.g. the learned-embedding
+size points alone::
+
+    .venv/bin/python analyses/multimodal_asymmetry.py --arms size --sizes 32x2x1 64x3x2 128x4x4 --merge
 """
 
 from __future__ import annotations
@@ -399,11 +407,17 @@ def k2_subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str
     return out
 
 
-def size_subclaim(sizes: pd.DataFrame, common: dict, command: str) -> SubClaim:
-    """4b: stage-2 icl at low K2, largest decoder minus smallest; 'weak' at best if not monotone."""
+def size_subclaim(sizes: pd.DataFrame, common: dict, command: str, sid: str = "4b") -> SubClaim:
+    """4b (and 4h): stage-2 icl at low K2, largest decoder minus smallest; 'weak' at best if not
+    monotone."""
     text = "model scaling consistently helps multimodal ICL"
     if sizes.empty or sizes["size"].nunique() < 2:
-        return _not_run("4b", text, command, "the size sweep (two or more --sizes)")
+        named = sorted(set(sizes["size"])) if len(sizes) else []
+        sub = _not_run(sid, text, command, "the size sweep (two or more --sizes)")
+        if named:
+            s1 = sizes.groupby("size")["stage1_icl"].mean()
+            sub.notes = "one size only (mean stage-1 icl): " + ", ".join(f"{z} ({s1[z]:.3f})" for z in named)
+        return sub
     # a decoder that did not learn ICL in stage 1 has no circuit to hand on: it tests nothing
     s1_icl = sizes.groupby("size")["stage1_icl"].mean()
     dropped = [z for z, v in s1_icl.items() if not v >= 0.5]
@@ -416,7 +430,7 @@ def size_subclaim(sizes: pd.DataFrame, common: dict, command: str) -> SubClaim:
     sizes = sizes[~sizes["size"].isin(dropped)]
     if sizes["size"].nunique() < 2:
         return SubClaim(
-            "4b",
+            sid,
             text,
             "not tested",
             command=command,
@@ -434,7 +448,7 @@ def size_subclaim(sizes: pd.DataFrame, common: dict, command: str) -> SubClaim:
         + (f"; {dropped_text}" if dropped else "")
     )
     sub = _difference(
-        "4b",
+        sid,
         text,
         _by_seed(small, "icl"),
         _by_seed(large, "icl"),
@@ -507,13 +521,59 @@ def split_tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Da
     return k2_table, size_table, enc_table
 
 
+def varied_width(sizes: pd.Series) -> pd.Series:
+    """True for the decoder sizes widened through a learned input embedding (``dE_lL_hH``), False
+    for those at the shipped width (``lL_hH``: no embedding, d_model 65)."""
+    return sizes.fillna("").astype(str).str.startswith("d")
+
+
 def subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str) -> list[SubClaim]:
-    """Section 4's sub-claims (4a-4g) from the per-run table."""
+    """Section 4's sub-claims (4a-4h) from the per-run table. The size sweep is judged per family:
+    4b at the shipped width (more layers and heads), 4h at a growing width (a learned input
+    embedding, with more layers and heads)."""
     k2_table, size_table, enc_table = split_tables(table)
     subs = k2_subclaims(k2_table, list(k2s), common, command)
-    subs.insert(1, size_subclaim(size_table, common, command))
+    varied = varied_width(size_table["size"]) if len(size_table) else pd.Series(dtype=bool)
+    fixed = size_subclaim(size_table[~varied] if len(size_table) else size_table, common, command)
+    wide = size_subclaim(size_table[varied] if len(size_table) else size_table, common, command, sid="4h")
+    fixed.text += ", at a fixed width (more layers and heads)"
+    wide.text += (
+        ", at a growing width (a learned input embedding, d_embed 32 -> 128, with more layers and heads)"
+    )
+    family = [
+        (fixed, "the shipped width (no input embedding, d_model 65); the widened decoders are 4h"),
+        (wide, "widened through a learned input embedding (d_model d_embed + 33); the shipped width is 4b"),
+    ]
+    for sub, note in family:
+        sub.notes = "; ".join(p for p in (note, sub.notes) if p)
+    subs.insert(1, fixed)
     subs.insert(2, encoder_subclaim(enc_table, common, command))
+    subs.append(wide)
     return subs
+
+
+def merge_rows(committed: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``committed`` (a per-run table) with the rows of ``new`` merged in: a row of ``new`` replaces
+    the committed row of the same run and role (``run``, ``arm``) in place, one with no such row is
+    appended; every other committed row is kept as it was."""
+    key = ["run", "arm"]
+    if new.duplicated(key).any():
+        raise ValueError("merge_rows: the new table has two rows of one run and role")
+    replace = new.set_index(key)
+    columns = [*committed.columns, *(c for c in new.columns if c not in committed.columns)]
+    rows = []
+    for row in committed.to_dict("records"):
+        k = (row["run"], row["arm"])
+        if k in replace.index:  # the new row whole: no stale value of the old one survives
+            row = {**dict.fromkeys(row, math.nan), **replace.loc[k].to_dict(), "run": k[0], "arm": k[1]}
+        rows.append(row)
+    seen = set(zip(committed["run"], committed["arm"], strict=True))
+    rows += [r for r in new.to_dict("records") if (r["run"], r["arm"]) not in seen]
+    merged = pd.DataFrame(rows, columns=columns)
+    for column in ("K2", "encoder_steps", "n_params"):  # integers with gaps (rows of other arms)
+        if column in merged:
+            merged[column] = pd.to_numeric(merged[column]).astype("Int64")
+    return merged
 
 
 def from_results(args: argparse.Namespace) -> None:
@@ -664,6 +724,16 @@ def _parser() -> argparse.ArgumentParser:
         help=f"re-judge section 4 of claims.json from the per-run CSV alone (default: --out/{RUNS_CSV}); "
         "no training, no run folders",
     )
+    parser.add_argument(
+        "--merge",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CSV",
+        help=f"merge this command's runs into a per-run CSV (default: --out/{RUNS_CSV}): each replaces "
+        "the row of the same run and role, every other row is kept; the Markdown, the figure and section "
+        "4 of claims.json then come from the merged table (section 4 re-judged as by --from-results)",
+    )
     return parser
 
 
@@ -703,6 +773,11 @@ def main(argv: list[str] | None = None) -> None:
             if any(v < 1 for v in values):
                 raise ConfigError(field, f"must be positive step counts, got {values}")
         sizes = [parse_size(s) for s in args.sizes]
+        merge_csv = None
+        if args.merge is not None:
+            merge_csv = Path(args.merge) if args.merge else Path(args.out) / RUNS_CSV
+            if not merge_csv.is_file():
+                raise ConfigError("--merge", f"no per-run table at {merge_csv}")
     except ConfigError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -752,6 +827,11 @@ def main(argv: list[str] | None = None) -> None:
     for column in ("K2", "encoder_steps", "n_params"):  # integers with gaps (rows of other arms)
         if column in table:
             table[column] = table[column].astype("Int64")
+    this_command = command_line("multimodal_asymmetry", argv)
+    n_now = table["run"].nunique()
+    if merge_csv is not None:  # the runs of this command replace theirs in the committed table
+        table = merge_rows(pd.read_csv(merge_csv), table)
+        argv = []  # the merged table is what the full command (every arm, default options) gives
     k2_table, size_table, enc_table = split_tables(table)
     wall = time.perf_counter() - t0
     table.to_csv(out / RUNS_CSV, index=False)
@@ -771,7 +851,13 @@ def main(argv: list[str] | None = None) -> None:
         f"wall time {wall / 60:.1f} min on this machine with {args.workers} worker(s) (training wall of "
         f"the runs trained now: {trained_wall / 60:.1f} min; of all runs: {recorded_s / 60:.1f} min). "
         "Each seed sets task, model and training seeds and has its own "
-        "stage-1 run. icl and icl_m2_only: mean [min, max] over seeds.",
+        "stage-1 run. icl and icl_m2_only: mean [min, max] over seeds."
+        + (
+            f" Merged: `{this_command}` trained or reused {n_now} runs and replaced their rows in "
+            f"{merge_csv.name}; every other row is kept from that table."
+            if merge_csv is not None
+            else ""
+        ),
         "",
         "Arms: "
         + "; ".join(f"**{label}**" for label in ARMS.values() if label in set(k2_table.get("arm", []))),
@@ -807,7 +893,8 @@ def main(argv: list[str] | None = None) -> None:
             "Size `lL_hH`: the shipped input width (no embedding; d_model = D + 33 one-hot = 65), L "
             "layers, H heads; `dE_lL_hH`: a learned input embedding of width E (d_model E + 33). "
             "`n_params`: the decoder's parameters (stage 1); `stage1_icl`: that stage-1 run's final "
-            "unimodal icl (a decoder that did not learn ICL in stage 1 is left out of 4b).",
+            "unimodal icl (a decoder that did not learn ICL in stage 1 is left out of 4b and 4h; 4b "
+            "compares the `lL_hH` sizes, 4h the `dE_lL_hH` ones).",
             "",
             summ.to_markdown(index=False, floatfmt=".3f"),
             "",
@@ -837,6 +924,8 @@ def main(argv: list[str] | None = None) -> None:
     common = dict(steps=args.steps, command=command, wall_time_s=wall)
     subs = subclaims(table, list(args.k2), common, command)
     write_section(out / "claims.json", Section("4", TITLE, subs, command, wall))
+    if merge_csv is not None:  # and judged from the merged CSV alone, as --from-results does
+        from_results(argparse.Namespace(from_results=str(out / RUNS_CSV), out=str(out)))
     print(
         f"wrote {out / 'multimodal_asymmetry.md'}, "
         + ", ".join(p.name for p in written)

@@ -290,8 +290,13 @@ def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> None:
     write_json(Path(run_dir) / MANIFEST, manifest)
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Rows of metrics.jsonl; a torn last line (killed mid-append) is skipped."""
+def read_metrics(run_dir: str | Path, *, warn: bool = True) -> list[dict[str, Any]]:
+    """Rows of metrics.jsonl; a torn last line (killed mid-append) is skipped.
+
+    Each (step, suite) appears once: if the file holds a row twice (e.g. written by two
+    trainers at once before runs were locked), the last one is kept, in the first one's
+    place, and (``warn``) a :class:`~mmicl_interp.io.MmiclWarning` says how many were dropped.
+    """
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
@@ -306,7 +311,28 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
             if i == len(lines) - 1:
                 break
             raise CorruptFileError(path, f"line {i + 1}: {err}") from None
-    return rows
+    unique = dedupe_metrics(rows)
+    if warn and len(unique) < len(rows):
+        import warnings
+
+        from mmicl_interp.io import MmiclWarning
+
+        warnings.warn(
+            f"{path} holds {len(rows) - len(unique)} duplicate (step, suite) rows; kept the last of each",
+            MmiclWarning,
+            stacklevel=2,
+        )
+    return unique
+
+
+def dedupe_metrics(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with one row per (step, suite): the last of each, at the first one's position."""
+    last: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for row in rows:
+        last[(row.get("step"), row.get("suite"))] = row
+    if len(last) == len(rows):
+        return rows
+    return list(last.values())
 
 
 def write_metrics(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:

@@ -11,6 +11,8 @@
 ``mmicl heads MODEL --prompts SPEC [--shots N --ways N --n-prompts N --device D --dtype T --seed S
 --out DIR]``
 ``mmicl knockout MODEL --prompts SPEC (--heads L3H5,... | --top-k K) [--method zero|mean] [--out DIR]``
+``mmicl series CKPTS... | MODEL --revisions R1,R2 [--out DIR] [--force]`` (see real/series.py)
+``mmicl train-lm --out DIR [--recipe FILE] [--set key=value ...]`` (see real/train_lm.py)
 
 CONFIG is a TOML path or the name of a shipped config in ``mmicl_interp/configs`` (e.g.
 ``default``). Bad input (an invalid value, an unknown key, a TOML syntax error, a missing
@@ -32,12 +34,24 @@ when it runs, so ``mmicl --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
 from pathlib import Path
 from typing import NoReturn
 
-from mmicl_interp.config import ConfigError, load_config
-from mmicl_interp.io import CorruptFileError, Interrupted, check_writable, check_writable_dir
+from mmicl_interp.config import SEED_MAX, ConfigError, load_config
+from mmicl_interp.io import (
+    CorruptFileError,
+    Interrupted,
+    MmiclWarning,
+    WriteFailed,
+    check_writable,
+    check_writable_dir,
+    describe_write_error,
+    is_write_error,
+    write_remedy,
+)
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -57,6 +71,21 @@ def _device(args: argparse.Namespace):
     return resolve_device(args.device, "--device")
 
 
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=,+-]*")
+
+
+def safe_folder_name(name: str, field: str, parent: str = "checkpoints") -> str:
+    """``name`` if it is one plain folder name (it names ``parent/<name>``), else ConfigError: no
+    ``/``, ``..``, leading dot or other characters that would put the output elsewhere."""
+    if not _FOLDER_NAME.fullmatch(name or "") or ".." in name:
+        raise ConfigError(
+            field,
+            f"{name!r} is not a plain folder name (letters, digits and . _ - = , +; no / or ..): it names "
+            f"the output folder {parent}/<name>; choose another name or give --out",
+        )
+    return name
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmicl_interp.train.trainer import train
 
@@ -64,9 +93,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if _device(args) is not None:  # a config override, so the manifest records it
         overrides.append(f'train.device="{args.device}"')
     config = load_config(args.config, overrides)
-    out = Path(args.out) if args.out else Path("checkpoints") / config.name
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = Path("checkpoints") / safe_folder_name(config.name, "name")
+    if args.resume and not out.exists():  # before the folder is made (a typo leaves nothing behind)
+        raise ConfigError("--resume", f"nothing to resume in {out} (no run there); drop --resume to start")
+    existed = out.exists()
     check_writable_dir(out, "--out")
-    result = train(config, out, resume=args.resume, progress=not args.quiet, log=print)
+    try:
+        result = train(config, out, resume=args.resume, progress=not args.quiet, log=print)
+    except BaseException:
+        if not existed:  # a command that wrote nothing leaves no empty folder behind
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
     if result.already_complete:
         print(f"{out} already holds this complete run; nothing to train.")
     else:
@@ -84,6 +127,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     device = _device(args)
     run = load_run(args.run)
     run.device = device  # models and suites of the analysis come there
+    _check_has_checkpoints(run)
+    check_n_seqs(run, args.n_seqs)
     result = analyze_run(  # checks --out (suffix, writable) before any work
         run, args.out, run_id=args.run_id, force=args.force, n_seqs=args.n_seqs, progress=not args.quiet
     )
@@ -128,12 +173,67 @@ def _open_decoder_run(args: argparse.Namespace):
     device = _device(args)
     run = load_run(args.run)
     check_decoder_run(run, args.command)
+    _check_has_checkpoints(run)
     run.device = device  # models and suites of the analysis come there
+    check_n_seqs(run, getattr(args, "n_seqs", None))
     return run
 
 
+def _check_has_checkpoints(run) -> None:
+    if not run.steps:
+        raise ConfigError(
+            "RUN",
+            f"{run.path} has no checkpoint yet (training stopped before its first save, or is starting); "
+            f"resume it with `mmicl train CONFIG --out {run.path} --resume`",
+        )
+
+
+def check_n_seqs(run, n: int | None, field: str = "--n-seqs") -> None:
+    """Refuse, before any work, more sequences per suite than this machine's memory holds."""
+    from mmicl_interp.runs import max_sequences
+
+    if n is None:
+        return
+    limit, per_seq, avail = max_sequences(run.config)
+    if n > limit:
+        why = f"about {per_seq / 1e3:.0f} kB per sequence"
+        if avail is not None:
+            why += f", {avail / 1e9:.1f} GB of memory available"
+        raise ConfigError(
+            field, f"must be an integer in [1, {limit}] for this run on this machine ({why}); got {n}"
+        )
+
+
+REPORT_BYTES = 8e6
+"""About what one ablate/patch report takes on disk (Markdown, JSON, HTML with plotly inlined)."""
+RUN_REPORT_BYTES = 16e6
+"""About what ``report.html`` takes (plotly and circuitsvis inlined), with its analysis table."""
+
+
+def _check_reports_folder(run) -> None:
+    """``RUN/reports`` writable with room for a report, before any work."""
+    folder = run.path / "reports"
+    existed = folder.exists()
+    check_writable_dir(folder, "RUN")
+    try:
+        check_writable(folder / ".mmicl-check", "RUN", REPORT_BYTES)
+    except ConfigError:
+        if not existed:
+            folder.rmdir()
+        raise
+
+
 def _report_out(run, table_report, quiet: bool) -> int:
-    written = table_report.write(run.path / "reports")
+    folder = run.path / "reports"
+    try:
+        written = table_report.write(folder)
+    except OSError as err:
+        if not is_write_error(err):
+            raise
+        raise WriteFailed(
+            f"{describe_write_error(err)}; this report's files in {folder} may be missing (earlier reports "
+            f"there are unchanged); {write_remedy(err)} and rerun the same command"
+        ) from None
     if not quiet:
         table_report.print()
     print("wrote " + ", ".join(str(p) for p in written))
@@ -148,7 +248,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     causal.resolve_step(run, args.step)
     if args.heads is not None:
         causal.parse_head_list(args.heads, run.config.model.n_layers, run.config.model.n_heads)
-    check_writable_dir(run.path / "reports", "RUN")
+    _check_reports_folder(run)
     report = causal.ablation_report(run, args.step, args.heads, args.method, args.n_seqs, args.seed)
     return _report_out(run, report, args.quiet)
 
@@ -159,7 +259,7 @@ def _cmd_patch(args: argparse.Namespace) -> int:
     run = _open_decoder_run(args)
     causal.check_patch_options(run, args.kind, args.corruption)
     causal.resolve_step(run, args.step)
-    check_writable_dir(run.path / "reports", "RUN")
+    _check_reports_folder(run)
     report = causal.patching_report(run, args.step, args.kind, args.corruption, args.n_seqs, args.seed)
     return _report_out(run, report, args.quiet)
 
@@ -170,10 +270,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     run = _open_decoder_run(args)
     if args.out is not None and not args.out.endswith(".html"):
         raise ConfigError("--out", f"must end in .html, got {args.out!r}")
-    out = check_writable(args.out, "--out") if args.out is not None else None
+    out = check_writable(args.out, "--out", RUN_REPORT_BYTES) if args.out is not None else None
     if out is None:
-        check_writable(run.path / "report.html", "RUN")
-    path = build_run_report(run, out, n_seqs=args.n_seqs, progress=not args.quiet)
+        check_writable(run.path / "report.html", "RUN", RUN_REPORT_BYTES)
+    try:
+        path = build_run_report(run, out, n_seqs=args.n_seqs, progress=not args.quiet)
+    except OSError as err:
+        if not is_write_error(err):
+            raise
+        target = out or run.path / "report.html"
+        raise WriteFailed(
+            f"{describe_write_error(err)}; {target} was not written (an earlier one is unchanged; "
+            f"{run.path / 'analysis.parquet'} keeps what it held at its last save); {write_remedy(err)} "
+            "and rerun"
+        ) from None
     print(f"wrote {path}  (open it in a browser; it needs no network)")
     return 0
 
@@ -212,6 +322,18 @@ def _cmd_knockout(args: argparse.Namespace) -> int:
     return run_knockout(args, _device(args))
 
 
+def _cmd_series(args: argparse.Namespace) -> int:
+    from mmicl_interp.real.series_cli import run_series_command
+
+    return run_series_command(args, _device(args))
+
+
+def _cmd_train_lm(args: argparse.Namespace) -> int:
+    from mmicl_interp.real.series_cli import run_train_lm_command
+
+    return run_train_lm_command(args)
+
+
 def _real_model_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``heads`` and ``knockout`` (a Hugging Face model and its prompts)."""
     p.add_argument("model", help="Hugging Face model name or local folder (TransformerLens bridge)")
@@ -221,18 +343,70 @@ def _real_model_options(p: argparse.ArgumentParser) -> None:
         help="text | text:flipped | text:[flipped:]FILE (.json/.jsonl/.csv, columns item,label) | "
         "images:DIR (one subfolder per class) | open_mi:DIR (VL-ICL Bench)",
     )
-    p.add_argument("--shots", type=positive_int, default=2, help="examples per label in context (default: 2)")
-    p.add_argument("--ways", type=positive_int, default=2, help="candidate labels per prompt (default: 2)")
-    p.add_argument("--n-prompts", type=positive_int, default=50, help="prompts (default: 50)")
-    p.add_argument("--batch-size", type=positive_int, default=4, help="prompts per forward (default: 4)")
     p.add_argument(
-        "--n-random", type=positive_int, default=10, help="random k-head draws, >= 10 (default: 10)"
+        "--shots",
+        type=bounded_int(1, SHOTS_MAX),
+        default=2,
+        help="examples per label in context (default: 2)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the prompts and random heads")
+    p.add_argument(
+        "--ways", type=bounded_int(2, WAYS_MAX), default=2, help="candidate labels per prompt (default: 2)"
+    )
+    p.add_argument(
+        "--n-prompts",
+        type=bounded_int(1, N_PROMPTS_MAX),
+        default=50,
+        help="prompts (default: 50; capped, with a note, at the queries a fixed set such as open_mi has)",
+    )
+    p.add_argument(
+        "--batch-size", type=bounded_int(1, BATCH_MAX), default=4, help="prompts per forward (default: 4)"
+    )
+    p.add_argument(
+        "--n-random",
+        type=bounded_int(10, N_RANDOM_MAX),
+        default=10,
+        help="random k-head draws, >= 10 (default: 10)",
+    )
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the prompts and random heads")
+    p.add_argument(
+        "--force", action="store_true", help="replace results of other settings already in --out"
+    )
     p.add_argument("--dtype", default="float32", help="float32 | float16 | bfloat16 (default: float32)")
     p.add_argument("--out", default=None, help="output folder (default: real/<model>_<prompt set>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
+
+
+N_SEQS_MAX = 100_000
+"""Most sequences per suite an analysis takes (memory may allow fewer: :func:`check_n_seqs`)."""
+N_PROMPTS_MAX = 100_000
+SHOTS_MAX = 64
+WAYS_MAX = 64
+BATCH_MAX = 1024
+N_RANDOM_MAX = 10_000
+TOP_K_MAX = 10_000
+WORKERS_MAX = 1024
+
+
+def bounded_int(low: int, high: int):
+    """argparse type: an integer in [low, high]; the error names the range (one line, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high}], got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high}], got {value}")
+        return value
+
+    parse.__name__ = f"integer in [{low}, {high}]"
+    return parse
+
+
+seed_int = bounded_int(0, SEED_MAX)
+"""argparse type of every ``--seed``: [0, 2**63 - 1] (torch generators take a signed 64-bit seed)."""
+n_seqs_int = bounded_int(1, N_SEQS_MAX)
 
 
 def positive_int(text: str) -> int:
@@ -288,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute this run's checkpoints already in --out (or replace an unreadable --out)",
     )
     p.add_argument(
-        "--n-seqs", type=positive_int, default=None, help="sequences per suite (default: the run's)"
+        "--n-seqs", type=n_seqs_int, default=None, help="sequences per suite (default: the run's)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
@@ -305,9 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--method", default="mean", help="zero | mean | resample (default: mean)")
     p.add_argument(
-        "--n-seqs", type=positive_int, default=None, help="sequences per suite (default: the run's)"
+        "--n-seqs", type=n_seqs_int, default=None, help="sequences per suite (default: the run's)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the resample permutation")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the resample permutation")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
     p.set_defaults(func=_cmd_ablate)
@@ -323,8 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
         "previous-token head reads at offset 1: item (= item_m1) on unimodal runs, item_m2 on "
         "multimodal ones)",
     )
-    p.add_argument("--n-seqs", type=positive_int, default=200, help="icl sequences (default: 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the corruption")
+    p.add_argument("--n-seqs", type=n_seqs_int, default=200, help="icl sequences (default: 200)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the corruption")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
     p.set_defaults(func=_cmd_patch)
@@ -333,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--out", default=None, help="HTML file (default: RUN/report.html)")
     p.add_argument(
-        "--n-seqs", type=positive_int, default=200, help="icl sequences for ablation and patching"
+        "--n-seqs", type=n_seqs_int, default=200, help="icl sequences for ablation and patching"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
@@ -345,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", help="where points run: local | ray (default: local)")
     p.add_argument(
         "--workers",
-        type=positive_int,
+        type=bounded_int(1, WORKERS_MAX),
         default=None,
         help="parallel runs (local) or CPUs of a local Ray (default: all)",
     )
@@ -358,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     _real_model_options(p)
     p.add_argument(
         "--top-k",
-        type=int,
+        type=bounded_int(0, TOP_K_MAX),
         default=5,
         help="knock out the top-k induction and previous-token heads vs random k-head draws (0: skip)",
     )
@@ -372,10 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--heads", default=None, help="heads knocked out together, e.g. L3H5,L2H1")
     which.add_argument(
-        "--top-k", type=positive_int, default=None, help="the top-k induction and previous-token heads"
+        "--top-k",
+        type=bounded_int(1, TOP_K_MAX),
+        default=None,
+        help="the top-k induction and previous-token heads",
     )
     p.add_argument("--method", default="mean", help="zero | mean (default: mean)")
     p.set_defaults(func=_cmd_knockout)
+
+    from mmicl_interp.real.series_cli import add_series_parsers  # argparse only: light
+
+    add_series_parsers(sub, _cmd_series, _cmd_train_lm, positive_int, ANALYSIS_DEVICE_HELP)
     return parser
 
 
@@ -386,13 +567,32 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help (0) or a one-line usage error (2)
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            show = warnings.showwarning
+
+            def one_line(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, MmiclWarning):  # ours: one line, no source
+                    print(f"mmicl: warning: {message}", file=sys.stderr)
+                else:
+                    show(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = one_line
+            return args.func(args)
     except ConfigError as err:
         print(f"mmicl: error: {err}", file=sys.stderr)
     except CorruptFileError as err:
         print(f"mmicl: error: {err}", file=sys.stderr)
+    except WriteFailed as err:
+        print(f"mmicl: error: {err.message}", file=sys.stderr)
     except FileNotFoundError as err:
         print(f"mmicl: error: {err}", file=sys.stderr)
+    except OSError as err:  # a write that failed during the work, not caught where it happened
+        if not is_write_error(err):
+            raise
+        print(
+            f"mmicl: error: {describe_write_error(err)}; rerun the same command once it can write",
+            file=sys.stderr,
+        )
     except Interrupted as err:
         print(f"mmicl: interrupted: {err.message}", file=sys.stderr)
         return EXIT_INTERRUPTED

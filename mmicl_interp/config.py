@@ -278,6 +278,10 @@ LR_MAX = 1e3
 WEIGHT_DECAY_MAX = 1e3
 INIT_STD_MAX = 1e2
 CKPT_LOG_POINTS_MAX = 1000
+SEED_MAX = 2**63 - 1
+"""Largest seed (torch generators take a signed 64-bit seed); every seed is in [0, SEED_MAX]."""
+STEPS_MAX = 9_999_999
+"""Largest ``train.steps``: checkpoint files are named with 7 digits (``step_0001000``)."""
 """More log-spaced points than this makes the schedule slow to compute (seconds per 1000)."""
 _FLOAT32_TINY = 1.2e-38  # smallest normal float32
 
@@ -421,6 +425,11 @@ class TrainConfig:
     def validate(self) -> None:
         _positive_int(self, "train", ("steps", "batch_size", "eval_every", "ckpt_every"))
         _int(self, "train", ("ckpt_log_points", "threads", "seed"))
+        if self.steps > STEPS_MAX:
+            raise ConfigError(
+                "train.steps",
+                f"must be an integer in [1, {STEPS_MAX}] (checkpoint names have 7 digits), got {self.steps}",
+            )
         _choice(self, "train", "optimizer", OPTIMIZERS)
         _choice(self, "train", "ckpt_schedule", SCHEDULE_KINDS)
         if self.ckpt_log_points > CKPT_LOG_POINTS_MAX:
@@ -491,6 +500,10 @@ class RunConfig:
         self.model.validate()
         self.train.validate()
         self.pipeline.validate()
+        for section, key in (("task", "seed"), ("task", "eval_seed"), ("model", "seed"), ("train", "seed")):
+            seed = getattr(getattr(self, section), key)
+            if isinstance(seed, int) and not 0 <= seed <= SEED_MAX:
+                raise ConfigError(f"{section}.{key}", f"must be an integer in [0, {SEED_MAX}], got {seed}")
         pl = self.pipeline
         if self.kind != "multimodal" and (pl.init_from or pl.freeze or pl.encoder_from):
             raise ConfigError("pipeline", 'init_from, encoder_from and freeze apply to kind = "multimodal"')

@@ -61,12 +61,7 @@ class Run:
     def identity(self) -> dict[str, str]:
         """What tells this run from another one under the same id: its manifest's creation time
         and config hash (stable when the folder is moved or copied), and its resolved path."""
-        config = json.dumps(self.manifest.get("config"), sort_keys=True, default=str)
-        return {
-            "path": str(self.path.resolve()),
-            "created": str(self.manifest.get("created") or ""),
-            "config_sha": hashlib.sha256(config.encode()).hexdigest()[:16],
-        }
+        return identity_of(self.path, self.manifest)
 
     @property
     def complete(self) -> bool:
@@ -156,6 +151,55 @@ class Run:
         """The eval table: one row per (step, suite) with accuracy, loss, chance."""
         rows = ck.read_metrics(self.path)
         return pd.DataFrame(rows, columns=["step", "suite", "accuracy", "loss", "chance"])
+
+
+N_SEQS_MAX = 100_000
+"""Most sequences per suite an analysis of a run takes, whatever the memory."""
+
+
+def sequence_bytes(config: RunConfig) -> int:
+    """An upper estimate of the memory one sequence of every suite costs an analysis: the suites'
+    inputs, and the activations, patterns and caches of one forward pass with hooks (the
+    analyses score a suite in one batch)."""
+    from mmicl_interp.config import MultimodalTaskConfig, decoder_dims
+
+    f32 = 4
+    if config.kind == "encoder":
+        tc = config.task
+        return 64 * f32 * (tc.D2 + (config.model.d_encoder or 4 * tc.D2)) + 4096
+    dims = decoder_dims(config)
+    mc = config.model
+    ctx, d_model, n_layers, n_heads = dims["n_ctx"], dims["d_model"], mc.n_layers, mc.n_heads
+    n_suites = 6 if isinstance(config.task, MultimodalTaskConfig) else 4
+    suites = n_suites * ctx * (dims["d_input"] * 2 + 8) * f32
+    per_layer = ctx * d_model * 12 + ctx * n_heads * dims["d_head"] * 6 + 4 * n_heads * ctx * ctx
+    if mc.mlp != "none":
+        per_layer += 3 * ctx * dims["d_mlp"]
+    forward = f32 * (n_layers * per_layer + ctx * d_model * 4)
+    return int(suites + forward + 256)
+
+
+def max_sequences(config: RunConfig) -> tuple[int, int, int | None]:
+    """The most sequences per suite an analysis of a run with ``config`` may take on this machine:
+    ``(limit, bytes per sequence, bytes of memory available or None)``; ``limit`` is at most
+    :data:`N_SEQS_MAX` and leaves a fifth of the available memory free (measured: ablating a head of
+    the default run costs about 45 kB per sequence; this estimate says 170 kB)."""
+    from mmicl_interp.config import available_memory
+
+    per_seq = sequence_bytes(config)
+    avail = available_memory()
+    limit = N_SEQS_MAX if avail is None else min(N_SEQS_MAX, max(1, int(avail * 0.8) // per_seq))
+    return int(limit), per_seq, avail
+
+
+def identity_of(path: str | Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """A run folder's identity (see :attr:`Run.identity`): resolved path, creation time, config hash."""
+    config = json.dumps(manifest.get("config"), sort_keys=True, default=str)
+    return {
+        "path": str(Path(path).resolve()),
+        "created": str(manifest.get("created") or ""),
+        "config_sha": hashlib.sha256(config.encode()).hexdigest()[:16],
+    }
 
 
 def run_id_of(path: str | Path, manifest: dict[str, Any]) -> str:

@@ -305,7 +305,7 @@ def test_multimodal_asymmetry_script_runs_every_arm_in_miniature(tmp_path):
     assert once.loc["mm_stage2_enc30_K2_32_seed3", "encoder_acc"] == pytest.approx(encoder_acc)
     # claims.json: the new sub-claims, with effects that follow from the per-run table
     subs = {s["id"]: s for s in _section(tmp_path, "4")["subclaims"]}
-    assert set(subs) == {"4a", "4b", "4c", "4d", "4e", "4f", "4g"}
+    assert set(subs) == {"4a", "4b", "4c", "4d", "4e", "4f", "4g", "4h"}
     k2 = runs[runs["K2"] == 32]
     icl = {label: k2[k2["arm"] == label]["icl"].mean() for label in asym.ARMS.values()}
     assert subs["4a"]["effect"] == pytest.approx(icl["stage 2"] - icl["early fusion"], abs=1e-6)
@@ -315,7 +315,9 @@ def test_multimodal_asymmetry_script_runs_every_arm_in_miniature(tmp_path):
     s1_icl = s1_rows[s1_rows["size"] != ""].groupby("size")["icl"].mean()
     assert (s1_icl < 0.5).all()
     assert subs["4b"]["verdict"] == "not tested" and subs["4b"]["effect"] is None
-    assert all(f"{size} ({value:.3f})" in subs["4b"]["notes"] for size, value in s1_icl.items())
+    assert subs["4h"]["verdict"] == "not tested" and subs["4h"]["effect"] is None  # 4h: the widened sizes
+    notes = subs["4b"]["notes"] + subs["4h"]["notes"]
+    assert all(f"{size} ({value:.3f})" in notes for size, value in s1_icl.items())
     assert subs["4a"]["n_seeds"] == 2 and subs["4a"]["n_runs"] == 4
     assert all(f"| {label} " in text for label in asym.ARMS.values())
     assert "## Decoder size" in text and "## M2 encoder strength" in text
@@ -694,3 +696,113 @@ def test_the_committed_sections_are_the_from_results_judgement_of_the_committed_
                 assert new[field] is None, (new["id"], field)
             else:
                 assert new[field] == pytest.approx(old[field], rel=1e-3), (new["id"], field)
+
+
+def test_claim4_merge_replaces_the_rerun_runs_and_keeps_every_other_row():
+    asym = _load("multimodal_asymmetry")
+    committed = pd.DataFrame(
+        [
+            dict(arm="stage 1", size="", seed=0, run="mm_stage1_seed0", icl=0.99, K2=None, wall_s=20.0),
+            dict(arm="stage 1", size="d32_l2_h1", seed=0, run="mm_stage1_d32_l2_h1_seed0", icl=0.26, K2=None),
+            dict(
+                arm="size", size="d32_l2_h1", seed=0, run="mm_stage2_d32_l2_h1_K2_32_seed0", icl=0.03, K2=32
+            ),
+            dict(arm="stage 2", size=None, seed=0, run="mm_stage2_K2_32_seed0", icl=0.91, K2=32, wall_s=9.0),
+            dict(arm="size", size="l2_h1", seed=0, run="mm_stage2_K2_32_seed0", icl=0.91, K2=32, wall_s=9.0),
+        ]
+    )
+    new = pd.DataFrame(
+        [
+            dict(arm="stage 1", size="d32_l2_h1", seed=0, run="mm_stage1_d32_l2_h1_seed0", icl=0.98),
+            dict(arm="size", size="d32_l2_h1", seed=0, run="mm_stage2_d32_l2_h1_K2_32_seed0", icl=0.9, K2=32),
+            dict(arm="size", size="d64_l3_h2", seed=0, run="mm_stage2_d64_l3_h2_K2_32_seed0", icl=0.8, K2=32),
+        ]
+    )
+    merged = asym.merge_rows(committed, new)
+    assert list(merged["run"]) == [*committed["run"], "mm_stage2_d64_l3_h2_K2_32_seed0"]
+    assert list(merged["icl"]) == [0.99, 0.98, 0.9, 0.91, 0.91, 0.8]  # replaced in place, the rest kept
+    assert merged.loc[0, "wall_s"] == 20.0 and merged.loc[4, "wall_s"] == 9.0
+    assert math.isnan(merged.loc[1, "wall_s"])  # a replaced row is the new row whole, no stale value
+    assert str(merged["K2"].dtype) == "Int64" and merged.loc[5, "K2"] == 32
+    with pytest.raises(ValueError):
+        asym.merge_rows(committed, pd.concat([new, new]))
+
+
+def test_claim4_size_is_judged_at_fixed_width_4b_and_at_growing_width_4h():
+    asym = _load("multimodal_asymmetry")
+    rows = []
+    for size, n_params, s1, icl in (
+        ("l2_h1", 100, 0.99, [0.90, 0.92, 0.91]),
+        ("l4_h4", 300, 0.99, [0.86, 0.93, 0.88]),
+        ("d32_l2_h1", 200, 0.97, [0.40, 0.44, 0.42]),
+        ("d64_l3_h2", 500, 0.98, [0.70, 0.72, 0.74]),
+        ("d128_l4_h4", 900, 0.30, [0.05, 0.06, 0.07]),  # stage 1 stays on the plateau: left out of 4h
+    ):
+        for seed, v in enumerate(icl):
+            rows.append(
+                dict(arm="stage 1", size=size, seed=seed, run=f"s1_{size}_{seed}", icl=s1, n_params=n_params)
+            )
+            rows.append(
+                dict(arm="size", size=size, seed=seed, run=f"s2_{size}_{seed}", icl=v, icl_m2_only=v, K2=32)
+            )
+    subs = {s.id: s for s in asym.subclaims(pd.DataFrame(rows), [32], {}, "cmd")}
+    assert set(subs) == {"4a", "4b", "4c", "4d", "4e", "4f", "4g", "4h"}
+    fixed, wide = subs["4b"], subs["4h"]
+    assert "l4_h4 minus l2_h1" in fixed.effect_label and fixed.effect == pytest.approx(-0.02)
+    assert fixed.verdict == "inside noise" and "d32" not in fixed.notes and "fixed width" in fixed.text
+    assert "d64_l3_h2 minus d32_l2_h1" in wide.effect_label and wide.effect == pytest.approx(0.30)
+    assert wide.verdict == "supported" and "d128_l4_h4 (0.300)" in wide.notes and "growing width" in wide.text
+
+
+def _claim3_runs(grid: str, crossings: dict[int, list[int]], moving: bool = False) -> pd.DataFrame:
+    """A per-run table of one claim-3 K sweep: icl 0.9 from each seed's crossing K on, else 0.1."""
+    rows = []
+    for heads, per_seed in crossings.items():
+        for seed, cross in enumerate(per_seed):
+            for k in (128, 192, 256, 352, 512):
+                icl = 0.9 if k >= cross else 0.1
+                run = f"n_heads={heads}_K={k}_seed={seed}"
+                rows.append(
+                    {
+                        "grid": grid,
+                        "run": run,
+                        "model.n_heads": heads,
+                        "task.K": k,
+                        "seed": seed,
+                        "icl": icl,
+                        "iwl": 1 - icl,
+                        "still_moving": moving and heads == 8 and seed == 0,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_claim3_heads_split_is_3c_and_keeps_the_committed_3a_3b(tmp_path):
+    claim3 = _load("claim3_scaling")
+    runs = _claim3_runs("claim3_heads_split", {1: [192, 192, 192], 2: [192, 256, 192], 8: [256, 256, 352]})
+    (sub,) = claim3.subclaims(runs)
+    assert sub.id == "3c" and "fixed width" in sub.text and "57, 28, 14, 7" in sub.notes
+    # per seed 8 / 1 head: (128,192] vs (192,256] (x2), (256,352]: a ratio above 1 under the grid rule
+    assert sub.effect > 1 and sub.interval[0] <= sub.effect <= sub.interval[1]
+    assert sub.n_runs == 45 and sub.n_seeds == 3 and sub.verdict in ("weak", "supported")
+    capped = claim3.subclaims(_claim3_runs("claim3_heads_split", {1: [192] * 3, 8: [352] * 3}, moving=True))
+    assert capped[0].verdict == "weak" and "capped at weak" in capped[0].notes
+    # a run of the new grid alone (or --from-results on its CSV) keeps the committed 3a and 3b
+    committed = [
+        dict(id="3a", text="heads", verdict="supported", effect=1.35, notes="v2"),
+        dict(id="3b", text="layers", verdict="inside noise", effect=1.06, notes="v2"),
+    ]
+    (tmp_path / "claims.json").write_text(
+        json.dumps({"version": 1, "claims": {"3": {"title": "t", "command": "c", "subclaims": committed}}})
+    )
+    runs.to_csv(tmp_path / "claim3_heads_split_runs.csv", index=False)
+    claim3.main(["--out", str(tmp_path), "--from-results"])
+    subs = json.loads((tmp_path / "claims.json").read_text())["claims"]["3"]["subclaims"]
+    assert [s["id"] for s in subs] == ["3a", "3b", "3c"]
+    assert [(s["verdict"], s["effect"], s["notes"]) for s in subs[:2]] == [
+        ("supported", 1.35, "v2"),
+        ("inside noise", 1.06, "v2"),
+    ]
+    assert (
+        subs[2]["effect"] == pytest.approx(sub.effect) and "claim3_heads_split_runs.csv" in subs[2]["notes"]
+    )

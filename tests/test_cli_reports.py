@@ -100,7 +100,7 @@ def test_analyze_ends_with_the_best_heads_correlation_and_its_block_bootstrap(tm
     layer, head, n, r, lo, hi, block = m.groups()
     # independent: Pearson r of that head's ih with icl accuracy, straight from the table
     table = pd.read_parquet(run / "analysis.parquet")
-    table = table[table["run"] == "ex"]
+    table = table[table["run"] == "example"]  # a copy with its own table keeps its rows' id (issue 22)
     ih = table[(table["metric"] == "ih") & (table["layer"] == int(layer)) & (table["head"] == int(head))]
     acc = table[(table["metric"] == "accuracy") & (table["suite"] == "icl")]
     joined = ih.set_index("step")["value"].to_frame("ih").join(acc.set_index("step")["value"].rename("acc"))

@@ -44,13 +44,18 @@ from mmicl_interp.data.task import Batch
 from mmicl_interp.io import (
     CorruptFileError,
     Interrupted,
+    MmiclWarning,
+    WriteFailed,
     atomic_write,
     check_writable,
+    describe_write_error,
     folder_lock,
+    is_write_error,
     write_json,
+    write_remedy,
 )
 from mmicl_interp.progress import progress_bar
-from mmicl_interp.runs import Run, load_run, run_id_of
+from mmicl_interp.runs import Run, identity_of, load_run, run_id_of
 from mmicl_interp.train.evaluate import accuracy_and_loss, suite_logits
 
 COLUMNS = list(TIDY_COLUMNS)
@@ -426,6 +431,64 @@ class _SharedTable:
             return len(table)
 
 
+def _still_holds(identity: dict[str, str]) -> bool:
+    """Whether the folder an identity names still holds that run (False once it was renamed)."""
+    path = Path(identity.get("path") or "")
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and same_run(identity_of(path, manifest), identity)
+
+
+def recorded_run_id(
+    table: pd.DataFrame, runs: RunRecord, run: Run, out: Path, identity: dict[str, str] | None = None
+) -> str | None:
+    """The id under which ``table`` already holds ``run`` under another name, or None.
+
+    A run folder without a ``run_id`` in its manifest is named by the folder, so renaming the
+    folder would rename the run. Its rows keep their id when the table holds this same run
+    (same creation time and config) under another id and either the table is the run's own
+    (``RUN/analysis.parquet``, also in a copy of the folder) or the folder the id was recorded
+    from no longer holds the run (it was renamed or moved). A copy analysed into a shared table
+    beside its original stays a run of its own.
+    """
+    identity = identity or run.identity
+    rid = run.run_id
+    present = set(table["run"].unique()) if len(table) else set()
+    if rid in present:
+        return None
+    try:
+        own = out.resolve().parent == run.path.resolve()
+    except OSError:  # pragma: no cover
+        own = False
+    for other, theirs in runs.items():
+        if other == rid or other not in present or not isinstance(theirs, dict):
+            continue
+        if same_run(theirs, identity) and (own or not _still_holds(theirs)):
+            return other
+    return None
+
+
+def table_run_id(run: Run, path: str | Path) -> str:
+    """The id of ``run``'s rows in the table file ``path``: its own id, or the id they were
+    recorded under before the run folder was renamed (:func:`recorded_run_id`)."""
+    path = Path(path)
+    if not path.is_file():
+        return run.run_id
+    try:
+        table, runs = _read(path)
+    except (CorruptFileError, OSError):
+        return run.run_id
+    return recorded_run_id(table, runs, run, path) or run.run_id
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, MmiclWarning, stacklevel=3)
+
+
 @dataclass
 class AnalyzeResult:
     """What :func:`analyze_run` did."""
@@ -441,10 +504,19 @@ class AnalyzeResult:
     run_rows: int
     other_runs: int
     replaced_corrupt: Path | None = None
+    renamed_from: str | None = None
+    """The run's id from its folder's name, when its rows kept an earlier id (folder renamed)."""
+    dropped_steps: tuple[int, ...] = ()
+    """Checkpoints in the table that are no longer on disk: their rows were dropped."""
 
     def summary(self) -> list[str]:
         """The lines ``mmicl analyze`` prints."""
         lines = []
+        if self.renamed_from is not None:
+            lines.append(
+                f"this run's rows in {self.out} are under id {self.run_id}, its id before its folder was "
+                f"renamed or copied to {self.renamed_from}; kept that id (--run-id NAME to choose one)"
+            )
         if self.replaced_corrupt is not None:
             lines.append(f"{self.out} was unreadable: set aside as {self.replaced_corrupt}; recomputed")
         skipped = f" ({self.skipped} already analysed, skipped)" if self.skipped else ""
@@ -486,13 +558,13 @@ def analyze_run(
     out = Path(out) if out is not None else run.path / "analysis.parquet"
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError("--out", f"must end in .parquet or .csv, got {out.name!r}")
-    check_writable(out, "--out")  # before any work
+    steps = run.steps  # listed once: a live run may write more while this runs
+    check_writable(out, "--out", _table_bytes(run, out, len(steps)))  # before any work
     rid = run.run_id if run_id is None else run_id.strip()
     if not rid:
         raise ConfigError("--run-id", "must be a non-empty name")
     identity = run.identity
     status = str(run.manifest.get("status") or "unknown")
-    steps = run.steps  # listed once: a live run may write more while this runs
 
     store = _SharedTable(out)
     replaced = None
@@ -503,10 +575,22 @@ def analyze_run(
             if not force:
                 raise
             replaced = store.set_aside()
+    renamed_from = None
+    if run_id is None and (earlier := recorded_run_id(store.table, store.runs, run, out, identity)):
+        renamed_from, rid = rid, earlier
     store.check_owner(rid, identity, run)
     # the n behind every number: recorded with the run, and never mixed within one run's rows
     # (no --n-seqs: the n this run's rows were scored on, so a resume never mixes two n)
     before = store.rows_of(rid)
+    # rows of checkpoints no longer on disk (deleted since): dropped, with a warning
+    gone = tuple(sorted(set(before["step"].dropna().astype(int)) - set(steps)))
+    if gone:
+        before = before[before["step"].isin(steps)]
+        shown = ", ".join(str(s) for s in gone[:8]) + (", ..." if len(gone) > 8 else "")
+        _warn(
+            f"{out} held rows of run {rid} for {len(gone)} checkpoint(s) no longer in {run.path} "
+            f"(step {shown}); dropped them"
+        )
     recorded_n = (store.runs.get(rid) or {}).get("n_seqs") if len(before) else None
     if n_seqs is None and recorded_n and not force:
         n_seqs = int(recorded_n)
@@ -528,8 +612,20 @@ def analyze_run(
         kept = before[~before["step"].isin(recomputed)]
         return pd.concat([kept, _frame(new)], ignore_index=True) if new else kept
 
+    saved = {"steps": set(before["step"]) if len(before) else set()}
+
     def flush() -> None:
-        store.save(rid, identity, mine(), run)
+        table = mine()
+        store.save(rid, identity, table, run)
+        saved["steps"] = set(table["step"])
+
+    def write_failed(err: OSError) -> WriteFailed:
+        kept = len(saved["steps"] & set(steps))
+        return WriteFailed(
+            f"{describe_write_error(err)}; {out} keeps what it held at its last save ({kept} of "
+            f"{len(steps)} checkpoints of run {rid}); {write_remedy(err)} and rerun the same command to "
+            "resume"
+        )
 
     if todo:
         scoring = _scoring(run, None, None, n_seqs)
@@ -557,14 +653,25 @@ def analyze_run(
             raise Interrupted(
                 f"kept {kept} of {len(steps)} checkpoints in {out}; rerun the same command to resume"
             ) from None
-        except BaseException:
+        except BaseException as err:
             bar.close()
+            if is_write_error(err):  # a save failed: what the file holds is its last save
+                raise write_failed(err) from None
             if recomputed:  # whatever failed, the checkpoints already scored are not lost
-                flush()
+                try:
+                    flush()
+                except OSError:
+                    pass
             raise
         bar.close()
-    if recomputed or rid not in store.runs or replaced is not None or not out.exists():
-        flush()
+    moved = renamed_from is not None and (store.runs.get(rid) or {}).get("path") != identity["path"]
+    if recomputed or gone or moved or rid not in store.runs or replaced is not None or not out.exists():
+        try:
+            flush()
+        except OSError as err:
+            if not is_write_error(err):
+                raise
+            raise write_failed(err) from None
     others = store.table.loc[store.table["run"] != rid, "run"].nunique()
     return AnalyzeResult(
         out=out,
@@ -576,4 +683,20 @@ def analyze_run(
         run_rows=int((store.table["run"] == rid).sum()),
         other_runs=int(others),
         replaced_corrupt=replaced,
+        renamed_from=renamed_from,
+        dropped_steps=gone,
     )
+
+
+def _table_bytes(run: Run, out: Path, n_steps: int) -> float:
+    """An estimate of the disk a table write needs: this run's rows (about 60 bytes each in
+    parquet, 120 in CSV) plus the file as it is (the atomic rewrite holds both copies)."""
+    mc = run.config.model
+    n_suites = 6 if run.config.kind == "multimodal" else 4
+    per_step = 3 * n_suites + 8 * mc.n_layers * mc.n_heads
+    per_row = 60 if out.suffix == ".parquet" else 120
+    try:
+        existing = out.stat().st_size
+    except OSError:
+        existing = 0
+    return n_steps * per_step * per_row + 2 * existing + 65536

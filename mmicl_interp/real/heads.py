@@ -106,11 +106,22 @@ def score_heads(
     return HeadScores(measures, torch.cat(logits), prompts.targets.cpu())
 
 
-def top_heads(values: Float[torch.Tensor, "layer head"], k: int) -> list[tuple[int, int]]:
-    """The ``k`` heads with the largest values, best first (ties: lower layer, then head, first)."""
+INDUCTION_METRICS: tuple[str, ...] = ("ih", "tila", "rep_induction")
+"""Measures whose top heads are induction heads: ranked among layers >= 1 only (a layer-0
+head has no previous-token information, so it cannot be an induction head)."""
+
+
+def min_layer_of(metric: str, n_layers: int) -> int:
+    """The lowest layer a top head of ``metric`` may come from (1 for induction measures)."""
+    return 1 if metric in INDUCTION_METRICS and n_layers > 1 else 0
+
+
+def top_heads(values: Float[torch.Tensor, "layer head"], k: int, min_layer: int = 0) -> list[tuple[int, int]]:
+    """The ``k`` heads with the largest values at layers >= ``min_layer``, best first (ties:
+    lower layer, then head, first); fewer when fewer heads are there."""
     n_heads = values.shape[1]
     flat = values.flatten().double()
-    order = sorted(range(flat.numel()), key=lambda i: (-float(flat[i]), i))
+    order = sorted(range(min_layer * n_heads, flat.numel()), key=lambda i: (-float(flat[i]), i))
     return [divmod(i, n_heads) for i in order[:k]]
 
 
@@ -155,5 +166,6 @@ __all__ = [
     "label_logits",
     "measures_from_table",
     "score_heads",
+    "min_layer_of",
     "top_heads",
 ]

@@ -167,8 +167,7 @@ def open_mi_episodes(folder: Path, *, shots: int, ways: int, n_prompts: int, see
     entries = _read_json(source)
     if not isinstance(entries, list) or not entries:
         raise ConfigError("--prompts", f"{source}: expected a non-empty JSON list of entries")
-    if n_prompts > len(entries):
-        raise ConfigError("--n-prompts", f"{source} has {len(entries)} queries; got {n_prompts}")
+    n_prompts = min(n_prompts, len(entries))  # capped at the queries there are (the command says so)
     chosen = sorted(int(i) for i in rng.choice(len(entries), n_prompts, replace=False))
     episodes = []
     for index in chosen:

@@ -47,7 +47,7 @@ from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.device import model_device
 from mmicl_interp.progress import progress_bar
 from mmicl_interp.prompts import ICLPrompts
-from mmicl_interp.real.heads import chunks, label_logits, top_heads
+from mmicl_interp.real.heads import chunks, label_logits, min_layer_of, top_heads
 
 METHODS: tuple[str, ...] = ("zero", "mean")
 GROUPS = {"ih": "induction", "prev_token": "previous-token"}
@@ -157,7 +157,8 @@ def knockout_table(
     else:
         if measures is None:
             raise ValueError("measures: top_k needs the head measures")
-        groups += [(GROUPS[m], top_heads(measures[m], top_k)) for m in GROUPS if m in measures]
+        groups += [(GROUPS[m], top_heads(measures[m], top_k, min_layer_of(m, model.cfg.n_layers)))
+                   for m in GROUPS if m in measures]  # fmt: skip
     k = len(groups[0][1])
     exclude = [h for _, g in groups for h in g]
     draws = random_head_sets(model.cfg.n_layers, model.cfg.n_heads, k, n_random, exclude, seed)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from mmicl_interp.real.heads import measures_from_table, top_heads
+from mmicl_interp.real.heads import measures_from_table, min_layer_of, top_heads
 from mmicl_interp.real.knockout import accuracy_summary
 from mmicl_interp.report.html import write_report
 
@@ -81,7 +81,8 @@ def top_table(measures: dict, k: int = 5) -> pd.DataFrame:
     for metric, values in measures.items():
         if metric == "act_patch_head":
             continue
-        for rank, (layer, head) in enumerate(top_heads(values, k), start=1):
+        best = top_heads(values, k, min_layer_of(metric, values.shape[0]))
+        for rank, (layer, head) in enumerate(best, start=1):
             rows.append(
                 dict(metric=metric, rank=rank, head=f"L{layer}H{head}", value=float(values[layer, head]))
             )
@@ -128,4 +129,36 @@ def build_real_report(
     return write_report(path, sections, title=f"Heads of {model}", subtitle=prompt_set)
 
 
-__all__ = ["build_real_report", "heatmap", "knockout_figure", "top_table"]
+def build_knockout_report(
+    table: pd.DataFrame, out: str | Path, *, chance: float | None = None, heads_file: str | Path | None = None
+) -> Path:
+    """The page of one ``mmicl knockout``: its knockout bars against the random control and the
+    table, plus the head heatmaps of ``heads_file`` (a ``heads.parquet`` of the same prompts)
+    when given. Written to ``out``; ``mmicl heads``'s ``report.html`` is not touched."""
+    acc = accuracy_summary(table)
+    model = str(table["model"].iloc[0]) if "model" in table and len(table) else "?"
+    prompt_set = str(table["prompt_set"].iloc[0]) if "prompt_set" in table and len(table) else "?"
+    n_draws = int(acc.loc[acc["group"] == "random", "n"].max()) if (acc["group"] == "random").any() else 0
+    summary = f"- model: `{model}`\n- prompt set: `{prompt_set}`" + (
+        f"\n- chance: {chance:.3f}" if chance else ""
+    )
+    sections: list = [
+        ("Summary", summary),
+        (
+            f"Knockouts vs {n_draws} random head sets",
+            [
+                knockout_figure(acc, chance),
+                "Bars: accuracy with the heads knocked out; random: mean of the draws, whiskers "
+                "their 2.5-97.5 percentile range.",
+                acc,
+            ],
+        ),
+    ]
+    if heads_file is not None and Path(heads_file).is_file():
+        heads = pd.read_parquet(heads_file)
+        for metric, values in measures_from_table(heads).items():
+            sections.append((TITLES.get(metric, metric), heatmap(values, f"{metric}: {model}")))
+    return write_report(Path(out), sections, title=f"Knockouts of {model}", subtitle=prompt_set)
+
+
+__all__ = ["build_knockout_report", "build_real_report", "heatmap", "knockout_figure", "top_table"]

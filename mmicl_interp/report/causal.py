@@ -69,20 +69,31 @@ class TableReport:
         return [md, js, html]
 
     def print(self, console=None, max_rows: int = 40) -> None:
-        """Print the table with rich (the first ``max_rows`` rows)."""
-        from rich.console import Console
+        """Print the table with rich (the first ``max_rows`` rows); every value in full (folded,
+        never cut with an ellipsis), and unwrapped when the output is not a terminal."""
         from rich.table import Table
 
-        console = console or Console()
+        console = console or plain_console()
         table = Table(title=self.title, caption=", ".join(f"{k}={v}" for k, v in self.meta.items()))
         shown = self.shown
         for column in shown.columns:
-            table.add_column(str(column), justify="right" if shown[column].dtype.kind in "fi" else "left")
+            justify = "right" if shown[column].dtype.kind in "fi" else "left"
+            table.add_column(str(column), justify=justify, overflow="fold")
         for _, row in shown.head(max_rows).iterrows():
             table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.tolist()))
         console.print(table)
         if self.notes:
             console.print(self.notes)
+
+
+def plain_console():
+    """A rich Console that never cuts a number: the terminal's width on a terminal, and a very
+    wide one when the output is piped or redirected (rich's default there is 80 columns, which
+    cut values to "-0.71…")."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=100_000)
 
 
 def check_decoder_run(run: Run, command: str) -> None:
@@ -167,7 +178,7 @@ def ablation_report(
     ``heads`` is parsed strictly (:func:`parse_head_list`); bad options raise ConfigError
     naming the option, before any model is loaded.
     """
-    from mmicl_interp.analyses.ablation import ablate_each_head, ablate_heads, format_heads
+    from mmicl_interp.analyses.ablation import ABLATION_EXTRA, ablate_each_head, ablate_heads, format_heads
     from mmicl_interp.plots.figures import ablation_bars
 
     check_decoder_run(run, "ablate")
@@ -181,6 +192,7 @@ def ablation_report(
         table = ablate_heads(model, suites, head_list, method=method, seed=seed)
     else:
         table = ablate_each_head(model, suites, method=method, seed=seed)
+    table = tidy_table(table, ABLATION_EXTRA, run=run.run_id, step=step)  # the run and step it is of
     which = format_heads(head_list).replace(",", "-") if head_list is not None else "each"
     n = len(next(iter(suites.values())))
     meta = {

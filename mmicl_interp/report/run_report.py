@@ -35,9 +35,15 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from mmicl_interp.analyses.tables import analyze_run, circuit_scores, read_table, table_runs
+from mmicl_interp.analyses.tables import (
+    analyze_run,
+    circuit_scores,
+    read_table,
+    table_run_id,
+    table_runs,
+)
 from mmicl_interp.config import ConfigError
-from mmicl_interp.io import CorruptFileError, check_writable
+from mmicl_interp.io import CorruptFileError, MmiclWarning, check_writable
 from mmicl_interp.progress import progress_bar
 from mmicl_interp.runs import Run
 
@@ -53,7 +59,7 @@ def analysis_n(run: Run) -> tuple[int, bool]:
     """
     path = run.path / ANALYSIS_FILE
     try:
-        record = table_runs(path).get(run.name, {}) if path.is_file() else {}
+        record = table_runs(path).get(table_run_id(run, path), {}) if path.is_file() else {}
     except (CorruptFileError, OSError):
         record = {}
     n = record.get("n_seqs") if isinstance(record, dict) else None
@@ -74,25 +80,39 @@ def run_scores(
     """
     say = log or (lambda _text: None)
     path = run.path / ANALYSIS_FILE
+    rid = table_run_id(run, path)
+    steps = set(run.steps)
+    table = None
     if path.is_file():
         table = read_table(path)
-        table = table[table["run"] == run.name]
-        if len(table) and set(table["step"]) >= set(run.steps):
-            say(f"report: using {path} ({table['step'].nunique()} checkpoints of run {run.name})")
+        table = table[table["run"] == rid]
+        if len(table) and set(table["step"]) == steps:
+            say(f"report: using {path} ({table['step'].nunique()} checkpoints of run {rid})")
             return table
     if save:
         try:
             check_writable(path, "RUN/analysis.parquet")
         except ConfigError as err:
             say(f"report: {err.args[-1] if err.args else err}; the analysis is computed but not kept")
-        else:
+        else:  # scores what is missing, drops rows of deleted checkpoints (with a warning)
             result = analyze_run(run, path, progress=progress)
             for line in result.summary():
                 say(f"report: {line}")
             say(f"report: saved the analysis to {path}; the next `mmicl analyze` or `mmicl report` reuses it")
             table = read_table(path)
-            return table[table["run"] == run.name]
-    return circuit_scores(run, progress=progress)
+            return table[table["run"] == result.run_id]
+    if table is not None and len(table) and set(table["step"]) >= steps:
+        import warnings
+
+        gone = sorted(set(table["step"]) - steps)
+        warnings.warn(
+            f"{path} holds rows of {len(gone)} checkpoint(s) no longer in {run.path} (step "
+            f"{', '.join(str(s) for s in gone[:8])}); left out of the report",
+            MmiclWarning,
+            stacklevel=2,
+        )
+        return table[table["step"].isin(steps)]
+    return circuit_scores(run, progress=progress, run_id=rid)
 
 
 def _summary_text(run: Run, last: int) -> str:
@@ -298,7 +318,7 @@ def build_run_report(
     n_abl = ablation.meta.get("sequences per suite", n_seqs)
     where = f"step {last} (mean, n = {n_abl} sequences per suite)"
     sections += [(f"Ablation at {where}: {name}", fig) for name, fig in ablation.figures]
-    sections.append((f"Ablation table, {where}", ablation.table))
+    sections.append((f"Ablation table, {where}", ablation.shown))
     bar.update()
     # path patching corrupts the items the layer-1 previous-token head reads at offset 1:
     # the item itself (unimodal), the M2 item of the triplet (multimodal)

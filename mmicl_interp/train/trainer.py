@@ -54,7 +54,16 @@ from mmicl_interp.config import (
 )
 from mmicl_interp.data.multimodal import load_task
 from mmicl_interp.device import resolve_device
-from mmicl_interp.io import Interrupted
+from mmicl_interp.io import (
+    LOCK_FILE,
+    Interrupted,
+    RunBusy,
+    WriteFailed,
+    describe_write_error,
+    is_write_error,
+    run_lock,
+    write_remedy,
+)
 from mmicl_interp.model.factory import build_model, training_task
 from mmicl_interp.model.transformer import ICLTransformer, parameter_count
 from mmicl_interp.progress import progress_bar
@@ -145,16 +154,36 @@ def _identity(config: RunConfig) -> dict[str, Any]:
     return data
 
 
-def _prepare_run_dir(out: Path, config: RunConfig, resume: bool | str) -> dict | None:
-    """Check what ``out`` holds; return its manifest if it is this config's run."""
+def _is_own_file(path: Path) -> bool:
+    """A file this package leaves in a run folder that holds no run yet: a killed atomic
+    write's temp file, or the writer lock (see :func:`~mmicl_interp.io.run_lock`)."""
+    return _is_stale_temp(path) or path.name == LOCK_FILE
+
+
+def _missing_resume(out: Path) -> ConfigError:
+    return ConfigError("--resume", f"nothing to resume in {out} (no run there); drop --resume to start")
+
+
+def _prepare_run_dir(
+    out: Path, config: RunConfig, resume: bool | str, log: Callable[[str], None] | None = None
+) -> dict | None:
+    """Check what ``out`` holds; return its manifest if it is this config's run.
+
+    ``--resume`` on an empty folder (a run killed before its first save leaves one) starts the
+    run, and ``log`` is told so in one line."""
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", f"{out} exists and is not a directory")
     if not (out / ck.MANIFEST).is_file():
+        leftovers = [p for p in out.iterdir() if not _is_own_file(p)] if out.exists() else []
         if resume is True:
-            raise ConfigError(
-                "--resume", f"nothing to resume in {out} (no run there); drop --resume to start"
-            )
-        if out.exists() and any(not _is_stale_temp(p) for p in out.iterdir()):
+            if not out.exists():
+                raise _missing_resume(out)
+            if not leftovers and log is not None:
+                log(
+                    f"nothing to resume in {out} (an empty folder, as a run stopped before its first save "
+                    "leaves); starting the run"
+                )
+        if leftovers:
             raise ConfigError(
                 "--out", f"{out} is not empty and holds no run (no {ck.MANIFEST}); choose another"
             )
@@ -253,7 +282,48 @@ def train(
     config.validate()
     device = resolve_device(config.train.device, "train.device")
     out = Path(out)
-    manifest = _prepare_run_dir(out, config, resume)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} exists and is not a directory")
+    if resume is True and not out.exists():
+        raise _missing_resume(out)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError("--out", f"cannot create folder {out}: {err.strerror or err}") from None
+    try:
+        with run_lock(out, command="train") as stale:
+            if stale and log is not None:
+                log(
+                    f"took over the lock of {out} left by pid {stale.get('pid', '?')} on host "
+                    f"{stale.get('host', '?')} (that process no longer holds it)"
+                )
+            return _train_locked(config, out, device, resume, progress, log, resume_command)
+    except RunBusy as busy:
+        raise ConfigError(
+            "--out",
+            f"another `mmicl train` ({busy.describe()}) is writing {out}; wait for it to finish or stop "
+            "it, then rerun with --resume",
+        ) from None
+    finally:
+        if created:  # a command that wrote nothing leaves no empty folder behind
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+
+
+def _train_locked(
+    config: RunConfig,
+    out: Path,
+    device: torch.device,
+    resume: bool | Literal["auto"],
+    progress: bool,
+    log: Callable[[str], None] | None,
+    resume_command: str | None,
+) -> TrainResult:
+    """:func:`train` under the run folder's writer lock."""
+    manifest = _prepare_run_dir(out, config, resume, log)
     if manifest is not None and manifest.get("status") == "complete":
         rows = ck.read_metrics(out)
         last = max((r["step"] for r in rows), default=0)
@@ -271,8 +341,28 @@ def train(
         if isinstance(err, Interrupted):
             raise
         raise _interrupted(config, out, where, resume_command) from None
+    except OSError as err:
+        if not is_write_error(err):
+            raise
+        raise _write_failed(err, config, out, where, resume_command) from None
     finally:
         torch.set_num_threads(threads)
+
+
+def _write_failed(
+    err: OSError, config: RunConfig, out: Path, where: _Where, resume_command: str | None
+) -> WriteFailed:
+    """One line for a write that failed during training: the file, why, what was kept."""
+    ref = _config_ref(config)
+    command = resume_command or f"mmicl train {ref} --out {out} --resume"
+    if where.last_step is None:
+        kept = f"no checkpoint was written to {out}"
+    else:
+        kept = (
+            f"checkpoints up to step {where.last_step} kept in {out} (each file whole: writes are atomic)"
+        )
+    remedy = write_remedy(err)
+    return WriteFailed(f"{describe_write_error(err)}; {kept}; {remedy}, then resume with: {command}")
 
 
 def _new_manifest(
@@ -408,7 +498,8 @@ def _train(
         start_step = ck.load_train_state(out / ck.TRAIN_STATE, optimizer, generator)
         where.last_step = start_step
         ck.load_weights(model, ck.ckpt_path(out, start_step))
-        kept = [r for r in ck.read_metrics(out) if r["step"] <= start_step]
+        # rows past the checkpoint are retrained; a row written twice keeps its last copy
+        kept = [r for r in ck.read_metrics(out, warn=False) if r["step"] <= start_step]
         ck.write_metrics(out, kept)
         plateau_evals = [(r["step"], r["accuracy"]) for r in kept if r["suite"] == PLATEAU_SUITE]
     else:

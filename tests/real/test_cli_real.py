@@ -43,7 +43,7 @@ def test_heads_and_knockout_commands_on_a_saved_model(tiny_dirs, tmp_path, capsy
     rc = main(["knockout", folder, "--prompts", "text", "--n-prompts", "6", "--heads", "L1H2,L0H1",
                "--method", "zero", "--out", str(out), "--quiet"])  # fmt: skip
     assert rc == 0
-    knock = pd.read_parquet(out / "knockout.parquet")
+    knock = pd.read_parquet(out / "knockout_zero_L1H2-L0H1_2shot2way_n6_seed0.parquet")  # its own file
     given = knock[(knock["group"] == "given") & (knock["metric"] == "accuracy")]
     assert given["heads"].tolist() == ["L1H2,L0H1"] and given["method"].tolist() == ["zero"]
     assert (knock["group"] == "random").sum() == 10 * 3  # 10 draws x accuracy, loss, logit_diff
@@ -84,7 +84,7 @@ def _one_line_error(capsys, argv, *needles):
     rc = main([*argv, "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2
-    assert err.startswith("mmicl: error: ") and err.count("\n") == 1, err
+    assert err.startswith(("mmicl: error: ", f"mmicl {argv[0]}: error: ")) and err.count("\n") == 1, err
     for needle in needles:
         assert needle in err
     return err

@@ -307,5 +307,5 @@ def test_heads_and_knockout_commands_on_a_saved_vlm(saved, family, spec, tmp_pat
         assert max(items) < query[0] < row["readout_position"]
     capsys.readouterr()
     assert main(["knockout", *common, "--top-k", "1", "--method", "zero", "--n-random", "10"]) == 0
-    knock = pd.read_parquet(out / "knockout.parquet")
+    knock = pd.read_parquet(out / "knockout_zero_top1_1shot2way_n3_seed0.parquet")  # beside heads' files
     assert {"clean", "delta"} <= set(knock.columns) and len(knock) > 0

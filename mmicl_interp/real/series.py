@@ -1,0 +1,874 @@
+"""``mmicl series``: head and in-context-learning measures over a checkpoint series of a
+Hugging Face causal LM, one tidy table per checkpoint.
+
+Sources: local folders (``ckpts/step_*``, a quoted glob or the shell's expansion, or a
+folder holding ``step_*`` folders), the step read from the folder name ``step_<n>`` (or
+``step<n>``, ``checkpoint-<n>``) or else from a ``step`` / ``global_step`` in the folder's
+``trainer_state.json`` or ``config.json``; or a hub name with ``--revisions
+step1000,step2000`` (each revision's files fetched with ``huggingface_hub`` into the local
+cache, the step read from the revision name), loaded like any folder through
+:func:`mmicl_interp.real.load.load_model`.
+
+Every checkpoint is checked before any is scored: a folder without ``config.json``, without
+weights, with a truncated safetensors file or without a tokenizer, a revision that does not
+exist, and a checkpoint whose architecture (model type, sizes) or tokenizer (vocabulary,
+merges, special tokens) differs from the first one's raise ConfigError naming it: one line,
+exit 2, nothing written. A model whose bridge has no ``attn.hook_pattern`` in every layer
+(no attention patterns, e.g. Mamba) is refused the same way when the first checkpoint loads.
+
+Per checkpoint (``--out DIR``, default ``real/series_<name>``):
+
+- suite ``repeated_random`` (:mod:`mmicl_interp.real.repeated`): per head ``rep_induction``
+  and ``rep_prev_token`` on ``[bos, r_1..r_n, r_1..r_n]`` (``--rep-len`` n, ``--rep-seqs``
+  sequences), beside them (layer null) ``rep_induction_uniform`` and
+  ``rep_prev_token_uniform`` (uniform attention over the same positions), and
+  ``rep_loss_first`` / ``rep_loss_second`` (the next-token loss on each copy);
+- suite ``text`` (held-out real text; default: the held-out files of the Python standard
+  library split of ``mmicl train-lm``; ``--text FILE|DIR`` for another): the in-context
+  loss score of Olsson et al. 2022, ``icl_score = loss_late - loss_early``, the mean
+  next-token loss at token index ``500/512 * L`` minus at ``50/512 * L`` (each averaged over
+  a window of ``+- L/128`` positions and ``--text-seqs`` sequences of ``L`` tokens, ``L`` =
+  ``--context`` capped by the model's position limit: tokens 50 and 500 at L = 512); also
+  ``loss_early``, ``loss_late``, ``text_loss`` (mean over all positions);
+- suite = the prompt set (``--prompts``, default ``text``): the few-shot ``accuracy`` and the
+  label-based head measures of ``mmicl heads`` (``ih``, ``prev_token``, ...) where the
+  tokenizer allows (a prompt set it cannot encode, e.g. two labels sharing a first token,
+  or prompts longer than the context, is skipped with one printed line, recorded in
+  ``series.json``).
+
+Files: ``DIR/steps/step_<n>.parquet`` (one checkpoint's rows, written atomically with the
+checkpoint's identity and the options in its metadata), ``DIR/series.parquet`` (all rows,
+rewritten after each checkpoint) and ``DIR/series.json`` (sources, options, steps done).
+A killed series continues where it stopped: a checkpoint whose file exists with the same
+identity and options is read, not recomputed. ``DIR`` holding a series of another source or
+other options is refused unless ``--force``. Columns: the shared tidy format
+(:mod:`mmicl_interp.analyses.tidy`), ``run`` = ``--run-id`` (default: the series' name).
+
+Induction heads are ranked among layers >= 1 only: a layer-0 head sees no previous-token
+information, so it cannot be an induction head.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mmicl_interp.config import ConfigError
+from mmicl_interp.io import CorruptFileError, FolderBusy, folder_lock, read_json, write_json
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")  # fmt: skip
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+ARCH_KEYS = (
+    "model_type", "architectures", "vocab_size", "hidden_size", "n_embd", "d_model", "num_hidden_layers",
+    "n_layer", "num_layers", "num_attention_heads", "n_head", "num_key_value_heads", "intermediate_size",
+    "n_inner", "head_dim", "rotary_pct", "partial_rotary_factor", "max_position_embeddings", "n_positions",
+    "tie_word_embeddings", "use_parallel_residual",
+)  # fmt: skip
+"""config.json fields that must agree across a series (those a config has)."""
+STEP_NAME = re.compile(r"(?:^|[_\-])(?:step|checkpoint|ckpt)[_\-]?(\d+)$|^step(\d+)$", re.IGNORECASE)
+HUB_LIGHT_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken"]
+"""A revision's config and tokenizer files (fetched before any weights)."""
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
+REP_SUITE, TEXT_SUITE = "repeated_random", "text"
+INDUCTION_METRICS = ("rep_induction", "ih", "tila")
+"""Metrics whose top heads are induction heads: ranked among layers >= 1 only."""
+
+
+# ---------------------------------------------------------------------- options
+@dataclass
+class SeriesOptions:
+    """What decides a series' numbers (a change recomputes; stored in ``series.json``)."""
+
+    rep_len: int = 50
+    rep_seqs: int = 32
+    context: int = 512
+    text_seqs: int = 32
+    text: str = "stdlib-held-out"
+    prompts: str | None = "text"
+    shots: int = 2
+    ways: int = 2
+    n_prompts: int = 50
+    seed: int = 0
+    dtype: str = "float32"
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint of a series: its step, where it is, and what identifies its files."""
+
+    step: int
+    path: Path | None
+    """The local folder (for a hub revision: None until fetched)."""
+    label: str
+    """How the user named it (a folder, or ``name@revision``)."""
+    revision: str | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- finding checkpoints
+def _step_of_name(name: str) -> int | None:
+    m = STEP_NAME.search(name)
+    if not m:
+        return None
+    return int(m.group(1) if m.group(1) is not None else m.group(2))
+
+
+def _step_of_folder(folder: Path) -> int | None:
+    step = _step_of_name(folder.name)
+    if step is not None:
+        return step
+    for name, keys in (("trainer_state.json", ("step", "global_step")), ("config.json", ("step",))):
+        path = folder / name
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            for key in keys:
+                if isinstance(data.get(key), int):
+                    return int(data[key])
+    return None
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def local_checkpoints(sources: list[str]) -> list[Checkpoint]:
+    """The checkpoints named by folders, globs, or one folder holding ``step_*`` folders."""
+    folders: list[Path] = []
+    for source in sources:
+        if _is_glob(source):
+            hits = sorted(Path(p) for p in glob.glob(source) if Path(p).is_dir())
+            if not hits:
+                raise ConfigError("model", f"{source}: no folder matches")
+            folders += hits
+            continue
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise ConfigError(
+                "model", f"{source}: no such checkpoint folder (a hub model needs --revisions step1000,...)"
+            )
+        if not (path / "config.json").exists() and len(sources) == 1:
+            inner = sorted(p for p in path.iterdir() if p.is_dir() and _step_of_name(p.name) is not None)
+            if not inner:
+                raise ConfigError(
+                    "model", f"{source}: neither a checkpoint (config.json) nor a folder of step_* ones"
+                )
+            folders += inner
+            continue
+        folders.append(path)
+    out, seen = [], {}
+    for folder in dict.fromkeys(folders):
+        step = _step_of_folder(folder)
+        if step is None:
+            raise ConfigError(
+                "model",
+                f"{folder}: cannot tell its step (name it step_<n> or give trainer_state.json a step)",
+            )
+        if step in seen:
+            raise ConfigError("model", f"{folder} and {seen[step]} are both step {step}")
+        seen[step] = folder
+        out.append(Checkpoint(step, folder, str(folder)))
+    return sorted(out, key=lambda c: c.step)
+
+
+def _hub_error(name: str, revision: str, err: Exception) -> ConfigError:
+    kind = type(err).__name__
+    if kind == "RevisionNotFoundError":
+        why = f"revision {revision!r} does not exist for {name}"
+    elif kind in ("RepositoryNotFoundError", "GatedRepoError"):
+        why = f"{name}: no such model on the Hugging Face hub (or it is private/gated)"
+    elif kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or "offline" in str(err).lower():
+        why = f"{name}@{revision} is not in the local cache and the hub cannot be reached (HF_HUB_OFFLINE?)"
+    else:
+        first = " ".join(str(err).split())[:160]
+        why = f"{name}@{revision}: cannot be fetched ({kind}: {first})"
+    return ConfigError("--revisions", why)
+
+
+def hub_checkpoints(name: str, revisions: list[str]) -> list[Checkpoint]:
+    """One checkpoint per revision; each revision's config and tokenizer files are fetched and
+    compared now (so a revision that does not exist, or differs, fails before any work)."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    out, seen = [], {}
+    for rev in revisions:
+        step = _step_of_name(rev)
+        if step is None:
+            digits = re.findall(r"\d+", rev)
+            if not digits:
+                raise ConfigError("--revisions", f"cannot read a step from revision {rev!r} (e.g. step1000)")
+            step = int(digits[-1])
+        if step in seen:
+            raise ConfigError("--revisions", f"{rev} and {seen[step]} are both step {step}")
+        seen[step] = rev
+        try:
+            hf_hub_download(name, "config.json", revision=rev)
+            folder = Path(snapshot_download(name, revision=rev, allow_patterns=HUB_LIGHT_FILES))
+        except Exception as err:  # huggingface_hub's errors: named in the message
+            raise _hub_error(name, rev, err) from None
+        out.append(Checkpoint(step, folder, f"{name}@{rev}", revision=rev))
+    out = sorted(out, key=lambda c: c.step)
+    check_series(out, weights=False)  # config and tokenizer of every revision, before any weights
+    return out
+
+
+def fetch_revision(name: str, ckpt: Checkpoint) -> Path:
+    """Download (or find in the cache) one revision's model and tokenizer files."""
+    from huggingface_hub import snapshot_download
+
+    patterns = [*HUB_LIGHT_FILES, "*.safetensors"]
+    try:
+        folder = Path(snapshot_download(name, revision=ckpt.revision, allow_patterns=patterns))
+        if not any((folder / f).exists() for f in WEIGHT_FILES[:2]):
+            folder = Path(
+                snapshot_download(name, revision=ckpt.revision, allow_patterns=[*patterns, "*.bin"])
+            )
+    except Exception as err:
+        raise _hub_error(name, ckpt.revision or "", err) from None
+    ckpt.path = folder
+    return folder
+
+
+# ---------------------------------------------------------------------- checking checkpoints
+def _safetensors_ok(path: Path) -> str | None:
+    """None when the file's header parses and its size covers every tensor, else why not."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return "shorter than a safetensors header"
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8:
+                return "truncated header"
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        return f"unreadable safetensors header ({type(err).__name__})"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    if 8 + n + max(ends, default=0) > size:
+        return f"truncated ({size} bytes, the header needs {8 + n + max(ends)})"
+    return None
+
+
+def _weights_identity(folder: Path) -> dict[str, Any]:
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    ident = {}
+    for f in files:
+        stat = f.stat()
+        with open(f, "rb") as fh:
+            head = fh.read(1 << 16)
+        ident[f.name] = f"{stat.st_size}:{hashlib.sha1(head).hexdigest()[:16]}"
+    return ident
+
+
+def _tokenizer_signature(folder: Path) -> str | None:
+    """A hash of the vocabulary, merges and special tokens (None when the folder has no tokenizer)."""
+    tj = folder / "tokenizer.json"
+    parts: list[str] = []
+    if tj.is_file():
+        data = json.loads(tj.read_text())
+        parts.append(json.dumps({k: data.get(k) for k in ("model", "added_tokens")}, sort_keys=True))
+    else:
+        for name in ("vocab.json", "merges.txt", "tokenizer.model", "vocab.txt"):
+            if (folder / name).is_file():
+                parts.append(hashlib.sha1((folder / name).read_bytes()).hexdigest())
+    if not parts:
+        return None
+    cfg = folder / "tokenizer_config.json"
+    if cfg.is_file():
+        data = json.loads(cfg.read_text())
+        parts.append(
+            json.dumps({k: data.get(k) for k in ("bos_token", "eos_token", "add_bos_token")}, sort_keys=True)
+        )
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def check_checkpoint(folder: Path, label: str, weights: bool = True) -> dict[str, Any]:
+    """Architecture, tokenizer and weights identity of a checkpoint folder; ConfigError naming
+    ``label`` when a file is missing, corrupt or unreadable (``weights=False``: config and
+    tokenizer only)."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ConfigError("model", f"checkpoint {label}: no config.json (not a saved Hugging Face model)")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(
+            "model", f"checkpoint {label}: corrupt config.json ({type(err).__name__})"
+        ) from None
+    if not isinstance(config, dict):
+        raise ConfigError("model", f"checkpoint {label}: config.json is not a JSON object")
+    if weights and not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise ConfigError("model", f"checkpoint {label}: no weights ({' / '.join(WEIGHT_FILES[::2])})")
+    for shard in sorted(folder.glob("*.safetensors")) if weights else ():
+        problem = _safetensors_ok(shard)
+        if problem:
+            raise ConfigError("model", f"checkpoint {label}: corrupt {shard.name} ({problem})")
+    try:
+        tokenizer = _tokenizer_signature(folder)
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(
+            "model", f"checkpoint {label}: corrupt tokenizer files ({type(err).__name__})"
+        ) from None
+    if tokenizer is None:
+        raise ConfigError("model", f"checkpoint {label}: no tokenizer (save it beside the model)")
+    arch = {k: config[k] for k in ARCH_KEYS if k in config}
+    return {"arch": arch, "tokenizer": tokenizer, "weights": _weights_identity(folder) if weights else {}}
+
+
+def same_kind(first: Checkpoint, ckpt: Checkpoint, ident: dict[str, Any]) -> None:
+    """ConfigError naming ``ckpt`` when its architecture or tokenizer differs from ``first``'s."""
+    a, b = first.identity["arch"], ident["arch"]
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if diff:
+        k = diff[0]
+        raise ConfigError(
+            "model",
+            f"checkpoint {ckpt.label}: its architecture differs from {first.label}'s "
+            f"({k} {b.get(k)!r} vs {a.get(k)!r})",
+        )
+    if ident["tokenizer"] != first.identity["tokenizer"]:
+        raise ConfigError("model", f"checkpoint {ckpt.label}: its tokenizer differs from {first.label}'s")
+
+
+def check_series(ckpts: list[Checkpoint], weights: bool = True) -> None:
+    """Every checkpoint readable and of one architecture and tokenizer (ConfigError naming the odd one)."""
+    for ckpt in ckpts:
+        assert ckpt.path is not None
+        ident = check_checkpoint(ckpt.path, ckpt.label, weights)
+        if ckpt is not ckpts[0]:
+            same_kind(ckpts[0], ckpt, ident)
+        ckpt.identity.update(ident)
+
+
+def check_attention(bridge: Any, label: str) -> None:
+    """ConfigError unless every layer has an ``attn.hook_pattern`` (attention patterns)."""
+    n_layers = int(getattr(bridge.cfg, "n_layers", 0) or 0)
+    names = set(getattr(bridge, "hook_dict", {}))
+    missing = [layer for layer in range(n_layers) if f"blocks.{layer}.attn.hook_pattern" not in names]
+    if n_layers == 0 or missing:
+        raise ConfigError(
+            "model",
+            f"checkpoint {label}: the model has no attention patterns (no blocks.L.attn.hook_pattern in "
+            f"{'any layer' if n_layers == 0 or len(missing) == n_layers else f'layers {missing}'}); "
+            "series scores need attention heads",
+        )
+
+
+# ---------------------------------------------------------------------- measures
+def position_limit(config: Any, cap: int) -> int:
+    for key in POSITION_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return min(cap, value)
+    return cap
+
+
+def text_windows(length: int) -> tuple[list[int], list[int]]:
+    """Token indices averaged for the early and the late loss in a context of ``length`` tokens."""
+    early, late = round(50 * length / 512), min(length - 1, round(500 * length / 512))
+    half = length // 128
+    lo = lambda c: [i for i in range(c - half, c + half + 1) if 1 <= i <= length - 1]  # noqa: E731
+    return lo(max(1, early)), lo(late)
+
+
+def read_text_source(spec: str, held_out_every: int = 10) -> list[str]:
+    """The texts of ``--text``: ``stdlib-held-out`` or a file / folder of text files."""
+    if spec == "stdlib-held-out":
+        from mmicl_interp.real.train_lm import held_out_texts
+
+        return held_out_texts(held_out_every)
+    path = Path(spec)
+    if path.is_file():
+        return [path.read_text(encoding="utf-8", errors="replace")]
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".py", ".md", ".rst")
+        )
+        if files:
+            return [p.read_text(encoding="utf-8", errors="replace") for p in files]
+    raise ConfigError(
+        "--text", f"{spec}: give a text file, a folder of .txt/.py/.md/.rst files, or stdlib-held-out"
+    )
+
+
+def text_sequences(tokenizer: Any, texts: list[str], length: int, n_seqs: int) -> torch.Tensor:
+    """``n_seqs`` sequences of ``length`` tokens (BOS first when the tokenizer has one), taken at
+    evenly spaced places of the texts' joined token stream (deterministic)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    sep = getattr(tokenizer, "eos_token_id", None)
+    stream: list[int] = []
+    for text in texts:
+        stream += tokenizer(text, add_special_tokens=False)["input_ids"]
+        if sep is not None:
+            stream.append(sep)
+    body = length - (1 if bos is not None else 0)
+    available = len(stream) // body
+    if available < 1:
+        raise ConfigError("--text", f"the text has {len(stream)} tokens; a sequence needs {body}")
+    n = min(n_seqs, available)
+    stride = len(stream) // n
+    rows = [stream[i * stride : i * stride + body] for i in range(n)]
+    seqs = torch.tensor(rows, dtype=torch.long)
+    if bos is not None:
+        seqs = torch.cat([torch.full((n, 1), int(bos), dtype=torch.long), seqs], dim=1)
+    return seqs
+
+
+@torch.no_grad()
+def repeated_scores(bridge: Any, seqs: torch.Tensor, n: int, batch_size: int = 8) -> dict[str, Any]:
+    """Per-head ``rep_induction`` / ``rep_prev_token`` ([layer, head]) from the bridge's
+    ``hook_pattern`` (reduced inside the hook), the uniform baselines and copy losses."""
+    from mmicl_interp.device import model_device
+    from mmicl_interp.real.repeated import REP_METRICS, copy_losses, pattern_scores, uniform_baselines
+
+    device = model_device(bridge)
+    n_layers = bridge.cfg.n_layers
+    sums: dict[str, list[Any]] = {m: [None] * n_layers for m in REP_METRICS}
+    losses = {"rep_loss_first": 0.0, "rep_loss_second": 0.0}
+    total = len(seqs)
+    for start in range(0, total, batch_size):
+        part = seqs[start : start + batch_size].to(device)
+        weight = len(part) / total
+
+        def reducer(layer: int, weight: float = weight):
+            def reduce(pattern, hook):
+                for metric, value in pattern_scores(pattern, n).items():
+                    value = value.cpu() * weight
+                    old = sums[metric][layer]
+                    sums[metric][layer] = value if old is None else old + value
+
+            return reduce
+
+        hooks = [(f"blocks.{layer}.attn.hook_pattern", reducer(layer)) for layer in range(n_layers)]
+        logits = bridge.run_with_hooks(part, fwd_hooks=hooks)
+        for key, value in copy_losses(logits, part, n).items():
+            losses[key] += value * weight
+    missing = [layer for layer in range(n_layers) if sums["rep_induction"][layer] is None]
+    if missing:
+        raise ConfigError("model", f"no attention pattern came from layers {missing}")
+    out: dict[str, Any] = {m: torch.stack(v) for m, v in sums.items()}
+    out.update(uniform_baselines(seqs.shape[1], n))
+    out.update(losses)
+    return out
+
+
+@torch.no_grad()
+def text_losses(bridge: Any, seqs: torch.Tensor, batch_size: int = 8) -> dict[str, float]:
+    """The in-context loss score (Olsson et al. 2022) and its parts on ``seqs``."""
+    from mmicl_interp.device import model_device
+
+    device = model_device(bridge)
+    per_pos = torch.zeros(seqs.shape[1] - 1, dtype=torch.float64)
+    for start in range(0, len(seqs), batch_size):
+        part = seqs[start : start + batch_size].to(device)
+        logits = bridge(part).float()
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), part[:, 1:], reduction="none"
+        )  # nll[:, i - 1] is the loss of token i
+        per_pos += nll.double().sum(0).cpu()
+    per_pos /= len(seqs)
+    early, late = text_windows(seqs.shape[1])
+    loss_early = float(per_pos[[i - 1 for i in early]].mean())
+    loss_late = float(per_pos[[i - 1 for i in late]].mean())
+    return {
+        "icl_score": loss_late - loss_early,
+        "loss_early": loss_early,
+        "loss_late": loss_late,
+        "text_loss": float(per_pos.mean()),
+        "early_token": float(early[len(early) // 2]),
+        "late_token": float(late[len(late) // 2]),
+        "n_text_seqs": float(len(seqs)),
+        "text_context": float(seqs.shape[1]),
+    }
+
+
+# ---------------------------------------------------------------------- one checkpoint
+def checkpoint_table(
+    loaded: Any,
+    options: SeriesOptions,
+    *,
+    run: str,
+    step: int,
+    texts: list[str],
+    prompt_texts: Any,
+    batch_size: int = 8,
+    cache: dict | None = None,
+) -> tuple[pd.DataFrame, str | None]:
+    """The tidy rows of one loaded checkpoint, and why the prompt set was skipped (or None).
+
+    ``cache`` (a dict kept across the checkpoints of one series, whose tokenizer is one) keeps
+    the tokenized text sequences."""
+    from mmicl_interp.analyses.tidy import head_rows, tidy_table
+    from mmicl_interp.real.repeated import ordinary_token_ids, repeated_tokens
+
+    bridge, tokenizer = loaded.bridge, loaded.tokenizer
+    hf_config = getattr(bridge.cfg, "hf_config", None) or getattr(
+        getattr(bridge, "original_model", None), "config", None
+    )
+    limit = position_limit(hf_config if hf_config is not None else bridge.cfg, options.context)
+    has_bos = getattr(tokenizer, "bos_token_id", None) is not None
+    n = min(options.rep_len, (limit - int(has_bos)) // 2)
+    ids = ordinary_token_ids(tokenizer, bridge.cfg.d_vocab)
+    seqs = repeated_tokens(
+        ids, n, options.rep_seqs, tokenizer.bos_token_id if has_bos else None, options.seed
+    )
+    rep = repeated_scores(bridge, seqs, n, batch_size)
+    rows: list[dict] = []
+    for metric in ("rep_induction", "rep_prev_token"):
+        rows += head_rows(rep[metric], metric, suite=REP_SUITE)
+    for metric in ("rep_induction_uniform", "rep_prev_token_uniform", "rep_loss_first", "rep_loss_second"):
+        rows.append({"suite": REP_SUITE, "metric": metric, "value": rep[metric]})
+    rows.append({"suite": REP_SUITE, "metric": "rep_len", "value": float(n)})
+    cache = {} if cache is None else cache
+    if ("text", limit) not in cache:
+        cache[("text", limit)] = text_sequences(tokenizer, texts, limit, options.text_seqs)
+    text_seqs = cache[("text", limit)]
+    for metric, value in text_losses(bridge, text_seqs, batch_size).items():
+        rows.append({"suite": TEXT_SUITE, "metric": metric, "value": value})
+    skipped = None
+    if options.prompts and prompt_texts is not None:
+        skipped = _prompt_rows(loaded, options, prompt_texts, limit, batch_size, rows)
+    return tidy_table(rows, run=run, step=step), skipped
+
+
+def _prompt_rows(loaded, options, prompt_texts, limit: int, batch_size: int, rows: list[dict]) -> str | None:
+    from mmicl_interp.analyses.tidy import head_rows
+    from mmicl_interp.real.heads import score_heads
+    from mmicl_interp.real.text import tokenize_prompts
+
+    try:
+        prompts = tokenize_prompts(prompt_texts, loaded.tokenizer)
+    except ConfigError as err:
+        return f"prompt set {options.prompts!r} skipped: {err}"
+    length = int(prompts.inputs.shape[1])
+    if length > limit:
+        return (
+            f"prompt set {options.prompts!r} skipped: prompts of {length} tokens exceed the context ({limit})"
+        )
+    scores = score_heads(loaded.bridge, prompts, batch_size)
+    for metric, values in scores.measures.items():
+        rows += head_rows(values, metric, suite=options.prompts)
+    chance = 1 / prompts.readout.label_tokens.shape[-1]
+    rows += [
+        {"suite": options.prompts, "metric": "accuracy", "value": scores.accuracy},
+        {"suite": options.prompts, "metric": "chance", "value": chance},
+        {"suite": options.prompts, "metric": "n_prompts", "value": float(len(prompts))},
+    ]
+    return None
+
+
+# ---------------------------------------------------------------------- summaries
+def best_heads(table: pd.DataFrame, metric: str = "rep_induction", k: int = 1) -> pd.DataFrame:
+    """Per step the top-``k`` heads of ``metric`` (induction metrics: layers >= 1 only)."""
+    rows = table[(table["metric"] == metric) & table["layer"].notna()]
+    if metric in INDUCTION_METRICS and rows["layer"].max() > 0:
+        rows = rows[rows["layer"] >= 1]
+    rows = rows.sort_values(["step", "value", "layer", "head"], ascending=[True, False, True, True])
+    return rows.groupby("step", sort=True).head(k).reset_index(drop=True)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per step: best induction (layers >= 1) and previous-token head with their
+    uniform baselines, second-copy loss, in-context loss score, few-shot accuracy."""
+    out = []
+    scalar = table[table["layer"].isna()]
+    ih, pt = best_heads(table, "rep_induction"), best_heads(table, "rep_prev_token")
+    for step in sorted(table["step"].dropna().unique()):
+        s = scalar[scalar["step"] == step].set_index(["suite", "metric"])["value"]
+        i, p = ih[ih["step"] == step], pt[pt["step"] == step]
+        acc = scalar[(scalar["step"] == step) & (scalar["metric"] == "accuracy")]["value"]
+        out.append(
+            {
+                "step": int(step),
+                "induction_head": f"L{int(i['layer'].iloc[0])}H{int(i['head'].iloc[0])}" if len(i) else "",
+                "induction": float(i["value"].iloc[0]) if len(i) else float("nan"),
+                "induction_uniform": float(s.get((REP_SUITE, "rep_induction_uniform"), float("nan"))),
+                "prev_token_head": f"L{int(p['layer'].iloc[0])}H{int(p['head'].iloc[0])}" if len(p) else "",
+                "prev_token": float(p["value"].iloc[0]) if len(p) else float("nan"),
+                "prev_token_uniform": float(s.get((REP_SUITE, "rep_prev_token_uniform"), float("nan"))),
+                "rep_loss_first": float(s.get((REP_SUITE, "rep_loss_first"), float("nan"))),
+                "rep_loss_second": float(s.get((REP_SUITE, "rep_loss_second"), float("nan"))),
+                "icl_score": float(s.get((TEXT_SUITE, "icl_score"), float("nan"))),
+                "accuracy": float(acc.iloc[0]) if len(acc) else float("nan"),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def print_summary(table: pd.DataFrame, top_k: int = 3) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    summ = summary(table)
+    out = Table(title="series: best heads (induction among layers >= 1; uniform attention in brackets)")
+    for col in ("step", "induction", "prev-token", "2nd-copy loss (1st)", "icl score", "few-shot acc"):
+        out.add_column(col, justify="right")
+    for _, r in summ.iterrows():
+        out.add_row(
+            str(r["step"]),
+            f"{r['induction_head']} {r['induction']:.3f} [{r['induction_uniform']:.3f}]",
+            f"{r['prev_token_head']} {r['prev_token']:.3f} [{r['prev_token_uniform']:.3f}]",
+            f"{r['rep_loss_second']:.2f} ({r['rep_loss_first']:.2f})",
+            f"{r['icl_score']:+.3f}",
+            "-" if pd.isna(r["accuracy"]) else f"{r['accuracy']:.3f}",
+        )
+    console = Console()
+    console.print(out)
+    last = int(summ["step"].max())
+    tops = best_heads(table[table["step"] == last], "rep_induction", top_k)
+    heads = ", ".join(f"L{int(r.layer)}H{int(r.head)} {r.value:.3f}" for r in tops.itertuples())
+    console.print(f"top-{top_k} induction heads at step {last} (layers >= 1): {heads}")
+
+
+# ---------------------------------------------------------------------- the command
+def default_out(sources: list[str], revisions: list[str] | None) -> Path:
+    return Path("real") / f"series_{series_name(sources, revisions)}"
+
+
+def series_name(sources: list[str], revisions: list[str] | None) -> str:
+    if revisions:
+        name = sources[0].replace("/", "__")
+    elif len(sources) == 1 and not _is_glob(sources[0]) and not (Path(sources[0]) / "config.json").exists():
+        name = Path(sources[0]).expanduser().resolve().name
+    else:
+        first = sources[0].rstrip("/")
+        name = Path(first).expanduser().parent.resolve().name if first else "series"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "series"
+
+
+def _check_out(out: Path) -> Path:
+    """``--out`` can be written (checked without creating anything)."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} is a file; give a folder")
+    for ancestor in [out, *out.parents]:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise ConfigError("--out", f"cannot write {out}: {ancestor} is a file, not a folder")
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise ConfigError("--out", f"cannot write into {ancestor}: permission denied")
+            break
+    return out
+
+
+def _step_file(out: Path, step: int) -> Path:
+    return out / "steps" / f"step_{step}.parquet"
+
+
+def _done(path: Path, run: str, identity: dict[str, Any], key: str) -> pd.DataFrame | None:
+    """The saved rows of a checkpoint when its file matches ``identity`` and the options ``key``."""
+    from mmicl_interp.analyses.tables import read_table, table_runs
+
+    if not path.is_file():
+        return None
+    try:
+        record = table_runs(path).get(run, {})
+        if record.get("options") != key or record.get("checkpoint") != json.dumps(identity, sort_keys=True):
+            return None
+        return read_table(path)
+    except CorruptFileError:
+        return None
+
+
+@dataclass
+class SeriesResult:
+    out: Path
+    table: pd.DataFrame
+    computed: list[int]
+    reused: list[int]
+    skipped_prompts: str | None = None
+
+
+def run_series(
+    sources: list[str],
+    *,
+    revisions: list[str] | None = None,
+    out: str | Path | None = None,
+    run_id: str | None = None,
+    options: SeriesOptions | None = None,
+    device: Any = "cpu",
+    batch_size: int = 8,
+    force: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> SeriesResult:
+    """Score every checkpoint of a series into ``out`` (see the module docstring)."""
+    from mmicl_interp.analyses.tables import write_table
+    from mmicl_interp.analyses.tidy import empty
+    from mmicl_interp.real.load import load_model, torch_dtype
+
+    options = options or SeriesOptions()
+    torch_dtype(options.dtype)
+    for name in ("rep_len", "rep_seqs", "context", "text_seqs"):
+        if getattr(options, name) < (2 if name in ("rep_len", "context") else 1):
+            raise ConfigError(f"--{name.replace('_', '-')}", f"too small: {getattr(options, name)}")
+    if revisions:
+        if len(sources) != 1 or _is_glob(sources[0]):
+            raise ConfigError("--revisions", "give one hub model name with --revisions")
+    out = _check_out(Path(out) if out is not None else default_out(sources, revisions))
+    run = run_id or series_name(sources, revisions)
+    prompt_texts = None
+    if options.prompts:
+        from mmicl_interp.real.commands import check_spec
+
+        if not options.prompts.startswith("text"):
+            raise ConfigError(
+                "--prompts", f"a text LM series takes text prompt sets; got {options.prompts!r}"
+            )
+        prompt_texts = check_spec(options.prompts, shots=options.shots, ways=options.ways,
+                                  n_prompts=options.n_prompts, seed=options.seed)  # fmt: skip
+
+    # every checkpoint checked before any work
+    if revisions:
+        ckpts = hub_checkpoints(sources[0], revisions)
+    else:
+        ckpts = local_checkpoints(sources)
+        check_series(ckpts)
+    held_out_every = _held_out_every(ckpts)
+    texts = read_text_source(options.text, held_out_every)
+    key = options.key()
+    meta_path = out / "series.json"
+    first = ckpts[0].identity
+    model = {"run": run, "hub": sources[0] if revisions else None, "arch": first["arch"],
+             "tokenizer": first["tokenizer"]}  # fmt: skip
+    if meta_path.is_file() and not force:
+        try:
+            old = read_json(meta_path)
+        except CorruptFileError:
+            old = {}
+        if old.get("options") != asdict(options) or old.get("model") != model:
+            raise ConfigError(
+                "--out",
+                f"{out} holds a series of another model or other options; use --force or another --out",
+            )
+    record = {"model": model, "sources": sources, "revisions": revisions or None}
+
+    computed, reused, tables = [], [], []
+    cache: dict = {}
+    skipped: str | None = None
+    bar_log = log if progress else (lambda s: None)
+    lock_ctx = None
+    listing = [{"step": c.step, "label": c.label} for c in ckpts]
+
+    def open_out() -> None:
+        """Before the first write: the folder, its lock (one writer at a time), series.json."""
+        nonlocal lock_ctx
+        if lock_ctx is not None:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        lock = folder_lock(out, wait=False)
+        try:
+            lock.__enter__()
+        except FolderBusy:
+            raise ConfigError("--out", f"another mmicl series is writing {out}; wait for it") from None
+        lock_ctx = lock
+        try:
+            old = read_json(meta_path) if meta_path.is_file() and not force else {}
+        except CorruptFileError:
+            old = {}
+        meta = {**record, "options": asdict(options), "options_key": key, "checkpoints": listing}
+        meta.update(steps_done=old.get("steps_done", []), prompts_skipped=old.get("prompts_skipped"))
+        write_json(meta_path, meta)
+
+    try:
+        for ckpt in ckpts:
+            # a hub revision is named by its commit (the cache's snapshot folder), a folder by its weights
+            version = {"commit": ckpt.path.name} if revisions and ckpt.path else ckpt.identity.get("weights")
+            identity = {"label": ckpt.label, "step": ckpt.step, "weights": version}
+            path = _step_file(out, ckpt.step)
+            rows = None if force else _done(path, run, identity, key)
+            if rows is not None:
+                reused.append(ckpt.step)
+                tables.append(rows)
+                bar_log(f"step {ckpt.step}: already scored ({path})")
+                continue
+            if revisions:
+                fetch_revision(sources[0], ckpt)
+                assert ckpt.path is not None
+                check_checkpoint(ckpt.path, ckpt.label)  # the weights, now fetched
+            loaded = load_model(str(ckpt.path), device=device, dtype=options.dtype, progress=False)
+            check_attention(loaded.bridge, ckpt.label)
+            open_out()
+            table, why = checkpoint_table(
+                loaded, options, run=run, step=ckpt.step, texts=texts, prompt_texts=prompt_texts,
+                batch_size=batch_size, cache=cache,
+            )  # fmt: skip
+            if why and skipped is None:
+                skipped = why
+                log(why)
+            mine = {
+                run: {"path": ckpt.label, "options": key, "checkpoint": json.dumps(identity, sort_keys=True)}
+            }
+            write_table(table, path, mine)
+            computed.append(ckpt.step)
+            tables.append(table)
+            whole = pd.concat(tables, ignore_index=True).sort_values(
+                ["step", "suite", "metric", "layer", "head"]
+            )
+            write_table(whole.reset_index(drop=True), out / "series.parquet", {run: {"path": str(out)}})
+            best = best_heads(table, "rep_induction").iloc[0]
+            bar_log(
+                f"step {ckpt.step}: best induction L{int(best['layer'])}H{int(best['head'])} "
+                f"{best['value']:.3f}"
+                f" ({len(computed)} scored, {len(reused)} reused of {len(ckpts)})"
+            )
+            del loaded
+        whole = pd.concat(tables, ignore_index=True) if tables else empty()
+        whole = whole.sort_values(["step", "suite", "metric", "layer", "head"]).reset_index(drop=True)
+        open_out()
+        write_table(whole, out / "series.parquet", {run: {"path": str(out)}})
+        meta = read_json(meta_path)
+        done = sorted(set(meta.get("steps_done") or []) | {c.step for c in ckpts})
+        meta.update({"steps_done": done, "prompts_skipped": skipped or meta.get("prompts_skipped")})
+        write_json(meta_path, meta)
+    finally:
+        if lock_ctx is not None:
+            lock_ctx.__exit__(None, None, None)
+    return SeriesResult(out, whole, computed, reused, skipped)
+
+
+def _held_out_every(ckpts: list[Checkpoint]) -> int:
+    """The train-lm split of a series trained by ``mmicl train-lm`` (its recipe.json), else 10."""
+    for ckpt in ckpts[:1]:
+        if ckpt.path is not None and (ckpt.path.parent / "recipe.json").is_file():
+            try:
+                return int(read_json(ckpt.path.parent / "recipe.json")["recipe"]["held_out_every"])
+            except (CorruptFileError, KeyError, TypeError, ValueError):
+                pass
+    return 10
+
+
+__all__ = [
+    "Checkpoint",
+    "SeriesOptions",
+    "SeriesResult",
+    "best_heads",
+    "check_attention",
+    "check_checkpoint",
+    "check_series",
+    "hub_checkpoints",
+    "local_checkpoints",
+    "print_summary",
+    "run_series",
+    "summary",
+    "text_losses",
+    "text_windows",
+]
