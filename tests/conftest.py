@@ -1,13 +1,23 @@
-"""Shared fixtures: tiny task, tiny model and tiny run configs, built in seconds."""
+"""Shared fixtures: tiny task, tiny model and tiny run configs, built in seconds.
+
+Tests never reach the network: the hub is switched off here, before any test module imports
+``huggingface_hub`` (it reads these variables once, at import; TransformerLens otherwise retries
+the hub and may pip-install torchvision).
+"""
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
 
-from mmicl_interp.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
-from mmicl_interp.data.task import Task
-from mmicl_interp.model.transformer import ICLTransformer
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mmicl_interp.config import ModelConfig, RunConfig, TaskConfig, TrainConfig  # noqa: E402
+from mmicl_interp.data.task import Task  # noqa: E402
+from mmicl_interp.model.transformer import ICLTransformer  # noqa: E402
 
 
 def tiny_task_config(**changes) -> TaskConfig:

@@ -109,7 +109,7 @@ def hf_repeated_scores(model: Any, seqs: torch.Tensor, n: int) -> dict[str, Any]
     previous = getattr(model.config, "_attn_implementation", None)
     _set_attention(model, "eager")
     try:
-        out = model(input_ids=seqs, output_attentions=True)
+        out = model(input_ids=seqs, attention_mask=torch.ones_like(seqs), output_attentions=True)
     finally:
         if previous is not None:
             _set_attention(model, previous)

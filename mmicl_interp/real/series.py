@@ -27,9 +27,10 @@ Per checkpoint (``--out DIR``, default ``real/series_<name>``):
   library split of ``mmicl train-lm``; ``--text FILE|DIR`` for another): the in-context
   loss score of Olsson et al. 2022, ``icl_score = loss_late - loss_early``, the mean
   next-token loss at token index ``500/512 * L`` minus at ``50/512 * L`` (each averaged over
-  a window of ``+- L/128`` positions and ``--text-seqs`` sequences of ``L`` tokens, ``L`` =
-  ``--context`` capped by the model's position limit: tokens 50 and 500 at L = 512); also
-  ``loss_early``, ``loss_late``, ``text_loss`` (mean over all positions);
+  a window of ``+- max(1, L/64)`` positions and ``--text-seqs`` sequences of ``L`` tokens,
+  ``L`` = ``--context`` capped by the model's position limit: tokens 50 and 500 at L = 512),
+  with ``icl_score_se`` (its standard error over the sequences: each sequence's late minus
+  early loss); also ``loss_early``, ``loss_late``, ``text_loss`` (mean over all positions);
 - suite = the prompt set (``--prompts``, default ``text``): the few-shot ``accuracy`` and the
   label-based head measures of ``mmicl heads`` (``ih``, ``prev_token``, ...) where the
   tokenizer allows (a prompt set it cannot encode, e.g. two labels sharing a first token,
@@ -38,11 +39,14 @@ Per checkpoint (``--out DIR``, default ``real/series_<name>``):
 
 Files: ``DIR/steps/step_<n>.parquet`` (one checkpoint's rows, written atomically with the
 checkpoint's identity and the options in its metadata), ``DIR/series.parquet`` (all rows,
-rewritten after each checkpoint) and ``DIR/series.json`` (sources, options, steps done).
-A killed series continues where it stopped: a checkpoint whose file exists with the same
-identity and options is read, not recomputed. ``DIR`` holding a series of another source or
-other options is refused unless ``--force``. Columns: the shared tidy format
-(:mod:`mmicl_interp.analyses.tidy`), ``run`` = ``--run-id`` (default: the series' name).
+rewritten after each checkpoint: the rows of the checkpoints this call was given) and
+``DIR/series.json`` (model, sources, options, steps done). A killed series continues where it
+stopped: a checkpoint whose file exists with the same identity (folder and weights, or hub
+revision and commit) and options is read, not recomputed; checkpoints added since are
+scored. ``DIR`` holding a series of another model (architecture or tokenizer) or other
+options is refused unless ``--force``; one ``mmicl series`` writes a folder at a time.
+Columns: the shared tidy format (:mod:`mmicl_interp.analyses.tidy`), ``run`` = ``--run-id``
+(default: the series' name).
 
 Induction heads are ranked among layers >= 1 only: a layer-0 head sees no previous-token
 information, so it cannot be an induction head.
@@ -93,7 +97,7 @@ class SeriesOptions:
     rep_len: int = 50
     rep_seqs: int = 32
     context: int = 512
-    text_seqs: int = 32
+    text_seqs: int = 64
     text: str = "stdlib-held-out"
     prompts: str | None = "text"
     shots: int = 2
@@ -383,7 +387,7 @@ def position_limit(config: Any, cap: int) -> int:
 def text_windows(length: int) -> tuple[list[int], list[int]]:
     """Token indices averaged for the early and the late loss in a context of ``length`` tokens."""
     early, late = round(50 * length / 512), min(length - 1, round(500 * length / 512))
-    half = length // 128
+    half = max(1, length // 64)
     lo = lambda c: [i for i in range(c - half, c + half + 1) if 1 <= i <= length - 1]  # noqa: E731
     return lo(max(1, early)), lo(late)
 
@@ -475,20 +479,24 @@ def text_losses(bridge: Any, seqs: torch.Tensor, batch_size: int = 8) -> dict[st
     from mmicl_interp.device import model_device
 
     device = model_device(bridge)
-    per_pos = torch.zeros(seqs.shape[1] - 1, dtype=torch.float64)
+    rows = []
     for start in range(0, len(seqs), batch_size):
         part = seqs[start : start + batch_size].to(device)
         logits = bridge(part).float()
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2), part[:, 1:], reduction="none"
         )  # nll[:, i - 1] is the loss of token i
-        per_pos += nll.double().sum(0).cpu()
-    per_pos /= len(seqs)
+        rows.append(nll.double().cpu())
+    nll = torch.cat(rows)
+    per_pos = nll.mean(0)
     early, late = text_windows(seqs.shape[1])
+    per_seq = nll[:, [i - 1 for i in late]].mean(1) - nll[:, [i - 1 for i in early]].mean(1)
+    se = float(per_seq.std() / len(per_seq) ** 0.5) if len(per_seq) > 1 else float("nan")
     loss_early = float(per_pos[[i - 1 for i in early]].mean())
     loss_late = float(per_pos[[i - 1 for i in late]].mean())
     return {
         "icl_score": loss_late - loss_early,
+        "icl_score_se": se,
         "loss_early": loss_early,
         "loss_late": loss_late,
         "text_loss": float(per_pos.mean()),
@@ -606,6 +614,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
                 "rep_loss_first": float(s.get((REP_SUITE, "rep_loss_first"), float("nan"))),
                 "rep_loss_second": float(s.get((REP_SUITE, "rep_loss_second"), float("nan"))),
                 "icl_score": float(s.get((TEXT_SUITE, "icl_score"), float("nan"))),
+                "icl_score_se": float(s.get((TEXT_SUITE, "icl_score_se"), float("nan"))),
                 "accuracy": float(acc.iloc[0]) if len(acc) else float("nan"),
             }
         )
@@ -618,7 +627,7 @@ def print_summary(table: pd.DataFrame, top_k: int = 3) -> None:
 
     summ = summary(table)
     out = Table(title="series: best heads (induction among layers >= 1; uniform attention in brackets)")
-    for col in ("step", "induction", "prev-token", "2nd-copy loss (1st)", "icl score", "few-shot acc"):
+    for col in ("step", "induction", "prev-token", "2nd-copy loss (1st)", "icl score (se)", "few-shot acc"):
         out.add_column(col, justify="right")
     for _, r in summ.iterrows():
         out.add_row(
@@ -626,7 +635,7 @@ def print_summary(table: pd.DataFrame, top_k: int = 3) -> None:
             f"{r['induction_head']} {r['induction']:.3f} [{r['induction_uniform']:.3f}]",
             f"{r['prev_token_head']} {r['prev_token']:.3f} [{r['prev_token_uniform']:.3f}]",
             f"{r['rep_loss_second']:.2f} ({r['rep_loss_first']:.2f})",
-            f"{r['icl_score']:+.3f}",
+            f"{r['icl_score']:+.3f} ({r['icl_score_se']:.3f})",
             "-" if pd.isna(r["accuracy"]) else f"{r['accuracy']:.3f}",
         )
     console = Console()

@@ -13,10 +13,17 @@ from typing import Any
 
 from mmicl_interp.config import ConfigError
 
+REP_LEN_MAX = 4096
+SEQS_MAX = 100_000
+CONTEXT_MAX = 131_072
+
 
 def add_series_parsers(
     sub: Any, cmd_series: Callable, cmd_train_lm: Callable, positive_int: Callable, device_help: str
 ) -> None:
+    from mmicl_interp import cli  # loaded already (it calls this): the shared bounds
+
+    bounded = cli.bounded_int
     p = sub.add_parser("series", help="induction / previous-token heads and ICL over a checkpoint series")
     p.add_argument(
         "sources",
@@ -27,9 +34,11 @@ def add_series_parsers(
     p.add_argument("--revisions", default=None, help="hub revisions, comma-separated, e.g. step1000,step2000")
     p.add_argument("--out", default=None, help="output folder (default: real/series_<name>)")
     p.add_argument("--run-id", default=None, help="the run column (default: the series' name)")
-    p.add_argument("--rep-len", type=positive_int, default=50, help="repeated random tokens: half length n")
     p.add_argument(
-        "--rep-seqs", type=positive_int, default=32, help="repeated random sequences (default: 32)"
+        "--rep-len", type=bounded(2, REP_LEN_MAX), default=50, help="repeated random tokens: half length n"
+    )
+    p.add_argument(
+        "--rep-seqs", type=bounded(1, SEQS_MAX), default=32, help="repeated random sequences (default: 32)"
     )
     p.add_argument(
         "--text",
@@ -37,19 +46,26 @@ def add_series_parsers(
         help="held-out text: a file, a folder, or stdlib-held-out (default)",
     )
     p.add_argument(
-        "--context", type=positive_int, default=512, help="text context cap in tokens (default: 512)"
+        "--context",
+        type=bounded(8, CONTEXT_MAX),
+        default=512,
+        help="text context cap in tokens (default: 512)",
     )
-    p.add_argument("--text-seqs", type=positive_int, default=32, help="text sequences (default: 32)")
+    p.add_argument("--text-seqs", type=bounded(1, SEQS_MAX), default=64, help="text sequences (default: 64)")
     p.add_argument(
         "--prompts", default="text", help="few-shot prompt set (text specs of `mmicl heads`; none: skip)"
     )
-    p.add_argument("--shots", type=positive_int, default=2)
-    p.add_argument("--ways", type=positive_int, default=2)
-    p.add_argument("--n-prompts", type=positive_int, default=50)
-    p.add_argument("--batch-size", type=positive_int, default=8, help="sequences per forward (default: 8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shots", type=bounded(1, cli.SHOTS_MAX), default=2)
+    p.add_argument("--ways", type=bounded(2, cli.WAYS_MAX), default=2)
+    p.add_argument("--n-prompts", type=bounded(1, cli.N_PROMPTS_MAX), default=50)
+    p.add_argument(
+        "--batch-size", type=bounded(1, cli.BATCH_MAX), default=8, help="sequences per forward (default: 8)"
+    )
+    p.add_argument("--seed", type=cli.seed_int, default=0)
     p.add_argument("--dtype", default="float32", help="float32 | float16 | bfloat16 (default: float32)")
-    p.add_argument("--top-k", type=positive_int, default=3, help="induction heads printed (layers >= 1)")
+    p.add_argument(
+        "--top-k", type=bounded(1, cli.TOP_K_MAX), default=3, help="induction heads printed (layers >= 1)"
+    )
     p.add_argument(
         "--force", action="store_true", help="recompute every checkpoint (and replace another series)"
     )

@@ -52,7 +52,13 @@ from mmicl_interp.io import atomic_write_text, check_writable_dir, read_json, wr
 SPECIAL = "<|endoftext|>"
 ARCHS = ("gpt_neox", "gpt2")
 TOKENIZERS = ("bpe", "bytes")
-SCHEDULES = ("log", "linear")
+SCHEDULES = ("log", "linear", "loglinear")
+BOUNDS = {
+    "n_layers": 64, "n_heads": 256, "d_model": 16_384, "d_mlp": 65_536, "ctx": 65_536, "batch_size": 65_536,
+    "steps": 100_000_000, "n_checkpoints": 10_000, "held_out_every": 1_000_000, "threads": 1024,
+    "log_every": 100_000_000, "probe_n": 32_768, "vocab_size": 1_000_000,
+}  # fmt: skip
+"""Upper bounds of the recipe's integers (each >= 1)."""
 SKIP_DIRS = ("site-packages", "test", "tests", "idle_test", "encodings", "__pycache__", "lib-dynload")
 
 
@@ -65,31 +71,36 @@ class LMRecipe:
     n_heads: int = 4
     d_model: int = 64
     d_mlp: int = 256
-    ctx: int = 128
+    rotary_pct: float = 0.25
+    """GPT-NeoX: the fraction of each head's dimensions that rotary positions rotate (Pythia: 0.25)."""
+    ctx: int = 64
     """Training context in tokens, BOS included (also the model's position limit)."""
     batch_size: int = 32
-    steps: int = 3000
-    lr: float = 3e-3
-    warmup: int = 100
+    steps: int = 8000
+    lr: float = 6e-3
+    warmup: int = 300
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
     tokenizer: str = "bpe"
     vocab_size: int = 512
-    repeat_frac: float = 0.0
+    repeat_frac: float = 1.0
     """Fraction of training sequences with one of their own spans copied further on."""
-    repeat_len: list[int] = field(default_factory=lambda: [8, 32])
+    repeat_len: list[int] = field(default_factory=lambda: [8, 24])
     """[min, max] length of a copied span (tokens)."""
     repeat_source: str = "text"
     """``text``: the copied span is the sequence's own text; ``random``: it is first replaced
     by random tokens (a repeated random span, as the induction score measures)."""
     n_checkpoints: int = 12
-    """Checkpoints besides step 0 (log-spaced or evenly spaced up to ``steps``)."""
-    schedule: str = "log"
+    """Checkpoints besides step 0: log-spaced (``log``), evenly spaced (``linear``) up to
+    ``steps``, or ``loglinear``: a third log-spaced up to half the first of the rest, which are
+    evenly spaced (dense early and evenly through the run)."""
+    schedule: str = "loglinear"
     held_out_every: int = 10
     max_chars: int = 0
     """Use only the first ``max_chars`` characters of the training split (0: all)."""
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
+    """torch threads (a tiny model runs about as fast on one; the result depends on it)."""
     log_every: int = 50
     probe_n: int = 24
     """Half length of the repeated random sequences scored at each checkpoint."""
@@ -106,11 +117,12 @@ class LMRecipe:
             raise bad("repeat_source", f"must be text or random; got {self.repeat_source!r}")
         if self.schedule not in SCHEDULES:
             raise bad("schedule", f"must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
-        for name in ("n_layers", "n_heads", "d_model", "d_mlp", "ctx", "batch_size", "steps", "n_checkpoints",
-                     "held_out_every", "threads", "log_every", "probe_n"):  # fmt: skip
+        for name, high in BOUNDS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise bad(name, f"must be an integer >= 1; got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+                raise bad(name, f"must be an integer in [1, {high}]; got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            raise bad("seed", f"must be an integer in [0, {2**63 - 1}]; got {self.seed!r}")
         if self.d_model % self.n_heads:
             raise bad("d_model", f"must be a multiple of n_heads ({self.n_heads}); got {self.d_model}")
         if self.tokenizer == "bpe" and self.vocab_size < 128:
@@ -128,6 +140,8 @@ class LMRecipe:
             raise bad("probe_n", f"2 * probe_n + 1 must fit in ctx ({self.ctx}); got {self.probe_n}")
         if not self.lr > 0 or self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1 or self.weight_decay < 0:
             raise bad("lr", "lr > 0, warmup >= 0, 0 <= min_lr_ratio <= 1 and weight_decay >= 0 are required")
+        if not 0 < self.rotary_pct <= 1:
+            raise bad("rotary_pct", f"must be in (0, 1]; got {self.rotary_pct}")
         if self.max_chars < 0:
             raise bad("max_chars", f"must be >= 0; got {self.max_chars}")
         return self
@@ -136,10 +150,19 @@ class LMRecipe:
         """Step 0 and ``n_checkpoints`` steps up to ``steps`` (log-spaced or linear)."""
         from mmicl_interp.train.schedule import log_steps
 
+        def linear(k: int) -> set[int]:
+            return {round(self.steps * (i + 1) / k) for i in range(k)}
+
         if self.schedule == "log":
             steps = set(log_steps(self.steps, self.n_checkpoints))
-        else:
-            steps = {round(self.steps * (i + 1) / self.n_checkpoints) for i in range(self.n_checkpoints)}
+        elif self.schedule == "linear":
+            steps = linear(self.n_checkpoints)
+        else:  # a third log-spaced below the first linear step, the rest evenly spaced
+            n_log = self.n_checkpoints // 3
+            n_lin = self.n_checkpoints - n_log
+            first = self.steps // n_lin
+            early = log_steps(first // 2, n_log) if first > 1 else []
+            steps = set(early) | linear(n_lin)
         return sorted({0, self.steps, *steps})
 
 
@@ -302,7 +325,7 @@ def build_model(recipe: LMRecipe, vocab_size: int, special_id: int):
             num_attention_heads=recipe.n_heads,
             intermediate_size=recipe.d_mlp,
             max_position_embeddings=recipe.ctx,
-            rotary_pct=1.0,
+            rotary_pct=recipe.rotary_pct,
             hidden_dropout=0.0,
             attention_dropout=0.0,
             use_parallel_residual=True,
@@ -392,6 +415,10 @@ def _save_checkpoint(model, tokenizer, out: Path, step: int, extra: dict) -> Pat
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     write_json(tmp / "trainer_state.json", {"step": step, **extra})
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in tmp.iterdir():  # save_pretrained may write 0600 files: give them the usual permissions
+        os.chmod(path, 0o666 & ~mask)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -490,7 +517,8 @@ def train_lm(
         def checkpoint(step: int) -> None:
             model.eval()
             with torch.no_grad():
-                held_loss = float(model(input_ids=held_batch, labels=held_batch).loss)
+                ones = torch.ones_like(held_batch)
+                held_loss = float(model(input_ids=held_batch, attention_mask=ones, labels=held_batch).loss)
             record = {
                 "step": step,
                 "time_s": round(time.time() - t0, 1),
@@ -517,7 +545,7 @@ def train_lm(
                 for group in opt.param_groups:
                     group["lr"] = lr_at(recipe, step - 1)
                 batch = make_batch(stream, recipe, gen, special, len(tokenizer))
-                logits = model(input_ids=batch).logits
+                logits = model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
                 loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -48,7 +48,7 @@ def test_series_folders_are_ordinary_hf_checkpoints(trained):
     meta = json.loads((out / "recipe.json").read_text())
     assert meta["complete"] and meta["recipe"]["steps"] == 6 and meta["checkpoint_steps"] == [0, 3, 6]
     assert meta["corpus"]["source"] == "python-stdlib" and meta["corpus"]["n_held_out_files"] > 0
-    assert meta["repeats_mixed_in"] is False
+    assert meta["repeats_mixed_in"] is True  # the default recipe mixes repeated spans in
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [0, 3, 6]
     assert {"best_induction", "best_prev_token", "rep_loss_second", "held_out_loss"} <= set(log[0])
@@ -102,7 +102,9 @@ def test_repeated_spans_are_copies():
         assert 7 not in row.tolist() and len(where) <= 12
         values = row[where]
         assert sorted(values.tolist()) == sorted(values[: len(values) // 2].tolist() * 2)
-    plain = T.make_batch(stream, tiny_recipe(batch_size=4), torch.Generator().manual_seed(0), bos=-1)
+    plain = T.make_batch(
+        stream, tiny_recipe(batch_size=4, repeat_frac=0.0), torch.Generator().manual_seed(0), bos=-1
+    )
     assert all(int((row[1:].unique(return_counts=True)[1] > 1).sum()) == 0 for row in plain)
 
 
@@ -115,6 +117,9 @@ def test_repeated_spans_are_copies():
         (["--set", "repeat_frac=0.5", "--set", "repeat_len=[4, 100]"], "recipe.repeat_len"),
         (["--set", "repeat_len=[9, 4]"], "recipe.repeat_len"),
         (["--recipe", "/nope.json"], "--recipe"),
+        (["--set", "seed=-1"], "recipe.seed"),
+        (["--set", "steps=1000000000"], "[1, 100000000]"),
+        (["--set", "rotary_pct=0"], "recipe.rotary_pct"),
     ],
 )
 def test_bad_recipe_is_one_line(tmp_path, capsys, args, words):
