@@ -28,11 +28,14 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no tests: that fails here like any other error.
 test: $(STAMP)
-	$(BIN)/ruff check mmicl_interp tests benchmarks analyses
+	$(BIN)/ruff check mmicl_interp tests benchmarks analyses docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	$(BIN)/python -m pytest -q
 
+# Timings with the published step rebuilt from the spec side by side; writes benchmarks/results.json.
+# On a shared machine run it under the heavy-work lock: flock /tmp/mmicl-heavy.lock make bench
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json
 
 # Reproduce the paper's claims: every sweep (complete runs are reused), tables, figures and
 # claims.json into analyses/results/, then the README claims tables from claims.json.

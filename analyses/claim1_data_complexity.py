@@ -45,15 +45,14 @@ from mmicl_interp.sweep.claims import (
     judge_mean,
     n_seeds,
     n_unique_configs,
-    rejudge_section,
     write_section,
 )
 from mmicl_interp.sweep.summary import (
     claim_parser,
     final_values,
     format_threshold,
-    from_results_path,
     markdown_table,
+    rejudge_from_results,
     run_grids,
     seed_crossings,
     seed_key,
@@ -237,10 +236,9 @@ def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> li
 
 def from_results(args) -> None:
     """``--from-results``: section 1 of claims.json re-judged from the per-run CSV alone."""
-    csv = from_results_path(args, RUNS_CSV)
-    section = Section("1", TITLE, subclaims(pd.read_csv(csv)), command_line("claim1_data_complexity"))
-    rejudge_section(Path(args.out) / "claims.json", section, csv.name)
-    print(f"re-judged section 1 of {Path(args.out) / 'claims.json'} from {csv}")
+    rejudge_from_results(
+        args, RUNS_CSV, "1", TITLE, "claim1_data_complexity", lambda runs, _csv: subclaims(runs)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

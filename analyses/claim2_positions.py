@@ -60,7 +60,6 @@ from mmicl_interp.sweep.claims import (
     moving_runs,
     n_seeds,
     n_unique_configs,
-    rejudge_section,
     still_moving,
     write_section,
 )
@@ -68,8 +67,8 @@ from mmicl_interp.sweep.summary import (
     claim_parser,
     final_values,
     format_threshold,
-    from_results_path,
     markdown_table,
+    rejudge_from_results,
     run_grids,
     seed_crossings,
     seed_key,
@@ -267,13 +266,14 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
 
 def from_results(args) -> None:
     """``--from-results``: section 2 of claims.json re-judged from the per-run CSV alone."""
-    csv = from_results_path(args, RUNS_CSV)
-    runs = pd.read_csv(csv)
+    rejudge_from_results(args, RUNS_CSV, "2", TITLE, "claim2_positions", judged_runs)
+
+
+def judged_runs(runs: pd.DataFrame, csv: Path) -> list[SubClaim]:
+    """The sub-claims of the per-run table ``runs`` (read from ``csv``; the still-moving runs
+    come from the Markdown beside it)."""
     moving = moving_runs(runs, csv.parent / "claim2_positions.md")
-    common = dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K]))
-    section = Section("2", TITLE, subclaims(runs, common, moving), command_line("claim2_positions"))
-    rejudge_section(Path(args.out) / "claims.json", section, csv.name)
-    print(f"re-judged section 2 of {Path(args.out) / 'claims.json'} from {csv}")
+    return subclaims(runs, dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K])), moving)
 
 
 def main(argv: list[str] | None = None) -> None:

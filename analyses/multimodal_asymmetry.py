@@ -68,11 +68,10 @@ from mmicl_interp.sweep.claims import (
     SubClaim,
     command_line,
     judge_difference,
-    rejudge_section,
     write_section,
 )
 from mmicl_interp.sweep.executors import available_cores
-from mmicl_interp.sweep.summary import save_figure
+from mmicl_interp.sweep.summary import add_from_results, rejudge_from_results, save_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ("icl", "icl_m2_only", "icl_m1_only", "iwl", "test")
@@ -579,23 +578,24 @@ def merge_rows(committed: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 def from_results(args: argparse.Namespace) -> None:
     """``--from-results``: section 4 of claims.json re-judged from ``multimodal_asymmetry_runs.csv``
     alone (no training, no run folders)."""
-    csv = Path(args.from_results) if args.from_results else Path(args.out) / RUNS_CSV
-    if not csv.is_file():
-        raise SystemExit(f"--from-results: no per-run table at {csv}")
+    rejudge_from_results(args, RUNS_CSV, "4", TITLE, "multimodal_asymmetry", judged_runs, read=read_runs)
+
+
+def read_runs(csv: Path) -> pd.DataFrame:
+    """The per-run table, its integer columns kept integer where a row has none."""
     table = pd.read_csv(csv)
     for column in ("K2", "encoder_steps", "n_params"):
         if column in table:
             table[column] = table[column].astype("Int64")
+    return table
+
+
+def judged_runs(table: pd.DataFrame, _csv: Path) -> list[SubClaim]:
+    """Section 4's sub-claims from the per-run table."""
     k2s = sorted(int(k) for k in table["K2"].dropna().unique())
     stage2 = table[table["arm"] == ARMS["stage2"]]
     common = dict(steps=int(stage2["steps"].max()) if len(stage2) else None)
-    subs = subclaims(table, k2s, common, command_line("multimodal_asymmetry"))
-    rejudge_section(
-        Path(args.out) / "claims.json",
-        Section("4", TITLE, subs, command_line("multimodal_asymmetry"), None),
-        csv.name,
-    )
-    print(f"re-judged section 4 of {Path(args.out) / 'claims.json'} from {csv}")
+    return subclaims(table, k2s, common, command_line("multimodal_asymmetry"))
 
 
 # --------------------------------------------------------------------------- output
@@ -715,15 +715,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=available_cores(), help="runs trained at once (default: all cores)"
     )
-    parser.add_argument(
-        "--from-results",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="CSV",
-        help=f"re-judge section 4 of claims.json from the per-run CSV alone (default: --out/{RUNS_CSV}); "
-        "no training, no run folders",
-    )
+    add_from_results(parser, RUNS_CSV, "section 4")
     parser.add_argument(
         "--merge",
         nargs="?",

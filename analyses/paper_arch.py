@@ -46,7 +46,6 @@ from mmicl_interp.sweep.claims import (
     moving_runs,
     n_seeds,
     n_unique_configs,
-    rejudge_section,
     still_moving,
     widen_to_cells,
     write_section,
@@ -54,8 +53,8 @@ from mmicl_interp.sweep.claims import (
 from mmicl_interp.sweep.summary import (
     claim_parser,
     final_values,
-    from_results_path,
     markdown_table,
+    rejudge_from_results,
     run_grids,
     seed_crossings,
     spread,
@@ -179,13 +178,14 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
 
 def from_results(args) -> None:
     """``--from-results``: section "paper_arch" of claims.json re-judged from the per-run CSV alone."""
-    csv = from_results_path(args, RUNS_CSV)
-    runs = pd.read_csv(csv)
+    rejudge_from_results(args, RUNS_CSV, "paper_arch", TITLE, "paper_arch", judged_runs)
+
+
+def judged_runs(runs: pd.DataFrame, csv: Path) -> list[SubClaim]:
+    """The sub-claims of the per-run table ``runs`` (read from ``csv``; the still-moving runs
+    come from the Markdown beside it)."""
     moving = moving_runs(runs, csv.parent / "paper_arch.md")
-    common = dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K]))
-    section = Section("paper_arch", TITLE, subclaims(runs, common, moving), command_line("paper_arch"))
-    rejudge_section(Path(args.out) / "claims.json", section, csv.name)
-    print(f"re-judged section paper_arch of {Path(args.out) / 'claims.json'} from {csv}")
+    return subclaims(runs, dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K])), moving)
 
 
 def main(argv: list[str] | None = None) -> None:

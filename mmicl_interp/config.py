@@ -21,7 +21,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from mmicl_interp.types import (
     MLP_TYPES,
@@ -373,6 +373,9 @@ DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
 when it is used: :func:`mmicl_interp.device.resolve_device`)."""
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+ClampPattern = Literal["none", "prev_token", "induction"]
+CLAMP_PATTERNS: tuple[str, ...] = get_args(ClampPattern)
+"""Allowed ``train.clamp_pattern`` values (see :mod:`mmicl_interp.train.clamp`)."""
 EXECUTION_FIELDS: tuple[str, ...] = ("device", "compile")
 """``[train]`` fields that say where and how a run executes, not what it trains: a run resumed or
 checked with other values is the same run (results agree statistically, not bitwise)."""
@@ -421,6 +424,15 @@ class TrainConfig:
     stop_min_step: int = 0
     """Never stop at a plateau before this step (the flat stretch before the ICL jump is a
     plateau too)."""
+    clamp_pattern: str = "none"
+    """Head clamping (:mod:`mmicl_interp.train.clamp`): ``none``, or ``prev_token`` / ``induction``
+    to replace head ``clamp_head`` of layer ``clamp_layer``'s attention pattern by the perfect one
+    (built from the task layout, through ``blocks.{l}.attn.hook_pattern``) during the updates and
+    evals of steps ``clamp_start <= step < clamp_end``."""
+    clamp_layer: int = 0
+    clamp_head: int = 0
+    clamp_start: int = 0
+    clamp_end: int = 0
 
     def validate(self) -> None:
         _positive_int(self, "train", ("steps", "batch_size", "eval_every", "ckpt_every"))
@@ -474,6 +486,14 @@ class TrainConfig:
                 "train.stop_min_step",
                 f"must be an integer in [0, steps={self.steps}], got {self.stop_min_step!r}",
             )
+        _choice(self, "train", "clamp_pattern", CLAMP_PATTERNS)
+        _int(self, "train", ("clamp_layer", "clamp_head", "clamp_start", "clamp_end"))
+        if self.clamp_pattern != "none" and not self.clamp_start < self.clamp_end:
+            raise ConfigError(
+                "train.clamp_end",
+                f"must be an integer > clamp_start={self.clamp_start} (the clamp acts on steps "
+                f"[clamp_start, clamp_end)), got {self.clamp_end}",
+            )
 
 
 @dataclass
@@ -511,6 +531,7 @@ class RunConfig:
             raise ConfigError("model.encoder", 'an encoder run needs an encoder: set model.encoder = "mlp"')
         if pl.encoder_from and self.model.encoder == "none":
             raise ConfigError("model.encoder", 'pipeline.encoder_from needs model.encoder = "mlp"')
+        self._validate_clamp()
         if self.kind == "encoder":
             if self.train.stop_plateau > 0:  # it watches the icl suite; an encoder run has only test
                 raise ConfigError(
@@ -526,6 +547,23 @@ class RunConfig:
             )
         self._validate_decoder_shape()
         return self
+
+    def _validate_clamp(self) -> None:
+        """``train.clamp_layer`` / ``clamp_head`` name a head of the decoder (and there is one)."""
+        tc, mc = self.train, self.model
+        if tc.clamp_pattern == "none":
+            return
+        if self.kind == "encoder":
+            raise ConfigError("train.clamp_pattern", 'an encoder run has no attention heads: leave it "none"')
+        for key, count, what in (
+            ("clamp_layer", mc.n_layers, "model.n_layers"),
+            ("clamp_head", mc.n_heads, "model.n_heads"),
+        ):
+            value = getattr(tc, key)
+            if value >= count:
+                raise ConfigError(
+                    f"train.{key}", f"must be an integer in [0, {count - 1}] ({what} = {count}), got {value}"
+                )
 
     def _validate_decoder_shape(self) -> None:
         """The head and width constraints the decoder checks when built, named by field."""

@@ -189,18 +189,29 @@ def attention_measures(
     for start in range(0, total, chunk):
         part = prompts[start : start + chunk]
         weight = len(part) / total
+        seen: set[int] = set()
 
-        def reducer(layer: int, part: ICLPrompts = part, weight: float = weight):
+        def reducer(layer: int, part: ICLPrompts = part, weight: float = weight, seen: set[int] = seen):
             def reduce(pattern, hook):
                 for metric, value in pattern_measures(pattern, part).items():
                     acc = sums.setdefault(metric, torch.zeros(n_layers, value.shape[0], device=value.device))
                     acc[layer] += value.float() * weight
+                seen.add(layer)
+                if len(seen) == n_layers:  # every pattern is reduced: the rest of the forward is unused
+                    raise _PatternsDone
 
             return reduce
 
         hooks = [(name, reducer(layer)) for layer, name in enumerate(names)]
-        model.run_with_hooks(part.inputs, **part.kwargs, fwd_hooks=hooks)
+        try:
+            model.run_with_hooks(part.inputs, **part.kwargs, fwd_hooks=hooks)
+        except _PatternsDone:
+            pass  # run_with_hooks removes its hooks on the way out
     return sums
+
+
+class _PatternsDone(Exception):
+    """Raised by the last pattern hook to skip the forward pass after it (nothing there is read)."""
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Int
 
 REP_METRICS: tuple[str, ...] = ("rep_induction", "rep_prev_token")
 """Per-head metrics on repeated random tokens."""
@@ -147,8 +148,46 @@ __all__ = [
     "copy_losses",
     "hf_repeated_scores",
     "induction_queries",
+    "knockout_second_copy_loss",
     "ordinary_token_ids",
     "pattern_scores",
     "repeated_tokens",
     "uniform_baselines",
 ]
+
+
+@torch.no_grad()
+def knockout_second_copy_loss(
+    bridge: Any,
+    seqs: Int[torch.Tensor, "batch seq"],
+    n: int,
+    heads: list[tuple[int, int]] | tuple[tuple[int, int], ...] = (),
+    batch_size: int = 16,
+) -> Float[torch.Tensor, " batch"]:
+    """Per-sequence mean next-token loss on the second copy (``r_2..r_n``) with ``heads``
+    zero-ablated (their ``hook_z`` set to 0 at every position); no heads: the clean loss."""
+    from mmicl_interp.device import model_device
+
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(int(layer), []).append(int(head))
+
+    def make_hook(chosen: list[int]):
+        def hook(z, hook):
+            z = z.clone()
+            z[:, :, chosen] = 0.0
+            return z
+
+        return hook
+
+    hooks = [(f"blocks.{layer}.attn.hook_z", make_hook(hs)) for layer, hs in sorted(by_layer.items())]
+    o = _offset(seqs.shape[1], n)
+    device = model_device(bridge)
+    out = []
+    for start in range(0, len(seqs), batch_size):
+        part = seqs[start : start + batch_size].to(device)
+        logits = bridge.run_with_hooks(part, fwd_hooks=hooks) if hooks else bridge(part)
+        logp = F.log_softmax(logits.float(), dim=-1)
+        nll = -logp[:, :-1].gather(-1, part[:, 1:, None])[..., 0]
+        out.append(nll[:, o + n : o + 2 * n - 1].mean(1).cpu())
+    return torch.cat(out)

@@ -66,6 +66,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from jaxtyping import Int
 
 from mmicl_interp.config import ConfigError
 from mmicl_interp.io import CorruptFileError, FolderBusy, folder_lock, read_json, write_json
@@ -436,7 +437,9 @@ def text_sequences(tokenizer: Any, texts: list[str], length: int, n_seqs: int) -
 
 
 @torch.no_grad()
-def repeated_scores(bridge: Any, seqs: torch.Tensor, n: int, batch_size: int = 8) -> dict[str, Any]:
+def repeated_scores(
+    bridge: Any, seqs: Int[torch.Tensor, "batch seq"], n: int, batch_size: int = 8
+) -> dict[str, Any]:
     """Per-head ``rep_induction`` / ``rep_prev_token`` ([layer, head]) from the bridge's
     ``hook_pattern`` (reduced inside the hook), the uniform baselines and copy losses."""
     from mmicl_interp.device import model_device

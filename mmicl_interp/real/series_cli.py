@@ -21,7 +21,7 @@ CONTEXT_MAX = 131_072
 def add_series_parsers(
     sub: Any, cmd_series: Callable, cmd_train_lm: Callable, positive_int: Callable, device_help: str
 ) -> None:
-    from mmicl_interp import cli  # loaded already (it calls this): the shared bounds
+    from mmicl_interp import argtypes as cli  # the shared bounds
 
     bounded = cli.bounded_int
     p = sub.add_parser("series", help="induction / previous-token heads and ICL over a checkpoint series")

@@ -687,10 +687,14 @@ def command_line(script: str, argv: Sequence[str] | None = None) -> str:
     return shlex.join([".venv/bin/python", f"analyses/{script}.py", *(argv or [])])
 
 
+def final_rows(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Each run's rows at its last eval step, for one metric."""
+    rows = table[table["metric"] == metric]
+    return rows[rows["step"] == rows.groupby("run")["step"].transform("max")]
+
+
 def final_per_run(table: pd.DataFrame, suite: str = "icl", metric: str = "accuracy") -> pd.DataFrame:
     """One row per run of a sweep table: its swept values and its final ``metric`` on ``suite``."""
-    from mmicl_interp.sweep.summary import final_rows
-
     last = final_rows(table, metric)
     return last[last["suite"] == suite].drop(columns=["suite", "metric"]).reset_index(drop=True)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ import plotly.graph_objects as go
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.analyses.tidy import COLUMNS
 from mmicl_interp.io import CorruptFileError
+from mmicl_interp.sweep.claims import Section, SubClaim, command_line, final_rows, rejudge_section
 from mmicl_interp.sweep.executors import make_executor
 from mmicl_interp.sweep.grid import SEED_KEYS, Grid, load_grid
 from mmicl_interp.sweep.runner import SweepResult, run_sweep
@@ -49,12 +50,6 @@ from mmicl_interp.sweep.runner import SweepResult, run_sweep
 def swept_keys(table: pd.DataFrame, exclude: Sequence[str] = SEED_KEYS) -> list[str]:
     """The swept-value columns of a sweep table (every column but run/step/suite/metric/value)."""
     return [c for c in table.columns if c not in COLUMNS and c not in exclude]
-
-
-def final_rows(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Each run's rows at its last eval step, for one metric."""
-    rows = table[table["metric"] == metric]
-    return rows[rows["step"] == rows.groupby("run")["step"].transform("max")]
 
 
 def final_values(
@@ -387,16 +382,45 @@ def claim_parser(
     parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: all cores)")
     parser.add_argument("--no-png", action="store_true", help="skip the PNG copies of the figures")
     if from_results:
-        parser.add_argument(
-            "--from-results",
-            nargs="?",
-            const="",
-            default=None,
-            metavar="CSV",
-            help=f"re-judge this claim's section of claims.json from the per-run CSV alone (default: "
-            f"--out/{from_results}); no training, no run folders, the Markdown and figure are kept",
-        )
+        add_from_results(parser, from_results)
     return parser
+
+
+def add_from_results(
+    parser: argparse.ArgumentParser, name: str, section: str = "this claim's section"
+) -> None:
+    """Add ``--from-results [CSV]`` (default ``--out/name``): re-judge ``section`` of claims.json
+    from a committed per-run CSV alone."""
+    parser.add_argument(
+        "--from-results",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CSV",
+        help=f"re-judge {section} of claims.json from the per-run CSV alone (default: --out/{name}); "
+        "no training, no run folders, the Markdown and figure are kept",
+    )
+
+
+def rejudge_from_results(
+    args: argparse.Namespace,
+    name: str,
+    key: str,
+    title: str,
+    script: str,
+    judge: Callable[[pd.DataFrame, Path], list[SubClaim]],
+    read: Callable[[Path], pd.DataFrame] = pd.read_csv,
+) -> Path:
+    """A claim script's ``--from-results``: read the per-run CSV (``--from-results`` or
+    ``--out/name``), judge it (``judge(runs, csv_path)`` gives the sub-claims) and write section
+    ``key`` of ``--out/claims.json`` with the fields the CSV cannot give carried over
+    (:func:`~mmicl_interp.sweep.claims.rejudge_section`). Returns the CSV's path."""
+    csv = from_results_path(args, name)
+    section = Section(key, title, judge(read(csv), csv), command_line(script))
+    path = Path(args.out) / "claims.json"
+    rejudge_section(path, section, csv.name)
+    print(f"re-judged section {key} of {path} from {csv}")
+    return csv
 
 
 def from_results_path(args: argparse.Namespace, name: str) -> Path:

@@ -38,6 +38,8 @@ def train_seeds(
     where = resolve_device(config.train.device if device is None else device, "device")
     if config.kind != "unimodal":
         raise ValueError(f"kind: stacked training supports unimodal runs, got {config.kind!r}")
+    if config.train.clamp_pattern != "none":
+        raise ValueError("train.clamp_pattern: stacked training does not clamp heads; use train() per seed")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds: must be distinct integers, got {seeds!r}")
     tc = config.train

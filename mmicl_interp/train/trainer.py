@@ -67,6 +67,7 @@ from mmicl_interp.io import (
 from mmicl_interp.model.factory import build_model, training_task
 from mmicl_interp.model.transformer import ICLTransformer, parameter_count
 from mmicl_interp.progress import progress_bar
+from mmicl_interp.train.clamp import Clamp, clamped
 from mmicl_interp.train.evaluate import evaluate_suites
 from mmicl_interp.train.pipeline import build_task_and_model, freeze_parts
 from mmicl_interp.train.schedule import checkpoint_steps, eval_steps
@@ -411,8 +412,8 @@ def make_update(
     device: torch.device,
     generator: torch.Generator,
     max_shift: int = 0,
-) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
-    """One training update as :func:`train` runs it, as a function of no arguments.
+) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """One training update as :func:`train` runs it, as a function of the step it takes.
 
     Each call samples ``tc.batch_size`` sequences on the CPU from ``generator``, copies them to
     ``device``, runs the forward pass (compiled when ``tc.compile``, under bf16 autocast when
@@ -420,17 +421,29 @@ def make_update(
     and the number of correct predictions as device tensors (reading them syncs the host).
     ``model`` must already be on ``device``; its weights stay float32 and are ``model``'s own
     (the compiled wrapper shares them).
+
+    With ``train.clamp_pattern`` set, ``update(step)`` says which step it is: inside
+    ``[clamp_start, clamp_end)`` the forward pass runs eagerly (a compiled graph would not see
+    the hook) with the head clamped (:mod:`~mmicl_interp.train.clamp`); ``update()`` is
+    refused then, so no caller forgets the clamp.
     """
     step_model = torch.compile(model) if tc.compile else model
     bf16 = tc.precision == "bf16"
+    clamp = Clamp.from_config(tc)
 
-    def update() -> tuple[torch.Tensor, torch.Tensor]:
+    def update(step: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if clamp is not None and step is None:
+            raise ValueError("update(step): train.clamp_pattern is set, so the step must be given")
+        on = clamp is not None and clamp.active(step)
         batch = task.sample(tc.batch_size, generator, max_shift=max_shift)
         inputs, shift, targets = (
             t.to(device, non_blocking=True) for t in (batch.inputs, batch.pos_shift, batch.targets)
         )
-        with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-            logits = step_model(inputs, shift)
+        with (
+            torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext(),
+            clamped(model, clamp, task.layout, batch) if on else nullcontext(),
+        ):
+            logits = (model if on else step_model)(inputs, shift)
             loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -535,6 +548,13 @@ def _train(
     step_losses = torch.zeros(window, device=device)
     pending = 0
     update = make_update(model, optimizer, task, tc, device, generator, max_shift)
+    clamp = Clamp.from_config(tc)
+
+    def clamp_around(at: int) -> Callable | None:
+        """Inside the clamp's steps an eval scores the model as that step trains it: clamped."""
+        if clamp is None or not clamp.active(at):
+            return None
+        return lambda part: clamped(model, clamp, task.layout, part)
     final: dict[str, float] = {}
     step = start_step
     where.step = step
@@ -556,7 +576,7 @@ def _train(
                     raise diverge(f"loss became {losses[bad]}", step - pending + bad + 1)
                 if step > start_step and not _all_finite(model):
                     raise diverge("a weight became nan or inf", step)
-                rows = evaluate_suites(model, suites, step)
+                rows = evaluate_suites(model, suites, step, clamp_around(step))
                 if train_seen:
                     per_step = train_seen // pending
                     rows.append(
@@ -594,7 +614,7 @@ def _train(
                 break
             if step in ckpts and _at_plateau(tc, step, plateau_evals, manifest):
                 break  # a resumed step decides as it did before: the evals are on disk
-            loss, correct = update()
+            loss, correct = update(step)
             step_losses[pending] = loss  # no host sync: checked at the next eval step
             pending += 1
             train_correct += correct
