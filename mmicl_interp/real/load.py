@@ -16,37 +16,11 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from mmicl_interp.config import ConfigError
-
-DType = Literal["float32", "float16", "bfloat16"]
-DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
-
-
-@dataclass
-class LoadedModel:
-    """A loaded model: the hooked bridge and what turns data into its inputs."""
-
-    name: str
-    """The hub name or folder it was loaded from (the ``model`` column of the tables)."""
-    bridge: Any
-    """The ``TransformerBridge`` (``run_with_hooks``, ``cfg.n_layers``, ``cfg.n_heads``)."""
-    tokenizer: Any
-    processor: Any = None
-    """The multimodal processor of a VLM (None for a text model)."""
-    is_vlm: bool = False
-
-
-def torch_dtype(name: str):
-    """The torch dtype of a ``--dtype`` name (ConfigError for another name)."""
-    import torch
-
-    if name not in DTYPES:
-        raise ConfigError("--dtype", f"must be one of {', '.join(DTYPES)}; got {name!r}")
-    return getattr(torch, name)
+from mmicl_interp.real.loaded import DTYPES, DType, LoadedModel, torch_dtype  # noqa: F401  (re-exported)
 
 
 def _looks_like_path(name: str) -> bool:

@@ -1,7 +1,7 @@
 """Vision-language models (the ``vlm`` extra): load them through TransformerLens's bridge.
 
 ``load_vlm(name_or_path, device, dtype)`` returns a
-:class:`~mmicl_interp.real.load.LoadedModel` (``is_vlm=True``) for a model whose Hugging Face
+:class:`~mmicl_interp.real.loaded.LoadedModel` (``is_vlm=True``) for a model whose Hugging Face
 config names a vision-language architecture the bridge supports (Qwen2.5-VL, LLaVA,
 LLaVA-NeXT, Idefics3, Gemma 3, ...), and None for any other model (the text loader then
 takes over). The config is read with ``transformers.AutoConfig`` (local files only when
@@ -144,7 +144,7 @@ def _image_processor(name: str) -> Any | None:
 
 
 def load_vlm(name_or_path: str | Path, device: str = "cpu", dtype: str = "float32"):
-    """Load a vision-language model as a :class:`~mmicl_interp.real.load.LoadedModel`, or None.
+    """Load a vision-language model as a :class:`~mmicl_interp.real.loaded.LoadedModel`, or None.
 
     None when ``name_or_path`` is not a VLM (or its config cannot be read). Raises
     ConfigError(``model``) for a VLM the bridge does not support, a missing torchvision
@@ -159,7 +159,7 @@ def load_vlm(name_or_path: str | Path, device: str = "cpu", dtype: str = "float3
     arch = vlm_architecture(config)
     if arch is None:
         return None
-    from mmicl_interp.real.load import LoadedModel, torch_dtype
+    from mmicl_interp.real.loaded import LoadedModel, torch_dtype
 
     dt = torch_dtype(dtype)
     adapter = _adapter_class(arch)
