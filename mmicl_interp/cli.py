@@ -40,6 +40,19 @@ import warnings
 from pathlib import Path
 from typing import NoReturn
 
+from mmicl_interp.argtypes import (  # the CLI's bounds and argparse types (re-exported)
+    BATCH_MAX,
+    N_PROMPTS_MAX,
+    N_RANDOM_MAX,
+    SHOTS_MAX,
+    TOP_K_MAX,
+    WAYS_MAX,
+    WORKERS_MAX,
+    bounded_int,
+    n_seqs_int,
+    positive_int,
+    seed_int,
+)
 from mmicl_interp.config import ConfigError, load_config
 from mmicl_interp.io import (
     CorruptFileError,
@@ -375,21 +388,6 @@ def _real_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default: real/<model>_<prompt set>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
-
-
-from mmicl_interp.argtypes import (  # noqa: E402  (re-exported: the CLI's bounds and argparse types)
-    BATCH_MAX,
-    N_PROMPTS_MAX,
-    N_RANDOM_MAX,
-    SHOTS_MAX,
-    TOP_K_MAX,
-    WAYS_MAX,
-    WORKERS_MAX,
-    bounded_int,
-    n_seqs_int,
-    positive_int,
-    seed_int,
-)
 
 
 class _Parser(argparse.ArgumentParser):
