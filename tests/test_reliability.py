@@ -38,6 +38,7 @@ from mmicl_interp.io import LOCK_FILE, MmiclWarning, run_lock
 from mmicl_interp.runs import load_run
 from mmicl_interp.train.trainer import INTERRUPT_ENV, KILL_ENV, train
 from tests.conftest import TINY_TOML
+from tests.test_run_identity import copy_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "checkpoints" / "example"
@@ -85,16 +86,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def copy_example(parent: Path, name: str = "run", steps=(0, 500, 1000)) -> Path:
-    keep = {f"step_{s:07d}.safetensors" for s in steps}
-
-    def ignore(folder: str, names: list[str]) -> list[str]:
-        if Path(folder).name == "ckpt":
-            return [n for n in names if n not in keep]
-        return [n for n in names if n in ("analysis.parquet", "reports", "report.html")]
-
-    dst = parent / name
-    shutil.copytree(EXAMPLE, dst, ignore=ignore)
-    return dst
+    return copy_run(parent, name, steps)
 
 
 class FailingTemp:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -181,18 +183,19 @@ def _check_previous(record: Path, result: Path, settings: dict[str, Any], force:
     )
 
 
-def _prepare_out(args: argparse.Namespace) -> tuple[Path, bool]:
-    """The output folder, checked (writable, room for the files) before any work, and whether it
-    existed before this command."""
+@contextmanager
+def _output_folder(args: argparse.Namespace) -> Iterator[Path]:
+    """The output folder, checked (writable, room for the files) before any work; when the check
+    or the work inside fails, a folder this command made is removed again if it is empty."""
     out = Path(args.out) if args.out else default_out(args.model, args.prompts)
     existed = out.exists()
     check_writable_dir(out, "--out")
     try:
         check_writable(out / ".mmicl-check", "--out", OUTPUT_BYTES)
-    except ConfigError:
+        yield out
+    except BaseException:
         _cleanup_on_failure(out, existed)
         raise
-    return out, existed
 
 
 class _Writes:
@@ -295,12 +298,8 @@ def run_heads(args: argparse.Namespace, device: Any) -> int:
     settings = _settings(args, top_k=args.top_k, n_random=args.n_random, patch=bool(args.patch))
     out = Path(args.out) if args.out else default_out(args.model, args.prompts)
     _check_previous(out / HEADS_RECORD, out / "heads.parquet", settings, args.force, "`mmicl heads` results")
-    out, existed = _prepare_out(args)
-    try:
+    with _output_folder(args) as out:
         return _run_heads(args, device, texts, options, settings, out)
-    except BaseException:
-        _cleanup_on_failure(out, existed)
-        raise
 
 
 def _run_heads(args, device, texts, options, settings, out: Path) -> int:
@@ -378,12 +377,8 @@ def run_knockout(args: argparse.Namespace, device: Any) -> int:
             raise ConfigError("--heads", str(err).removeprefix("heads: ")) from None
     options = dict(shots=args.shots, ways=args.ways, n_prompts=args.n_prompts, seed=args.seed)
     texts = check_spec(args.prompts, **options)
-    out, existed = _prepare_out(args)
-    try:
+    with _output_folder(args) as out:
         return _run_knockout(args, device, heads, texts, options, out)
-    except BaseException:
-        _cleanup_on_failure(out, existed)
-        raise
 
 
 def _run_knockout(args, device, heads, texts, options, out: Path) -> int:
