@@ -23,37 +23,26 @@ context-label plateau 1/(N/2)), with the best head's induction strength ``ih`` o
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-from plotly.subplots import make_subplots
 
-from mmicl_interp.analyses.attention import attention_measures
-from mmicl_interp.analyses.stats import icl_relative
-from mmicl_interp.runs import load_run
-from mmicl_interp.sweep import Grid, SweepResult
+from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
 from mmicl_interp.sweep.claims import (
     SEED_KEYS,
-    Section,
     SubClaim,
-    command_line,
     crossing_text,
-    final_per_run,
     judge_difference,
     judge_mean,
     n_seeds,
     n_unique_configs,
-    write_section,
 )
+from mmicl_interp.sweep.figures import add_level, panels
+from mmicl_interp.sweep.measures import final_accuracies, with_common_suite, with_plateau
 from mmicl_interp.sweep.summary import (
-    claim_parser,
     final_values,
     format_threshold,
     markdown_table,
-    rejudge_from_results,
-    run_grids,
     seed_crossings,
     seed_key,
     short,
@@ -63,9 +52,7 @@ from mmicl_interp.sweep.summary import (
     threshold,
     whole_numbers,
     wide,
-    write_results,
 )
-from mmicl_interp.train.evaluate import accuracy_and_loss, suite_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [ROOT / "analyses" / "grids" / f"claim1_{part}.toml" for part in ("K", "B", "eps", "alpha")]
@@ -76,48 +63,19 @@ COMMON_B = 2
 """The burstiness of the common icl suite every B and eps run is also scored on."""
 N_COMMON = 500
 """Sequences of the common suite per run."""
-
-
-def common_suite_scores(run_dir: Path, n_seqs: int = N_COMMON) -> dict[str, float]:
-    """A run's last checkpoint on the common B = 2 icl suite: accuracy, and the best head's
-    induction strength on that suite."""
-    run = load_run(run_dir)
-    icl = run.suites(n_seqs, B=COMMON_B)["icl"]
-    model = run.model()
-    acc, _ = accuracy_and_loss(suite_logits(model, icl), icl.targets)
-    ih = attention_measures(model, icl, run.layout)["ih"]
-    return {"icl_b2": float(acc), "ih_b2": float(ih.max())}
-
-
-def with_common_suite(grid: Grid, result: SweepResult, runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` (one row per point name) plus icl_b2 and ih_b2 from :func:`common_suite_scores`,
-    and icl_b2_rel: icl_b2 relative to the common suite's plateau ``COMMON_B / N``."""
-    dirs = {p.name: r.run_dir for p, r in zip(grid.points(), result.results, strict=True)}
-    scores = pd.DataFrame([common_suite_scores(dirs[name]) for name in runs["run"]], index=runs.index)
-    out = pd.concat([runs, scores], axis=1)
-    out["icl_b2_rel"] = icl_relative(out["icl_b2"], grid.points()[0].config.task.N, COMMON_B)
-    return out
-
-
-def per_run(grid: Grid, result: SweepResult) -> pd.DataFrame:
-    """Each run's final icl and iwl, and icl relative to its context-label plateau (its own N, B);
-    a ``grid`` column names the sweep."""
-    configs = {p.name: p.config.task for p in grid.points()}
-    runs = final_per_run(result.table, "icl").rename(columns={"value": "icl"})
-    iwl = final_per_run(result.table, "iwl").set_index("run")["value"]
-    runs["iwl"] = runs["run"].map(iwl)
-    runs["icl_rel"] = [
-        icl_relative(v, configs[r].N, configs[r].B) for r, v in zip(runs["run"], runs["icl"], strict=True)
-    ]
-    runs["plateau"] = [configs[r].B / configs[r].N for r in runs["run"]]
-    runs.insert(0, "grid", grid.name)
-    return runs
-
-
 TASK_KEYS = ("task.K", "task.B", "task.eps", "task.alpha")
 """The data-complexity keys the claim-1 sweeps vary."""
 TITLE = "ICL needs data complexity (K, B, eps, Zipf alpha)"
-RUNS_CSV = "claim1_data_complexity_runs.csv"
+
+
+def per_run(grid, result) -> pd.DataFrame:
+    """Each run's final icl and iwl, icl relative to its context-label plateau (its own N, B) and
+    that plateau; a ``grid`` column names the sweep; the B and eps sweeps also on the common suite."""
+    runs = with_plateau(final_accuracies(result.table), grid)
+    runs.insert(0, "grid", grid.name)
+    if swept_keys(result.table, exclude=SEED_KEYS) in (["task.B"], ["task.eps"]):
+        runs = with_common_suite(grid, result, runs, COMMON_B, N_COMMON)
+    return runs
 
 
 def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> list[SubClaim]:
@@ -234,23 +192,7 @@ def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> li
     return subs + common_suite
 
 
-def from_results(args) -> None:
-    """``--from-results``: section 1 of claims.json re-judged from the per-run CSV alone."""
-    rejudge_from_results(
-        args, RUNS_CSV, "1", TITLE, "claim1_data_complexity", lambda runs, _csv: subclaims(runs)
-    )
-
-
-def main(argv: list[str] | None = None) -> None:
-    t0 = time.perf_counter()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
-    args = parser.parse_args(argv)
-    if args.from_results is not None:
-        from_results(args)
-        return
-    done = run_grids(args.grid, args.runs, args.workers)
-    command = command_line("claim1_data_complexity", argv)
+def report(done, args, command: str) -> Outcome:
     lines = [
         "# Claim 1: data complexity (K, B, eps, Zipf alpha)",
         "",
@@ -259,15 +201,13 @@ def main(argv: list[str] | None = None) -> None:
         "copies a random context label, 1 when perfect. Command: "
         f"`.venv/bin/python analyses/claim1_data_complexity.py`; wall time {done.timing()}.",
     ]
-    fig = make_subplots(rows=1, cols=len(done.grids), subplot_titles=[g.name for g in done.grids])
+    fig = panels([g.name for g in done.grids])
     every, evidence = [], {}
     for col, (grid, result) in enumerate(zip(done.grids, done.results, strict=True), start=1):
         keys = swept_keys(result.table, exclude=SEED_KEYS)
         summary = final_values(result.table, keys, suites=SUITES)
         table = wide(summary, keys)
         runs = per_run(grid, result)
-        if keys in (["task.B"], ["task.eps"]):  # also scored on the common B = 2 icl suite
-            runs = with_common_suite(grid, result, runs)
         every.append(runs)
         evidence[grid.name] = dict(
             n_unique_configs=n_unique_configs([r.run_dir for r in result.results]),
@@ -303,10 +243,9 @@ def main(argv: list[str] | None = None) -> None:
             group = group if isinstance(group, tuple) else (group,)
             label = ", ".join(f"{short(k)}={v}" for k, v in zip(groups, group, strict=True))
             for suite, colour in COLOURS.items():
-                rows = part[part["suite"] == suite]
                 fig.add_trace(
                     spread_trace(
-                        rows,
+                        part[part["suite"] == suite],
                         x,
                         f"{suite} {label}".strip(),
                         legendgroup=f"{suite} {label}",
@@ -317,26 +256,27 @@ def main(argv: list[str] | None = None) -> None:
                     col=col,
                 )
         fig.update_xaxes(title_text=short(x), type="log" if x == "task.K" else "linear", row=1, col=col)
-    fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
+    add_level(fig)
     fig.update_yaxes(range=[0, 1.05])
     fig.update_yaxes(title_text="final accuracy", row=1, col=1)
     runs = pd.concat(every, ignore_index=True)
-    write_results(
-        args.out,
-        "claim1_data_complexity",
+
+    def judged(wall: float) -> list[SubClaim]:
+        return subclaims(runs, {name: {**fields, "wall_time_s": wall} for name, fields in evidence.items()})
+
+    return Outcome(
         lines,
         fig,
-        title="Claim 1: icl and iwl vs data complexity (error bars: min/max over seeds)",
-        png=not args.no_png,
-        csv={RUNS_CSV: runs},
-    )
-    wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
-    for fields in evidence.values():
-        fields["wall_time_s"] = wall
-    write_section(
-        Path(args.out) / "claims.json", Section("1", TITLE, subclaims(runs, evidence), command, wall)
+        "Claim 1: icl and iwl vs data complexity (error bars: min/max over seeds)",
+        judged,
+        csv={SCRIPT.runs_csv: runs},
     )
 
+
+SCRIPT = ClaimScript(
+    "claim1_data_complexity", "1", TITLE, __doc__, GRIDS, report, judge=lambda runs, _csv: subclaims(runs)
+)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     main()

@@ -32,92 +32,51 @@ committed ``claim2_positions_runs.csv`` alone (no training, no run folders).
 from __future__ import annotations
 
 import math
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-from plotly.subplots import make_subplots
 
-from mmicl_interp.analyses.correlation import (
-    crossing_step,
-    head_table,
-    ih_icl_correlation,
-    model_curve,
-    phases,
-)
-from mmicl_interp.analyses.tables import circuit_scores_runs
-from mmicl_interp.sweep import Grid, SweepResult
+from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, moving_line, plateau_note, sweep_evidence
 from mmicl_interp.sweep.claims import (
-    Section,
     SubClaim,
     budget_text,
-    command_line,
     crossing_text,
     judge_crossing_ratio,
     judge_delay,
     judge_difference,
     moving_runs,
     n_seeds,
-    n_unique_configs,
     still_moving,
-    write_section,
 )
+from mmicl_interp.sweep.figures import OTHER, POSITION_COLOURS, add_run_curves, panels
+from mmicl_interp.sweep.measures import best_head_curves, circuit_runs
 from mmicl_interp.sweep.summary import (
-    claim_parser,
     final_values,
     format_threshold,
     markdown_table,
-    rejudge_from_results,
-    run_grids,
     seed_crossings,
     seed_key,
     spread_trace,
     threshold,
     wide,
-    write_results,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [ROOT / "analyses" / "grids" / "claim2_positions.toml"]
 POS, K = "model.positions", "task.K"
-COLOURS = {"onehot": "#1f77b4", "learned": "#2ca02c", "rope": "#d62728", "rope_paper": "#ff7f0e"}
 N_SEQS = 500
 """icl sequences scored per checkpoint for the head measures."""
-
-
-def run_circuits(
-    grid: Grid, result: SweepResult, n_seqs: int = N_SEQS, workers: int | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every run's checkpoint scores on the icl suite (``workers`` runs at a time), and per run one
-    row of onsets and final scores."""
-    tables, rows = [], []
-    dirs = [pr.run_dir for pr in result.results]
-    every = circuit_scores_runs(dirs, workers=workers, suites=["icl"], n_seqs=n_seqs)
-    for point, scores in zip(grid.points(), every, strict=True):
-        tables.append(scores.assign(**point.values))
-        phase = phases(scores).iloc[0].to_dict()
-        plateau = phases(scores, rule="plateau").iloc[0]
-        for what in ("icl", "induction", "prev_token"):
-            phase[f"{what}_onset_plateau"] = plateau[f"{what}_onset"]
-        last = int(scores["step"].max())
-        final = scores[scores["step"] == last]
-        phase.update(point.values)
-        phase["last_step"] = last  # below train.steps where train.stop_plateau stopped the run
-        icl = model_curve(scores)
-        phase["final_icl"] = float(icl.iloc[-1])
-        phase["steps_to_icl_half"] = crossing_step(icl.index.to_numpy(), icl.to_numpy(), 0.5)
-        for measure, column in (("ih", "final_ih"), ("prev_token_label", "final_prev_token_label")):
-            phase[column] = float(final[final["metric"] == measure]["value"].max())
-        best = ih_icl_correlation(scores).query("best").iloc[0]  # moving-block bootstrap, block from the acf
-        phase.update(
-            ih_icl_r=float(best["pearson"]),
-            ih_icl_lo=float(best["pearson_lo"]),
-            ih_icl_hi=float(best["pearson_hi"]),
-            ih_icl_block=int(best["block"]),
-        )
-        rows.append(phase)
-    return pd.concat(tables, ignore_index=True), pd.DataFrame(rows)
+VARIANTS = (("rope", "correct RoPE"), ("rope_paper", "published RoPE"))
+TITLE = "RoPE raises the threshold and delays ICL; weaker patterns"
+ONSETS = (
+    "steps_to_icl_half",
+    "icl_onset",
+    "induction_onset",
+    "prev_token_onset",
+    "icl_onset_plateau",
+    "induction_onset_plateau",
+)
+"""The onset columns of the per-run table, in the order of the Markdown table."""
 
 
 def mean_over_learners(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -166,11 +125,6 @@ def verdict(
     return lines
 
 
-VARIANTS = (("rope", "correct RoPE"), ("rope_paper", "published RoPE"))
-TITLE = "RoPE raises the threshold and delays ICL; weaker patterns"
-RUNS_CSV = "claim2_positions_runs.csv"
-
-
 def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> list[SubClaim]:
     """Claim 2's sub-claims per RoPE variant against one-hot APE, from the per-run table alone
     (``runs``: one row per run with its positions, K, seed, final icl, onsets and final head
@@ -183,31 +137,20 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
     crossings = seed_crossings(runs, K, by=[POS], value="final_icl")
     arms = {pos: part for pos, part in crossings.groupby(POS)}
 
-    def moving_note(pair: list[str] | None) -> str:
-        if pair is None:
-            return "whether the runs are at a plateau is not known here: verdict capped at weak"
-        others = len(moving) - len(pair)
-        elsewhere = f"; {others} run(s) of other position types still moving" if others else ""
-        if pair:
-            return (
-                f"{len(pair)} of the compared runs still moving at the end (icl changed >= 0.01 over the "
-                f"last 20%): verdict capped at weak{elsewhere}"
-            )
-        return f"every compared run at a plateau (icl changed < 0.01 over the last 20%){elsewhere}"
-
     subs: list[SubClaim] = []
     present = [(pos, label) for pos, label in VARIANTS if pos in arms and "onehot" in arms]
     for i, (pos, label) in enumerate(present):
         # only the runs compared cap it
         pair = None if moving is None else [r for r in moving if run_pos.get(r) in (pos, "onehot")]
         judged = judge_crossing_ratio(arms[pos], arms["onehot"], at_most_weak=pair is None or bool(pair))
+        others = 0 if pair is None else len(moving) - len(pair)
         subs.append(
             judged.subclaim(
                 f"2{'ab'[i]}",
                 f"{label} raises the data-complexity threshold",
                 "crossing K, RoPE / one-hot (geometric mean of the per-seed ratios)",
                 f"crossing K per seed: {pos} {crossing_text(arms[pos])} vs one-hot "
-                f"{crossing_text(arms['onehot'])}; {moving_note(pair)}",
+                f"{crossing_text(arms['onehot'])}; {plateau_note(pair, others)}",
                 **common,
             )
         )
@@ -264,11 +207,6 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
     return sorted(subs, key=lambda sc: sc.id)
 
 
-def from_results(args) -> None:
-    """``--from-results``: section 2 of claims.json re-judged from the per-run CSV alone."""
-    rejudge_from_results(args, RUNS_CSV, "2", TITLE, "claim2_positions", judged_runs)
-
-
 def judged_runs(runs: pd.DataFrame, csv: Path) -> list[SubClaim]:
     """The sub-claims of the per-run table ``runs`` (read from ``csv``; the still-moving runs
     come from the Markdown beside it)."""
@@ -276,24 +214,14 @@ def judged_runs(runs: pd.DataFrame, csv: Path) -> list[SubClaim]:
     return subclaims(runs, dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K])), moving)
 
 
-def main(argv: list[str] | None = None) -> None:
-    t0 = time.perf_counter()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
-    args = parser.parse_args(argv)
-    if args.from_results is not None:
-        from_results(args)
-        return
-    if len(args.grid) != 1:
-        parser.error(f"--grid: this script reads one grid (position type x K), got {len(args.grid)}")
-    done = run_grids(args.grid, args.runs, args.workers)
+def report(done, args, command: str) -> Outcome:
     result = done.results[0]
     summary = final_values(result.table, [POS, K], suites=("icl", "iwl"))
     found = threshold(summary, K, by=[POS])
     crossing = threshold(summary, K, by=[POS], interpolate=True)
     moving = still_moving(result.table)
     largest = summary[K].max()
-    scores, runs = run_circuits(done.grids[0], result, workers=args.workers)
+    scores, runs = circuit_runs(done.grids[0], result, N_SEQS, workers=args.workers)
     per_seed = {p: part for p, part in seed_crossings(runs, K, by=[POS], value="final_icl").groupby(POS)}
     positions = list(dict.fromkeys(result.table[POS]))
     min_step = done.grids[0].points()[0].config.train.stop_min_step
@@ -312,42 +240,28 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "## Threshold K (smallest K with mean final icl >= 0.5)",
         "",
-    ]
-    lines += markdown_table(
-        [
-            "positions",
-            "threshold K",
-            "crossing K (log-interpolated)",
-            "crossing K per seed [95% t], grid cell",
-        ],
-        [
+        *markdown_table(
             [
-                p,
-                format_threshold(found[p], largest),
-                format_threshold(crossing[p], largest),
-                crossing_text(per_seed[p]),
-            ]
-            for p in positions
-        ],
-    )
-    lines += [
+                "positions",
+                "threshold K",
+                "crossing K (log-interpolated)",
+                "crossing K per seed [95% t], grid cell",
+            ],
+            [
+                [
+                    p,
+                    format_threshold(found[p], largest),
+                    format_threshold(crossing[p], largest),
+                    crossing_text(per_seed[p]),
+                ]
+                for p in positions
+            ],
+        ),
         "",
-        f"Runs still moving at the end (icl changed by >= 0.01 over the last 20% of training): "
-        f"{len(moving)} of {result.table['run'].nunique()}"
-        + (f" ({', '.join(moving[:10])}{', ...' if len(moving) > 10 else ''})." if moving else "."),
+        moving_line(moving, result.table["run"].nunique()),
     ]
     table = wide(summary, [POS, K]).set_index([POS, K])
-    onset = {
-        c: mean_over_learners(runs, c)
-        for c in (
-            "steps_to_icl_half",
-            "icl_onset",
-            "induction_onset",
-            "prev_token_onset",
-            "icl_onset_plateau",
-            "induction_onset_plateau",
-        )
-    }
+    onset = {c: mean_over_learners(runs, c) for c in ONSETS}
     finals = {c: runs.groupby([POS, K])[c].mean() for c in ("final_ih", "final_prev_token_label")}
     body = []
     for pos in positions:
@@ -358,90 +272,52 @@ def main(argv: list[str] | None = None) -> None:
                 [pos, k, table.loc[(pos, k), "icl"], table.loc[(pos, k), "iwl"], *cells]
                 + [f"{finals[c][(pos, k)]:.3f}" for c in finals]
             )
-    lines += ["", "## Final accuracy, onsets and end-of-training head scores", ""]
-    lines += markdown_table(
-        [
-            "positions",
-            "K",
-            "icl",
-            "iwl",
-            "steps to icl 0.5",
-            "icl onset",
-            "ih onset",
-            "PH onset",
-            "icl leaves plateau",
-            "ih leaves plateau",
-            "final ih",
-            "final PH-label",
-        ],
-        body,
-    )
+    header = ["positions", "K", "icl", "iwl", "steps to icl 0.5", "icl onset", "ih onset", "PH onset"]
+    header += ["icl leaves plateau", "ih leaves plateau", "final ih", "final PH-label"]
+    lines += [
+        "",
+        "## Final accuracy, onsets and end-of-training head scores",
+        "",
+        *markdown_table(header, body),
+    ]
     learners = runs[runs["final_icl"] >= 0.5]
     resolution = learners.groupby([POS, K])["icl_resolution"].max()  # spacing around each cell's onsets
     lines += ["", "## Verdict", "", *verdict(found, onset["icl_onset"], largest, resolution)]
     lines += ["", "Verdicts with intervals: section 2 of `claims.json`."]
 
     k_max = int(largest)
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        subplot_titles=[
+    fig = panels(
+        [
             "final icl vs K",
             f"icl accuracy over training (K={k_max})",
             f"best-head induction strength (K={k_max})",
-        ],
+        ]
     )
     for pos in positions:
-        colour = dict(color=COLOURS.get(pos, "#7f7f7f"))
+        colour = POSITION_COLOURS.get(pos, OTHER)
         rows = summary[(summary[POS] == pos) & (summary["suite"] == "icl")]
-        fig.add_trace(spread_trace(rows, K, pos, line=colour, legendgroup=pos), row=1, col=1)
+        fig.add_trace(spread_trace(rows, K, pos, line=dict(color=colour), legendgroup=pos), row=1, col=1)
+        part = scores[(scores[POS] == pos) & (scores[K] == k_max)]
         for col, metric in ((2, "accuracy"), (3, "ih")):
-            part = scores[(scores[POS] == pos) & (scores[K] == k_max)]
-            for i, (_, run) in enumerate(part.groupby("run")):
-                if metric == "accuracy":
-                    curve = model_curve(run)
-                else:
-                    heads = head_table(run, "ih")
-                    curve = heads[heads.iloc[-1].idxmax()]
-                fig.add_scatter(
-                    x=curve.index,
-                    y=curve.values,
-                    name=pos,
-                    legendgroup=pos,
-                    showlegend=False,
-                    mode="lines",
-                    line=colour,
-                    opacity=1.0 if i == 0 else 0.5,
-                    row=1,
-                    col=col,
-                )
+            add_run_curves(fig, best_head_curves(part, metric), pos, colour, row=1, col=col)
     fig.update_xaxes(type="log", title_text="K", row=1, col=1)
     fig.update_xaxes(title_text="step", row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=3)
-    write_results(
-        args.out,
-        "claim2_positions",
+    common = sweep_evidence(done, command)
+    return Outcome(
         lines,
         fig,
-        title="Claim 2: one-hot / learned APE vs correct / published RoPE (one line per seed)",
+        "Claim 2: one-hot / learned APE vs correct / published RoPE (one line per seed)",
+        lambda wall: subclaims(runs, {**common, "wall_time_s": wall}, moving),
+        csv={SCRIPT.runs_csv: runs.assign(still_moving=runs["run"].isin(moving))},
         width=1500,
-        png=not args.no_png,
-        csv={RUNS_CSV: runs.assign(still_moving=runs["run"].isin(moving))},
-    )
-    command = command_line("claim2_positions", argv)
-    wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
-    common = dict(
-        n_runs=len(result.results),
-        n_unique_configs=n_unique_configs([r.run_dir for r in result.results]),
-        n_seeds=n_seeds(result.table),
-        steps=done.steps(),
-        command=command,
-        wall_time_s=wall,
-    )
-    write_section(
-        Path(args.out) / "claims.json", Section("2", TITLE, subclaims(runs, common, moving), command, wall)
     )
 
+
+SCRIPT = ClaimScript(
+    "claim2_positions", "2", TITLE, __doc__, GRIDS, report, judge=judged_runs, one_grid="position type x K"
+)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     main()

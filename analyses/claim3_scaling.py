@@ -37,37 +37,32 @@ in ``--out``.
 from __future__ import annotations
 
 import math
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-from plotly.colors import sample_colorscale
-from plotly.subplots import make_subplots
 
-from mmicl_interp.analyses.correlation import crossing_step
+from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, moving_line, plateau_note
 from mmicl_interp.sweep.claims import (
     SEED_KEYS,
     Section,
     SubClaim,
     command_line,
     crossing_text,
-    final_per_run,
     judge_crossing_ratio,
     n_seeds,
     n_unique_configs,
     read_claims,
     rejudge_section,
-    still_moving,
     write_section,
 )
+from mmicl_interp.sweep.figures import add_level, panels, value_colours
+from mmicl_interp.sweep.measures import moving_runs_table as per_run
 from mmicl_interp.sweep.summary import (
-    claim_parser,
     final_values,
+    follow_up,
     format_threshold,
     from_results_path,
     markdown_table,
-    run_grids,
     seed_crossings,
     short,
     spread_trace,
@@ -75,7 +70,6 @@ from mmicl_interp.sweep.summary import (
     threshold,
     whole_numbers,
     wide,
-    write_results,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,19 +80,6 @@ GRIDS = [
 SUBCLAIM_IDS = {"claim3_heads": "3a", "claim3_layers": "3b", "claim3_heads_split": "3c"}
 """The sub-claim id of each K sweep, by grid name (other grids take the free letters in order)."""
 K = "task.K"
-
-
-def follow_up(table: pd.DataFrame, size: str, steps: int) -> list[str]:
-    """A fixed-K grid (no K axis): final icl / iwl and the step icl first reaches 0.5, per size."""
-    summary = wide(final_values(table, [size], suites=("icl", "iwl")), [size]).set_index(size)
-    icl = table[(table["suite"] == "icl") & (table["metric"] == "accuracy")]
-    reach = {}
-    for value, part in icl.groupby(size):
-        hits = [crossing_step(run["step"], run["value"], 0.5) for _, run in part.groupby("run")]
-        reach[value] = ", ".join("never" if math.isnan(h) else f"{h:.0f}" for h in hits)
-    rows = [[v, summary.loc[v, "icl"], summary.loc[v, "iwl"], reach[v]] for v in summary.index]
-    header = [short(size), f"icl after {steps} steps", "iwl", "step icl reaches 0.5 (per seed)"]
-    return markdown_table(header, rows)
 
 
 SIZE_TEXT = {
@@ -124,16 +105,6 @@ RUNS_CSV = "claim3_scaling_runs.csv"
 SIZES = ("model.n_heads", "model.n_layers")
 
 
-def per_run(name: str, table: pd.DataFrame) -> pd.DataFrame:
-    """One row per run of a sweep: its swept values, last step, final icl and iwl, and whether its
-    icl is still moving at the end (:func:`~mmicl_interp.sweep.claims.still_moving`)."""
-    runs = final_per_run(table, "icl").rename(columns={"value": "icl"})
-    runs["iwl"] = runs["run"].map(final_per_run(table, "iwl").set_index("run")["value"])
-    runs["still_moving"] = runs["run"].isin(still_moving(table))
-    runs.insert(0, "grid", name)
-    return runs
-
-
 def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict, grid: str = "") -> SubClaim:
     """The crossing K of the largest ``size`` over the smallest's, paired by seed (the per-seed
     log ratio, t interval, with the grid rule), from the per-run rows of one K sweep (``runs``:
@@ -150,12 +121,6 @@ def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict, grid: s
     k = spread.idxmax()
     trend = " -> ".join(f"{icl.loc[v, k]:.3f}" for v in icl.index)
     effect = judged.effect if judged.effect is not None else math.nan
-    moving_note = (
-        f"{len(moving)} of the compared runs still moving at the end (icl changed >= 0.01 over the last "
-        "20%): verdict capped at weak"
-        if moving
-        else "every compared run at a plateau (icl changed < 0.01 over the last 20%)"
-    )
     notes = (
         (f"{GRID_NOTES[grid]}; " if grid in GRID_NOTES else "")
         + f"crossing K per seed: {cells}; "
@@ -165,7 +130,7 @@ def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict, grid: s
             else f"no per-seed ratio ({short(size)} {big} or {small} never reaches icl 0.5 in some seed)"
         )
         + f"; at K = {k} icl goes {trend} from {short(size)} {icl.index[0]} to "
-        f"{icl.index[-1]}; {moving_note}"
+        f"{icl.index[-1]}; {plateau_note(moving)}"
     )
     return judged.subclaim(
         sid,
@@ -235,21 +200,7 @@ def from_results(args) -> None:
     print(f"re-judged section 3 of {path} from {', '.join(str(c) for c in csvs)}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    t0 = time.perf_counter()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
-    parser.add_argument(
-        "--name",
-        default="claim3_scaling",
-        help="stem of the Markdown, figure and per-run CSV (<name>_runs.csv) in --out (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    if args.from_results is not None:
-        from_results(args)
-        return
-    done = run_grids(args.grid, args.runs, args.workers)
-    command = command_line("claim3_scaling", argv)
+def report(done, args, command: str) -> Outcome:
     lines = [
         "# Claim 3: model scaling vs the data-complexity threshold",
         "",
@@ -261,32 +212,21 @@ def main(argv: list[str] | None = None) -> None:
         "interpolated crossing is only known to lie in its cell). Command: "
         f"`{command}`; wall time {done.timing()}.",
     ]
-    k_grids = [
-        (g, r) for g, r in zip(done.grids, done.results, strict=True) if K in swept_keys(r.table, SEED_KEYS)
-    ]
-    fig = make_subplots(
-        rows=1,
-        cols=2 * len(k_grids),
-        subplot_titles=[f"{g.name}: {suite}" for g, _ in k_grids for suite in ("icl", "iwl")],
-    )
+    pairs = list(zip(done.grids, done.results, strict=True))
+    k_grids = [(g, r) for g, r in pairs if K in swept_keys(r.table, SEED_KEYS)]
+    fig = panels([f"{g.name}: {suite}" for g, _ in k_grids for suite in ("icl", "iwl")])
     every, evidence = [], {}
-    for grid, result in zip(done.grids, done.results, strict=True):
+    for grid, result in pairs:
         runs = per_run(grid.name, result.table)
         every.append(runs)
         size = next(k for k in swept_keys(result.table, SEED_KEYS) if k != K)
-        moving = runs[runs["still_moving"]]["run"].tolist()
-        moving_line = (
-            f"Runs still moving at the end (icl changed by >= 0.01 over the last 20% of training): "
-            f"{len(moving)} of {len(runs)}"
-            + (f" ({', '.join(moving[:10])}{', ...' if len(moving) > 10 else ''})." if moving else ".")
-        )
+        moving = moving_line(runs[runs["still_moving"]]["run"].tolist(), len(runs))
         if (grid, result) not in k_grids:
             fixed = ", ".join(f"{short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
             steps = grid.points()[0].config.train.steps
             where = f" at {fixed}" if fixed else ""
             lines += ["", f"## {short(size)}, {steps} steps{where} ({grid.name})", ""]
-            lines += follow_up(result.table, size, steps)
-            lines += ["", moving_line]
+            lines += [*follow_up(result.table, size, steps), "", moving]
             continue
         gi = k_grids.index((grid, result))
         summary = final_values(result.table, [size, K])
@@ -294,39 +234,34 @@ def main(argv: list[str] | None = None) -> None:
         crossing = threshold(summary, K, by=[size], interpolate=True)
         largest = summary[K].max()
         per_seed = {v: part for v, part in seed_crossings(runs, K, by=[size], value="icl").groupby(size)}
-        lines += ["", f"## {short(size)} ({grid.name})", ""]
+        header = [
+            short(size),
+            "threshold K",
+            "crossing K (log-interpolated)",
+            "crossing K per seed [95% t], grid cell",
+        ]
+        rows = [
+            [
+                v,
+                format_threshold(t, largest),
+                format_threshold(crossing[v], largest),
+                crossing_text(per_seed[v]),
+            ]
+            for v, t in found.items()
+        ]
+        table = wide(summary, [size, K])
+        lines += ["", f"## {short(size)} ({grid.name})", "", *markdown_table(header, rows), "", moving, ""]
         lines += markdown_table(
-            [
-                short(size),
-                "threshold K",
-                "crossing K (log-interpolated)",
-                "crossing K per seed [95% t], grid cell",
-            ],
-            [
-                [
-                    v,
-                    format_threshold(t, largest),
-                    format_threshold(crossing[v], largest),
-                    crossing_text(per_seed[v]),
-                ]
-                for v, t in found.items()
-            ],
+            [short(size), "K", "icl", "iwl"],
+            [[r[size], r[K], r["icl"], r["iwl"]] for _, r in table.iterrows()],
         )
-        lines += ["", moving_line]
         evidence[grid.name] = dict(
             n_unique_configs=n_unique_configs([r.run_dir for r in result.results]),
             steps=grid.points()[0].config.train.steps,
             command=command,
         )
-        lines += [""]
-        table = wide(summary, [size, K])
-        lines += markdown_table(
-            [short(size), "K", "icl", "iwl"],
-            [[r[size], r[K], r["icl"], r["iwl"]] for _, r in table.iterrows()],
-        )
         values = sorted(summary[size].unique())
-        colours = sample_colorscale("Viridis", [i / max(len(values) - 1, 1) for i in range(len(values))])
-        for value, colour in zip(values, colours, strict=True):
+        for value, colour in zip(values, value_colours(values), strict=True):
             for si, suite in enumerate(("icl", "iwl")):
                 rows = summary[(summary[size] == value) & (summary["suite"] == suite)]
                 fig.add_trace(
@@ -339,25 +274,42 @@ def main(argv: list[str] | None = None) -> None:
     fig.update_xaxes(type="log", title_text="K")
     fig.update_yaxes(range=[0, 1.05])
     fig.update_yaxes(title_text="final accuracy", row=1, col=1)
-    fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"))
+    add_level(fig)
     runs = pd.concat(every, ignore_index=True)
-    write_results(
-        args.out,
-        args.name,
+
+    def judged(wall: float) -> list[SubClaim]:
+        subs = subclaims(runs, evidence)
+        for sc in subs:
+            sc.wall_time_s = wall
+        return subs
+
+    return Outcome(
         lines,
         fig,
-        title="Claim 3: final icl and iwl vs K by heads and by layers (error bars: min/max over seeds)",
-        width=1500,
-        png=not args.no_png,
+        "Claim 3: final icl and iwl vs K by heads and by layers (error bars: min/max over seeds)",
+        judged,
         csv={f"{args.name}_runs.csv": runs},
+        width=1500,
+        stem=args.name,
+        section=lambda section: keep_others(Path(args.out) / "claims.json", section),
     )
-    wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
-    subs = subclaims(runs, evidence)
-    for sc in subs:
-        sc.wall_time_s = wall
-    path = Path(args.out) / "claims.json"
-    write_section(path, keep_others(path, Section("3", TITLE, subs, command, wall)))
 
+
+OPTIONS = [
+    (
+        "--name",
+        dict(
+            default="claim3_scaling",
+            help="stem of the Markdown, figure and per-run CSV (<name>_runs.csv) in --out "
+            "(default: %(default)s)",
+        ),
+    )
+]
+
+SCRIPT = ClaimScript(
+    "claim3_scaling", "3", TITLE, __doc__, GRIDS, report, rejudge=from_results, options=OPTIONS
+)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     main()

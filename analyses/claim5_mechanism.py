@@ -38,22 +38,19 @@ section 5 from ``claim5_mechanism_runs.csv`` and ``claim5_multimodal_runs.csv`` 
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
-from mmicl_interp.analyses.ablation import ablate_heads, format_heads, heads_above, parse_heads
-from mmicl_interp.analyses.attention import attention_measures
 from mmicl_interp.analyses.correlation import correlation
-from mmicl_interp.analyses.stats import bca_interval, config_hash
+from mmicl_interp.analyses.stats import bca_interval
 from mmicl_interp.config import load_config
-from mmicl_interp.runs import Run, load_run
+from mmicl_interp.runs import load_run
+from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
 from mmicl_interp.sweep.claims import (
     Section,
     SubClaim,
@@ -64,20 +61,21 @@ from mmicl_interp.sweep.claims import (
     read_claims,
     rejudge_section,
     verdict,
-    write_section,
 )
-from mmicl_interp.sweep.summary import (
-    claim_parser,
-    from_results_path,
-    markdown_table,
-    run_grids,
-    write_results,
+from mmicl_interp.sweep.figures import panels
+from mmicl_interp.sweep.head_ablation import (  # noqa: F401  (control_head: the tests use it here)
+    IH_THRESHOLD,
+    N_SEQS,
+    ablation_tables,
+    control_head,
+    multimodal_rows,
+    run_row,
 )
+from mmicl_interp.sweep.summary import from_results_path, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
-GRID_DIR = ROOT / "analyses" / "grids"
 GRIDS = [
-    GRID_DIR / f"{name}.toml"
+    ROOT / "analyses" / "grids" / f"{name}.toml"
     for name in (
         "claim1_K",
         "claim1_B",
@@ -89,121 +87,11 @@ GRIDS = [
         "claim3_heads_long",
     )
 ]
-N_SEQS = 500
-"""Sequences per suite for the measures and the ablation."""
-IH_THRESHOLD = 0.1
-"""Heads with induction strength at least this are ablated together (the joint ablation)."""
 LEARNED = 0.5
 """A run 'learned' ICL (IWL) when its final icl (iwl) accuracy is at least this."""
-
-
-def run_row(run: Run, n_seqs: int = N_SEQS) -> dict:
-    """One run at its last checkpoint: best induction head, its strength, and its ablation."""
-    model = run.model()
-    suites = run.suites(n_seqs)
-    ih = attention_measures(model, suites["icl"], run.layout)["ih"]
-    layer, head = divmod(int(ih.argmax()), ih.shape[1])
-    two = {s: suites[s] for s in ("icl", "iwl")}
-    ablation = ablate_heads(model, two, [(layer, head)], "mean")
-    acc = ablation[ablation["metric"] == "accuracy"].set_index("suite")
-    joint_heads = heads_above(ih, IH_THRESHOLD)
-    joint = ablate_heads(model, two, joint_heads, "mean")
-    joint = joint[joint["metric"] == "accuracy"].set_index("suite")
-    control = control_head(ih, layer, head)
-    return {
-        "run": run.name,
-        "config_hash": config_hash(run.config),
-        "n_heads": run.config.model.n_heads,
-        "n_layers": run.config.model.n_layers,
-        "step": run.steps[-1],
-        "best_head": f"L{layer}H{head}",
-        "best_ih": float(ih[layer, head]),
-        "icl": float(acc.loc["icl", "clean"]),
-        "iwl": float(acc.loc["iwl", "clean"]),
-        "icl_ablated": float(acc.loc["icl", "value"]),
-        "iwl_ablated": float(acc.loc["iwl", "value"]),
-        "icl_drop": float(-acc.loc["icl", "delta"]),
-        "iwl_drop": float(-acc.loc["iwl", "delta"]),
-        "joint_heads": format_heads(joint_heads),
-        "n_joint": len(joint_heads),
-        "icl_joint_drop": float(-joint.loc["icl", "delta"]),
-        "iwl_joint_drop": float(-joint.loc["iwl", "delta"]),
-        "control_head": "" if control is None else format_heads([control]),
-    }
-
-
-def control_head(ih, layer: int, head: int) -> tuple[int, int] | None:
-    """The control for ablating induction head ``(layer, head)``: the head of the same layer with
-    the lowest induction strength (a non-induction head), None when the layer has one head."""
-    others = [(float(ih[layer, h]), h) for h in range(ih.shape[1]) if h != head]
-    return None if not others else (layer, min(others)[1])
-
-
-MM_ARMS = ("stage 2", "unfrozen stage 2")
-"""Claim 4's arms whose decoder comes from a stage-1 run (5c)."""
-
-
-def _ablated(model, suites: dict, heads: list[tuple[int, int]]) -> pd.DataFrame:
-    table = ablate_heads(model, suites, heads, "mean")
-    return table[table["metric"] == "accuracy"].set_index("suite")
-
-
-def multimodal_rows(table_csv: Path, runs_dir: Path, n_seqs: int = N_SEQS) -> pd.DataFrame:
-    """5c: per stage-2 run of claim 4 (``MM_ARMS``) whose stage-1 run exists, the best induction
-    head of both runs and the stage-2 model's multimodal icl / iwl drop when the stage-1 run's
-    best head (and jointly its heads with ih >= IH_THRESHOLD) is mean-ablated."""
-    if not table_csv.is_file():
-        return pd.DataFrame()
-    runs = pd.read_csv(table_csv)
-    runs = runs[runs["arm"].isin(MM_ARMS)]
-    stage1: dict[int, tuple[dict, list[tuple[int, int]]]] = {}
-    rows = []
-    for r in tqdm(list(runs.itertuples()), desc="5c: stage-1 induction heads in stage 2", unit="run"):
-        s1_dir, s2_dir = runs_dir / f"mm_stage1_seed{r.seed}", runs_dir / r.run
-        if not ((s1_dir / "manifest.json").is_file() and (s2_dir / "manifest.json").is_file()):
-            continue
-        if r.seed not in stage1:
-            s1_row = run_row(load_run(s1_dir), n_seqs)  # its joint heads are heads_above(ih, IH_THRESHOLD)
-            stage1[r.seed] = (s1_row, parse_heads(s1_row["joint_heads"]))
-        s1_row, s1_joint = stage1[r.seed]
-        s2 = load_run(s2_dir)
-        s2_row = run_row(s2, n_seqs)
-        model, suites = s2.model(), s2.suites(n_seqs)
-        two = {s: suites[s] for s in ("icl", "iwl")}
-        one = _ablated(model, two, parse_heads(s1_row["best_head"]))
-        joint = _ablated(model, two, s1_joint)
-        # a non-induction head of the same layer, ablated the same way: the control (multi-head only)
-        control = (
-            _ablated(model, two, parse_heads(s1_row["control_head"])) if s1_row["control_head"] else None
-        )
-        rows.append(
-            {
-                "run": r.run,
-                "arm": r.arm,
-                "K2": int(r.K2),
-                "seed": int(r.seed),
-                "steps": int(r.steps),
-                "stage1_best_head": s1_row["best_head"],
-                "stage1_best_ih": s1_row["best_ih"],
-                "stage1_icl": s1_row["icl"],
-                "stage1_icl_drop": s1_row["icl_drop"],
-                "best_head": s2_row["best_head"],
-                "best_ih": s2_row["best_ih"],
-                "same_head": s2_row["best_head"] == s1_row["best_head"],
-                "icl": float(one.loc["icl", "clean"]),
-                "iwl": float(one.loc["iwl", "clean"]),
-                "icl_drop": float(-one.loc["icl", "delta"]),
-                "iwl_drop": float(-one.loc["iwl", "delta"]),
-                "joint_heads": format_heads(s1_joint),
-                "icl_joint_drop": float(-joint.loc["icl", "delta"]),
-                "iwl_joint_drop": float(-joint.loc["iwl", "delta"]),
-                "stage1_n_heads": int(s1_row["n_heads"]),
-                "control_head": s1_row["control_head"],
-                "icl_control_drop": math.nan if control is None else float(-control.loc["icl", "delta"]),
-                "iwl_control_drop": math.nan if control is None else float(-control.loc["iwl", "delta"]),
-            }
-        )
-    return pd.DataFrame(rows)
+TITLE = "Mechanism across runs"
+RUNS_CSV = "claim5_mechanism_runs.csv"
+MM_CSV = "claim5_multimodal_runs.csv"
 
 
 def _mm_learners(mm: pd.DataFrame) -> pd.DataFrame:
@@ -319,14 +207,6 @@ def control_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim:
     )
 
 
-def mean_spread(values: pd.Series) -> str:
-    """``mean [min, max]`` of a column for the Markdown tables (a range, not a confidence
-    interval; the tables say so), or '-' when empty."""
-    if values.empty:
-        return "-"
-    return f"{values.mean():.3f} [{values.min():.3f}, {values.max():.3f}]"
-
-
 def _pearson(x, y, axis=-1):
     """Pearson r along ``axis`` (vectorised, for the BCa bootstrap)."""
     xc = x - x.mean(axis=axis, keepdims=True)
@@ -412,11 +292,6 @@ def joint_subclaim(learners: pd.DataFrame, common: dict) -> SubClaim:
     )
 
 
-TITLE = "Mechanism across runs"
-RUNS_CSV = "claim5_mechanism_runs.csv"
-MM_CSV = "claim5_multimodal_runs.csv"
-
-
 def from_results(args) -> None:
     """``--from-results``: section 5 of claims.json re-judged from ``claim5_mechanism_runs.csv``
     (and ``claim5_multimodal_runs.csv`` beside it, for 5c and 5e) alone."""
@@ -441,20 +316,7 @@ def from_results(args) -> None:
     print(f"re-judged section 5 of {Path(args.out) / 'claims.json'} from {name}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    t0 = time.perf_counter()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
-    parser.add_argument(
-        "--multimodal",
-        default=str(ROOT / "analyses" / "results" / "multimodal_asymmetry_runs.csv"),
-        help="claim 4's per-run table, for 5c (default: %(default)s); its runs are read from --runs",
-    )
-    args = parser.parse_args(argv)
-    if args.from_results is not None:
-        from_results(args)
-        return
-    done = run_grids(args.grid, args.runs, args.workers)
+def report(done, args, command: str) -> Outcome:
     t0 = time.perf_counter()
     rows = []
     todo = [(g.name, pr.run_dir) for g, r in zip(done.grids, done.results, strict=True) for pr in r.results]
@@ -486,114 +348,12 @@ def main(argv: list[str] | None = None) -> None:
         ["statistic", "value", "95% CI (bootstrap over unique runs)", "runs"],
         [[m, f"{c.value:.3f}", f"[{c.lo:.3f}, {c.hi:.3f}]", c.n] for m, c in stats.items()],
     )
-    lines += [
-        "",
-        "## Mean-ablating the best induction head: accuracy drop (clean - ablated)",
-        "",
-        "Cells: mean [min, max] over the runs of the row (a range, not a confidence interval).",
-        "",
-    ]
-    groups = [
-        (f"learned ICL (icl >= {LEARNED})", icl_runs),
-        (f"IWL only (iwl >= {LEARNED}, icl < {LEARNED})", iwl_runs),
-    ]
-    groups += [(f"sweep {name}", part) for name, part in runs.groupby("sweep", sort=False)]
-    lines += markdown_table(
-        ["runs", "n", "icl clean", "icl drop", "iwl clean", "iwl drop"],
-        [
-            [
-                label,
-                len(part),
-                mean_spread(part["icl"]),
-                mean_spread(part["icl_drop"]),
-                mean_spread(part["iwl"]),
-                mean_spread(part["iwl_drop"]),
-            ]
-            for label, part in groups
-        ],
-    )
-    if len(icl_runs):
-        larger = int((icl_runs["icl_drop"] > icl_runs["iwl_drop"]).sum())
-        lines += [
-            "",
-            f"In {larger} of the {len(icl_runs)} runs that learned ICL, ablating the best induction head "
-            "costs more icl than iwl accuracy.",
-        ]
-    lines += [
-        "",
-        f"## Mean-ablating every head with ih >= {IH_THRESHOLD} together: accuracy drop (clean - ablated)",
-        "",
-    ]
-    lines += markdown_table(
-        ["runs", "n", "heads per run", "icl drop (joint)", "icl drop (best head)", "iwl drop (joint)"],
-        [
-            [
-                label,
-                len(part),
-                f"{part['n_joint'].mean():.1f}" if len(part) else "-",
-                mean_spread(part["icl_joint_drop"]),
-                mean_spread(part["icl_drop"]),
-                mean_spread(part["iwl_joint_drop"]),
-            ]
-            for label, part in [*groups, ("multi-head or deeper, learned ICL", many_heads(icl_runs))]
-        ],
-    )
-    lines += ["", "## 5c: the stage-1 induction head inside the stage-2 (multimodal) model", ""]
-    if mm.empty:
-        lines.append(
-            f"Not run: no claim-4 stage-2 runs found ({args.multimodal}); run "
-            "`analyses/multimodal_asymmetry.py` first."
-        )
-    else:
-        lines += [
-            "Per stage-2 run of claim 4 (frozen or unfrozen decoder from its seed's stage-1 run): the "
-            "multimodal accuracy drop when the stage-1 run's best induction head (and, jointly, its heads "
-            f"with ih >= {IH_THRESHOLD}) is mean-ablated in the stage-2 model, and, as a control, a "
-            "non-induction head of the same layer ('-' when the stage-1 decoder has one head per layer: "
-            "then the joint ablation is the single-head one too); 'same head': the stage-2 "
-            "model's own best induction head on the multimodal icl suite is that head. Cells: mean "
-            "[min, max] over the runs (a range, not a confidence interval).",
-            "",
-        ]
-        lines += markdown_table(
-            [
-                "arm",
-                "K2",
-                "n",
-                "same head",
-                "icl clean",
-                "icl drop",
-                "icl drop (joint)",
-                "icl drop (control head)",
-                "iwl drop",
-                "stage-1 icl drop",
-            ],
-            [
-                [
-                    arm,
-                    k2,
-                    len(part),
-                    f"{int(part['same_head'].sum())}/{len(part)}",
-                    mean_spread(part["icl"]),
-                    mean_spread(part["icl_drop"]),
-                    mean_spread(part["icl_joint_drop"]),
-                    mean_spread(part["icl_control_drop"].dropna()),
-                    mean_spread(part["iwl_drop"]),
-                    mean_spread(part["stage1_icl_drop"]),
-                ]
-                for (arm, k2), part in mm.groupby(["arm", "K2"], sort=True)
-            ],
-        )
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=["final icl vs best induction strength", "ablating the best induction head"],
-    )
-    panels = ((1, "best_ih", "icl"), (2, "iwl_drop", "icl_drop"))
+    lines += ablation_tables(runs, icl_runs, iwl_runs, many_heads(icl_runs), mm, LEARNED, args.multimodal)
+    fig = panels(["final icl vs best induction strength", "ablating the best induction head"])
     for i, (sweep, part) in enumerate(runs.groupby("sweep", sort=False)):
         text = part["run"] + " (" + part["best_head"] + ")"
         colour = qualitative.D3[i % len(qualitative.D3)]
-        for col, x, y in panels:
+        for col, x, y in ((1, "best_ih", "icl"), (2, "iwl_drop", "icl_drop")):
             fig.add_scatter(
                 x=part[x],
                 y=part[y],
@@ -611,24 +371,32 @@ def main(argv: list[str] | None = None) -> None:
     fig.update_xaxes(title_text="iwl accuracy drop", row=1, col=2)
     fig.update_yaxes(title_text="icl accuracy drop", row=1, col=2)
     p = stats["pearson"]
-    write_results(
-        args.out,
-        "claim5_mechanism",
+    return Outcome(
         lines,
         fig,
-        title=f"Claim 5 across {len(runs)} runs: Pearson r = {p.value:.2f} [{p.lo:.2f}, {p.hi:.2f}]",
+        f"Claim 5 across {len(runs)} runs: Pearson r = {p.value:.2f} [{p.lo:.2f}, {p.hi:.2f}]",
+        lambda wall: subclaims(runs, unique, command, wall, mm),
+        csv={RUNS_CSV: runs, **({MM_CSV: mm} if len(mm) else {})},
         width=1300,
         height=500,
-        png=not args.no_png,
-        csv={RUNS_CSV: runs, **({MM_CSV: mm} if len(mm) else {})},
-    )
-    command = command_line("claim5_mechanism", argv)
-    wall = time.perf_counter() - t0
-    write_section(
-        Path(args.out) / "claims.json",
-        Section("5", TITLE, subclaims(runs, unique, command, wall, mm), command, wall),
+        wall_s=time.perf_counter() - t0,
     )
 
+
+OPTIONS = [
+    (
+        "--multimodal",
+        dict(
+            default=str(ROOT / "analyses" / "results" / "multimodal_asymmetry_runs.csv"),
+            help="claim 4's per-run table, for 5c (default: %(default)s); its runs are read from --runs",
+        ),
+    )
+]
+
+SCRIPT = ClaimScript(
+    "claim5_mechanism", "5", TITLE, __doc__, GRIDS, report, rejudge=from_results, options=OPTIONS
+)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     main()

@@ -24,9 +24,7 @@ Not a claim of the paper, so it writes no section of claims.json.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -37,8 +35,9 @@ from mmicl_interp.analyses.correlation import crossing_step, model_curve, phases
 from mmicl_interp.analyses.tables import checkpoint_rows
 from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.runs import load_run
+from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
 from mmicl_interp.sweep.claims import Judgement, judge_delay
-from mmicl_interp.sweep.summary import markdown_table, run_grids
+from mmicl_interp.sweep.summary import markdown_table
 from mmicl_interp.train.clamp import Clamp, clamped
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,16 +193,8 @@ def report(runs: pd.DataFrame, verdicts: dict, timing: str, n_seqs: int) -> list
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
+def scored(done, args, command: str) -> Outcome:
     t0 = time.perf_counter()
-    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
-    parser.add_argument("--grid", default=str(GRID), help="grid TOML (default: %(default)s)")
-    parser.add_argument("--out", default=str(ROOT / "analyses" / "results"), help="results folder")
-    parser.add_argument("--runs", default=None, help="folder of the sweep (default: checkpoints/)")
-    parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: all cores)")
-    parser.add_argument("--n-seqs", type=int, default=N_SEQS, help="icl sequences per checkpoint")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    done = run_grids([args.grid], args.runs, args.workers)
     grid, result = done.grids[0], done.results[0]
     rows = []
     for point, pr in zip(grid.points(), result.results, strict=True):
@@ -212,15 +203,18 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
         print(f"{point.name}: ih onset {row['induction_onset']:.0f}, icl onset {row['icl_onset']:.0f}")
     runs = pd.DataFrame(rows)
-    verdicts = judge(runs)
-    timing = f"{done.timing()}; {(time.perf_counter() - t0) / 60:.1f} min in all, scoring included"
-    lines = report(runs, verdicts, timing, args.n_seqs)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(out / f"{STEM}_runs.csv", index=False, float_format="%.4f")
-    (out / f"{STEM}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    all_s = done.wall_s + time.perf_counter() - t0
+    timing = f"{done.timing()}; {all_s / 60:.1f} min in all, scoring included"
+    lines = report(runs, judge(runs), timing, args.n_seqs)
+    return Outcome(lines, None, "", lambda wall: [], csv={f"{STEM}_runs.csv": runs})
 
+
+OPTIONS = [("--n-seqs", dict(type=int, default=N_SEQS, help="icl sequences per checkpoint"))]
+
+SCRIPT = ClaimScript(
+    STEM, None, "Head clamping", __doc__, [GRID], scored, options=OPTIONS, one_grid="clamp x seed"
+)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     main()

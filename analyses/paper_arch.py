@@ -23,44 +23,31 @@ re-judges the section from the committed per-run CSV alone.
 from __future__ import annotations
 
 import math
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-from plotly.subplots import make_subplots
 
-from mmicl_interp.analyses.attention import attention_measures
-from mmicl_interp.analyses.stats import icl_relative
-from mmicl_interp.runs import load_run
-from mmicl_interp.sweep import Grid, SweepResult
+from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, sweep_evidence
 from mmicl_interp.sweep.claims import (
-    Section,
     SubClaim,
     budget_text,
-    command_line,
     crossing_estimate,
     crossing_text,
-    final_per_run,
     judge_crossing_ratio,
     moving_runs,
     n_seeds,
-    n_unique_configs,
     still_moving,
     widen_to_cells,
-    write_section,
 )
+from mmicl_interp.sweep.figures import OTHER, POSITION_COLOURS, add_level, panels
+from mmicl_interp.sweep.measures import best_ih, final_accuracies, run_dirs, with_plateau
 from mmicl_interp.sweep.summary import (
-    claim_parser,
     final_values,
     markdown_table,
-    rejudge_from_results,
-    run_grids,
     seed_crossings,
     spread,
     spread_trace,
     wide,
-    write_results,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,24 +66,13 @@ DEFAULT_TEXT = (
     "3 seeds) and 173 (claim 2, one-hot, at its plateau, 5 seeds), both in the grid cell K (128, 256]"
 )
 TITLE = "Claims 1 and 2 on the paper's architecture"
-RUNS_CSV = "paper_arch_runs.csv"
-COLOURS = {"onehot": "#1f77b4", "rope": "#d62728", "learned": "#2ca02c", "rope_paper": "#ff7f0e"}
 
 
-def per_run(grid: Grid, result: SweepResult, n_seqs: int = N_SEQS) -> pd.DataFrame:
+def per_run(grid, result, n_seqs: int = N_SEQS) -> pd.DataFrame:
     """Each run's final icl / iwl, icl relative to its plateau, and best-head ih at its last checkpoint."""
-    configs = {p.name: p.config.task for p in grid.points()}
-    dirs = {p.name: r.run_dir for p, r in zip(grid.points(), result.results, strict=True)}
-    runs = final_per_run(result.table, "icl").rename(columns={"value": "icl"})
-    runs["iwl"] = runs["run"].map(final_per_run(result.table, "iwl").set_index("run")["value"])
-    runs["icl_rel"] = [
-        icl_relative(v, configs[r].N, configs[r].B) for r, v in zip(runs["run"], runs["icl"], strict=True)
-    ]
-    ih = []
-    for name in runs["run"]:
-        run = load_run(dirs[name])
-        ih.append(float(attention_measures(run.model(), run.suites(n_seqs)["icl"], run.layout)["ih"].max()))
-    runs["best_ih"] = ih
+    runs = with_plateau(final_accuracies(result.table), grid, plateau=False)
+    dirs = run_dirs(grid, result)
+    runs["best_ih"] = [best_ih(dirs[name], n_seqs) for name in runs["run"]]
     return runs
 
 
@@ -176,11 +152,6 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
     return subs
 
 
-def from_results(args) -> None:
-    """``--from-results``: section "paper_arch" of claims.json re-judged from the per-run CSV alone."""
-    rejudge_from_results(args, RUNS_CSV, "paper_arch", TITLE, "paper_arch", judged_runs)
-
-
 def judged_runs(runs: pd.DataFrame, csv: Path) -> list[SubClaim]:
     """The sub-claims of the per-run table ``runs`` (read from ``csv``; the still-moving runs
     come from the Markdown beside it)."""
@@ -188,17 +159,7 @@ def judged_runs(runs: pd.DataFrame, csv: Path) -> list[SubClaim]:
     return subclaims(runs, dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K])), moving)
 
 
-def main(argv: list[str] | None = None) -> None:
-    t0 = time.perf_counter()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results", from_results=RUNS_CSV)
-    args = parser.parse_args(argv)
-    if args.from_results is not None:
-        from_results(args)
-        return
-    if len(args.grid) != 1:
-        parser.error(f"--grid: this script reads one grid (position type x K), got {len(args.grid)}")
-    done = run_grids(args.grid, args.runs, args.workers)
+def report(done, args, command: str) -> Outcome:
     grid, result = done.grids[0], done.results[0]
     summary = final_values(result.table, [POS, K], suites=("icl", "iwl"))
     table = wide(summary, [POS, K]).set_index([POS, K])
@@ -209,8 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     per_seed = {p: part for p, part in seed_crossings(runs, K, by=[POS], value="icl").groupby(POS)}
     positions = list(dict.fromkeys(result.table[POS]))
     seeds = n_seeds(result.table)
-    first = grid.points()[0].config.train
-    budget = budget_text(done.steps(), first.stop_min_step, runs["step"])
+    budget = budget_text(done.steps(), grid.points()[0].config.train.stop_min_step, runs["step"])
     lines = [
         "# Claims 1 and 2 on the paper's architecture",
         "",
@@ -218,57 +178,47 @@ def main(argv: list[str] | None = None) -> None:
         f"mean [min, max] over {seeds} seeds (task, model and data seeds together). 'icl rel.': icl "
         "relative to the context-label plateau, (icl - B/N) / (1 - B/N). 'best ih': the strongest "
         f"induction head's ih on {N_SEQS} icl sequences at the last checkpoint. Command: "
-        "`.venv/bin/python analyses/paper_arch.py`; "
-        f"wall time {done.timing()}.",
+        f"`.venv/bin/python analyses/paper_arch.py`; wall time {done.timing()}.",
         "",
         "## Crossing K (each seed's icl reaches 0.5, log-interpolated between the grid points)",
         "",
         "Geometric mean over seeds with the 95% t interval of log K (seeds only), and the grid cell "
         "(lo, hi] the seeds' crossings lie in: an interpolated crossing is only known to lie in its cell.",
         "",
-    ]
-    lines += markdown_table(
-        ["positions", "crossing K [95% t], grid cell", "seeds reaching 0.5"],
-        [
+        *markdown_table(
+            ["positions", "crossing K [95% t], grid cell", "seeds reaching 0.5"],
             [
-                p,
-                crossing_text(per_seed[p]),
-                f"{int(per_seed[p]['crossing'].notna().sum())} of {len(per_seed[p])}",
-            ]
-            for p in positions
-        ],
-    )
-    lines += ["", "Compared with:", "", f"- {PUBLISHED_TEXT}.", f"- {DEFAULT_TEXT}."]
-    lines += ["", "## Final accuracy per K", ""]
-    lines += markdown_table(
-        ["positions", "K", "icl", "iwl", "icl rel.", "best ih"],
-        [
-            [p, k, table.loc[(p, k), "icl"], table.loc[(p, k), "iwl"], rel[(p, k)], ih[(p, k)]]
-            for p in positions
-            for k in sorted(summary[K].unique())
-        ],
-    )
-    command = command_line("paper_arch", argv)
-    common = dict(
-        n_runs=len(result.results),
-        n_unique_configs=n_unique_configs([r.run_dir for r in result.results]),
-        n_seeds=seeds,
-        steps=done.steps(),
-        command=command,
-    )
+                [p, crossing_text(s), f"{int(s['crossing'].notna().sum())} of {len(s)}"]
+                for p, s in ((p, per_seed[p]) for p in positions)
+            ],
+        ),
+        "",
+        "Compared with:",
+        "",
+        f"- {PUBLISHED_TEXT}.",
+        f"- {DEFAULT_TEXT}.",
+        "",
+        "## Final accuracy per K",
+        "",
+        *markdown_table(
+            ["positions", "K", "icl", "iwl", "icl rel.", "best ih"],
+            [
+                [p, k, table.loc[(p, k), "icl"], table.loc[(p, k), "iwl"], rel[(p, k)], ih[(p, k)]]
+                for p in positions
+                for k in sorted(summary[K].unique())
+            ],
+        ),
+    ]
     moving = still_moving(result.table)
     lines += [
         "",
         "Runs whose icl still moves at the end (least-squares trend over the last 20% of training "
         f">= 0.01): {', '.join(moving) if moving else 'none'}.",
     ]
-    subs = subclaims(runs, common, moving)
-
-    fig = make_subplots(
-        rows=1, cols=2, subplot_titles=["final icl / iwl vs K", "best induction head (ih) vs K"]
-    )
+    common = sweep_evidence(done, command)
+    fig = panels(["final icl / iwl vs K", "best induction head (ih) vs K"])
     for pos in positions:
-        colour = COLOURS.get(pos, "#7f7f7f")
+        colour = POSITION_COLOURS.get(pos, OTHER)
         for suite, dash in (("icl", "solid"), ("iwl", "dash")):
             rows = summary[(summary[POS] == pos) & (summary["suite"] == suite)]
             fig.add_trace(
@@ -278,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         fig.add_trace(
             spread_trace(part, K, f"{pos} ih", line=dict(color=colour), showlegend=False), row=1, col=2
         )
-    fig.add_hline(y=0.5, line=dict(color="grey", dash="dot"), row=1, col=1)
+    add_level(fig, row=1, col=1)
     for i, k in enumerate(PUBLISHED):  # a scatter, not a shape: shapes on log axes need log10 coordinates
         fig.add_scatter(
             x=[k, k],
@@ -293,24 +243,20 @@ def main(argv: list[str] | None = None) -> None:
         )
     fig.update_xaxes(type="log", title_text="K")
     fig.update_yaxes(title_text="final accuracy", row=1, col=1)
-    write_results(
-        args.out,
-        "paper_arch",
+    return Outcome(
         lines,
         fig,
-        title="Paper's architecture: icl / iwl vs K (dotted: the published code's boundary)",
+        "Paper's architecture: icl / iwl vs K (dotted: the published code's boundary)",
+        lambda wall: subclaims(runs, {**common, "wall_time_s": wall}, moving),
+        csv={SCRIPT.runs_csv: runs.assign(still_moving=runs["run"].isin(moving))},
         width=1300,
-        png=not args.no_png,
-        csv={RUNS_CSV: runs.assign(still_moving=runs["run"].isin(moving))},
-    )
-    wall = done.compute_s(time.perf_counter() - t0)  # recorded training time + analysis
-    for sc in subs:
-        sc.wall_time_s = wall
-    write_section(
-        Path(args.out) / "claims.json",
-        Section("paper_arch", TITLE, subs, command, wall),
     )
 
+
+SCRIPT = ClaimScript(
+    "paper_arch", "paper_arch", TITLE, __doc__, GRIDS, report, judge=judged_runs, one_grid="position type x K"
+)
+main = SCRIPT.main
 
 if __name__ == "__main__":
     main()

@@ -22,26 +22,24 @@ Writes ``analyses/results/published_ablation.md`` / ``_runs.csv`` and section ``
 
 from __future__ import annotations
 
+import math
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from mmicl_interp.analyses.stats import paired_t_interval
+from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
 from mmicl_interp.sweep.claims import (
-    Section,
     SubClaim,
     cell_text,
-    command_line,
     crossing_estimate,
     crossing_text,
     effect_text,
     judge_crossing_ratio,
-    verdict,
-    write_section,
+    judge_difference,
 )
-from mmicl_interp.sweep.summary import claim_parser, markdown_table, run_grids, seed_crossings
+from mmicl_interp.sweep.summary import markdown_table, seed_crossings
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [
@@ -174,18 +172,12 @@ def subclaims(runs: pd.DataFrame, common: dict) -> list[SubClaim]:
         ].set_index("seed")["icl_2000"]
         seeds = sorted(set(arm.index) & set(base.index))
         diffs = (arm[seeds] - base[seeds]).to_numpy()
-        iv = paired_t_interval(base, arm)
-        effect, lo, hi, kind, n = iv.estimate, iv.lo, iv.hi, iv.kind, iv.n
         out.append(
-            SubClaim(
+            judge_difference(base, arm, min_effect=0.1).subclaim(
                 sid,
                 text,
-                verdict(effect, [lo, hi], min_effect=0.1, n_seeds=n),
-                effect,
                 "final icl at K = 2048, variant minus `published`, paired by seed",
-                [lo, hi],
-                kind,
-                notes="per-seed differences " + ", ".join(f"{d:+.3f}" for d in diffs),
+                "per-seed differences " + ", ".join(f"{d:+.3f}" for d in diffs),
                 **common,
             )
         )
@@ -261,11 +253,7 @@ def embed_lines(table: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     return lines, last
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = claim_parser(__doc__, GRIDS, ROOT / "analyses" / "results")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    done = run_grids(args.grid, args.runs, args.workers)
+def report(done, args, command: str) -> Outcome:
     ablation, embed, rope_result = done.results
     runs = ablation_rows(trajectories(ablation.table))
     rope_traj = trajectories(rope_result.table)
@@ -273,21 +261,23 @@ def main(argv: list[str] | None = None) -> int:
     header = ["variant", "K", *[f"step {s} icl / iwl" for s in STEPS], "side at 2000 (per seed)"]
     table = []
     for (init, bias, K), part in runs.groupby(["model.mlp_init", "model.readout_bias", "task.K"]):
-        name = VARIANTS[(init, bool(bias))]
         steps = [f"{cell(part[f'icl_{s}'])} / {cell(part[f'iwl_{s}'])}" for s in STEPS]
-        table.append([name, int(K), *steps, ", ".join(part["side"])])
-    command = command_line("published_ablation", argv)
+        table.append([VARIANTS[(init, bool(bias))], int(K), *steps, ", ".join(part["side"])])
     common = dict(
         n_runs=len(runs),
         n_unique_configs=len(runs),
         n_seeds=int(runs["seed"].nunique()),
         steps=int(runs["last_step"].max()),
         command=command,
-        wall_time_s=done.compute_s(time.perf_counter() - t0),
     )
     pub = runs[(runs["model.mlp_init"] == "torch_default") & (~runs["model.readout_bias"].astype(bool))]
     onehot = pub.rename(columns={"icl_2000": "icl"})[["task.K", "seed", "icl"]]
-    subs = subclaims(runs, common) + boundary_subclaims(onehot, rope, common)
+
+    def judged(wall: float) -> list[SubClaim]:
+        fields = {**common, "wall_time_s": wall}
+        return subclaims(runs, fields) + boundary_subclaims(onehot, rope, fields)
+
+    subs = judged(math.nan)  # the verdicts in the Markdown (the section gets them with the wall time)
     embed_md, embed_runs = embed_lines(embed.table)
     lines = [
         "# Fidelity: the `published` config against the published code",
@@ -307,16 +297,17 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *embed_md,
     ]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "published_ablation.md").write_text("\n".join(lines) + "\n")
-    runs.to_csv(out / "published_ablation_runs.csv", index=False, float_format="%.4f")
-    embed_runs.to_csv(out / "embed_init_runs.csv", index=False, float_format="%.4f")
-    write_section(
-        out / "claims.json",
-        Section("published", "Fidelity: the published code's model", subs, command, common["wall_time_s"]),
-    )
-    print("\n".join(lines))
+    csv = {"published_ablation_runs.csv": runs, "embed_init_runs.csv": embed_runs}
+    return Outcome(lines, None, "", judged, csv=csv)
+
+
+SCRIPT = ClaimScript(
+    "published_ablation", "published", "Fidelity: the published code's model", __doc__, GRIDS, report
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    SCRIPT.main(argv)
     return 0
 
 

@@ -67,18 +67,11 @@ The reference (6 runs of 2000 steps, 104-116 s each on one core of a 2-core CPU)
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import importlib
-import importlib.util
-import io
-import json
 import math
 import os
 import platform
 import re
 import shlex
-import subprocess
 import sys
 import time
 import types
@@ -90,45 +83,40 @@ import torch
 
 from mmicl_interp.config import ConfigError
 from mmicl_interp.io import FolderBusy, atomic_write_text, check_writable_dir, folder_lock, write_json
-
-PROG = "published_reference.py"
-PINNED_COMMIT = "5e9cd68954443a7ba8b9c67b772353c7f90a5b42"
-PINNED_SHA256 = {  # of the files at PINNED_COMMIT (git show 5e9cd68:FILE | sha256sum)
-    "model.py": "4ab32f1d99cd9dbc9d3645786084bec5b3abddf5ab70ad21b6984e99643fda33",
-    "dataset.py": "c1b763a9df308ae947e82a681de86b4bf648f23d435acb5d290f4fce3017d62c",
-}
-NEEDED = {
-    "model.py": ("ModelArgs", "Transformer"),
-    "dataset.py": ("get_mus_label_class", "generate_input_seqs", "ICLDataset"),
-}
-STUBBED = ("wandb", "torchvision")
-SUITES = ("test", "icl", "icl_flip", "iwl")
-NMAX = 32  # the published script's maximum context (width of the one-hot position block: 2 * 32 + 1)
-N_NOVEL = 128  # the published generator's number of novel classes (fixed there)
-LR = 1e-3  # hard-coded in the published script
-WEIGHT_DECAY = 1e-6  # hard-coded in the published script
-NORM_EPS = 1e-5  # passed by the published script
-POSITIONS = ("ape", "rope", "alibi", "hybrid")
-OPTIMIZERS = ("Adam", "SGD", "AdamW")
-REPORT_STEPS = (500, 1000, 1500, 2000)
-CSV_NAME = "published_reference.csv"
-MD_NAME = "published_reference.md"
-CSV_COLUMNS = ("K", "seed", "step", "suite", "accuracy", "loss")
-MANIFEST = "manifest.json"
-METRICS = "metrics.jsonl"
-FORMAT = "published-reference-1"
-STEP_CONVENTION = (
-    "step s = after s optimizer updates (step 0 = init); the published loop's 'Iteration n' is step n + 1"
+from mmicl_interp.sweep.published_code import (  # noqa: F401  (batch_stream: the tests use it here)
+    LR,
+    N_NOVEL,
+    NMAX,
+    PINNED_COMMIT,
+    PINNED_SHA256,
+    SUITES,
+    WEIGHT_DECAY,
+    UsageError,
+    batch_stream,
+    check_code,
+    import_published,
+    train_run,
+    width_of,
+)
+from mmicl_interp.sweep.reference_table import (
+    CSV_NAME,
+    MANIFEST,
+    MD_NAME,
+    METRICS,
+    STEP_CONVENTION,
+    finished,
+    merge_table,
+    metrics_text,
+    read_rows,
+    read_table,
+    table_csv,
+    table_markdown,
 )
 
-
-class UsageError(Exception):
-    """Bad input: printed as one line naming the option, exit status 2."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(f"{option}: {message}")
-        self.option = option
-        self.message = message
+PROG = "published_reference.py"
+POSITIONS = ("ape", "rope", "alibi", "hybrid")
+OPTIMIZERS = ("Adam", "SGD", "AdamW")
+FORMAT = "published-reference-1"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -182,15 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- input checks
-
-
-def width_of(s: dict[str, Any]) -> int:
-    """The model width the published script uses for these settings."""
-    if s["positions"] == "hybrid":
-        return 2 * NMAX + s["D"] + 2
-    if s["positions"] in ("rope", "alibi"):
-        return s["D"]
-    return 2 * NMAX + 1 + s["D"]
 
 
 def validate(a: argparse.Namespace) -> None:
@@ -290,424 +269,6 @@ def settings_of(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------- the published code
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _git_head(code: Path) -> str | None:
-    """HEAD of ``code`` when ``code`` is the top of a git checkout; else None."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(code), "rev-parse", "--show-toplevel", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = out.stdout.split()
-    if out.returncode != 0 or len(lines) != 2:
-        return None
-    if Path(lines[0]).resolve() != code.resolve():  # a folder inside some other repository
-        return None
-    return lines[1]
-
-
-def check_code(code: Path, allow_other: bool) -> dict[str, Any]:
-    """Refuse (UsageError) unless ``code`` holds the pinned commit; returns what was checked."""
-    if not code.is_dir():
-        raise UsageError(
-            "--code", f"{code} is not a folder; give a checkout of the published code at {PINNED_COMMIT}"
-        )
-    missing = [name for name in PINNED_SHA256 if not (code / name).is_file()]
-    if missing:
-        raise UsageError(
-            "--code", f"{code} has no {', '.join(missing)}; give a checkout of the published code"
-        )
-    head = _git_head(code)
-    hashes = {name: _sha256(code / name) for name in PINNED_SHA256}
-    problems = []
-    if head is not None and head != PINNED_COMMIT:
-        problems.append(f"its HEAD is {head}")
-    changed = [name for name, h in hashes.items() if h != PINNED_SHA256[name]]
-    if changed:
-        problems.append(f"{' and '.join(changed)} differ from the commit's")
-    if problems and not allow_other:
-        raise UsageError(
-            "--code",
-            f"{code} does not hold commit {PINNED_COMMIT} ({'; '.join(problems)}); "
-            "check out that commit or pass --allow-other-commit",
-        )
-    return {
-        "dir": str(code.resolve()),
-        "pinned_commit": PINNED_COMMIT,
-        "head": head,
-        "checked_by": "git HEAD and sha256" if head is not None else "sha256",
-        "sha256": hashes,
-        "matches_pinned": not problems,
-        "allow_other_commit": bool(allow_other),
-        "mismatch": "; ".join(problems) or None,
-    }
-
-
-class _Unavailable:
-    """Stands in for any name of a stubbed module; fails only if something uses it."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        raise RuntimeError(
-            "this name comes from a stubbed module (not installed); the stage-1 reference never uses it"
-        )
-
-
-def _stub(name: str) -> types.ModuleType:
-    module = types.ModuleType(name)
-    module.__dict__["__getattr__"] = lambda attr: (
-        _Unavailable if not attr.startswith("__") else _missing(attr)
-    )
-    module.__path__ = []  # a package, so "from name.sub import X" finds the stubbed submodules
-    return module
-
-
-def _missing(attr: str) -> Any:
-    raise AttributeError(attr)
-
-
-def import_published(code: Path) -> tuple[types.ModuleType, types.ModuleType, list[str]]:
-    """Import the published model.py and dataset.py from ``code``; returns them and the stubs used."""
-    stubs: dict[str, types.ModuleType] = {}
-    for name in STUBBED:
-        if name in sys.modules:
-            continue
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            stubs[name] = _stub(name)
-            for sub in ("datasets", "transforms", "models", "io", "utils", "sdk", "apis"):
-                stubs[f"{name}.{sub}"] = _stub(f"{name}.{sub}")
-    saved = {name: sys.modules.pop(name) for name in ("model", "dataset") if name in sys.modules}
-    sys.modules.update(stubs)
-    sys.path.insert(0, str(code))
-    try:
-        model = importlib.import_module("model")
-        dataset = importlib.import_module("dataset")
-    except Exception as err:  # a broken checkout: one line, no traceback
-        raise UsageError(
-            "--code", f"cannot import model.py / dataset.py from {code}: {type(err).__name__}: {err}"
-        ) from None
-    finally:
-        sys.path.remove(str(code))
-        for name in ("model", "dataset", *stubs):
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-    for module, (fname, names) in zip((model, dataset), NEEDED.items(), strict=True):
-        lacking = [n for n in names if not hasattr(module, n)]
-        if lacking:
-            raise UsageError(
-                "--code", f"{code / fname} has no {', '.join(lacking)}; is it the published code?"
-            )
-    return model, dataset, sorted(n for n in stubs if "." not in n)
-
-
-# ----------------------------------------------------------------------------- one run
-
-
-def _evaluate(model: Any, suite: tuple[Any, Any], flip: bool, n_labels: int) -> tuple[float, float]:
-    """Accuracy and cross-entropy at the query on one eval set, scored as the published eval scores it."""
-    inputs, onehot = suite[0], suite[1]
-    model.eval()
-    with torch.no_grad():
-        logits = model(inputs)
-    target = onehot.argmax(dim=-1)
-    if flip:  # IC2: the context labels were shifted by one; the right answer is the shifted label
-        target = (target + 1) % n_labels
-    accuracy = (logits.argmax(dim=-1) == target).float().mean().item()
-    loss = torch.nn.functional.cross_entropy(
-        logits, torch.nn.functional.one_hot(target, n_labels).to(logits.dtype)
-    ).item()
-    return float(accuracy), float(loss)
-
-
-def batch_stream(train_set: Any) -> Any:
-    """The training batches the published one-worker DataLoader yields, made in this process.
-
-    Iterating the published loader draws a base seed from the torch generator, and its worker
-    seeds numpy from that seed before running the dataset. This draws the same base seed (by
-    creating a loader iterator, here without workers) and seeds numpy the same way.
-    """
-    from torch.utils.data import DataLoader
-    from torch.utils.data._utils.worker import _generate_state
-
-    batches = iter(DataLoader(train_set, batch_size=None, num_workers=0))
-    np.random.seed(_generate_state(batches._base_seed, 0))
-    return batches
-
-
-def train_run(
-    pub: tuple[types.ModuleType, types.ModuleType],
-    s: dict[str, Any],
-    K: int,
-    seed: int,
-    on_eval: Any = None,
-) -> list[dict[str, Any]]:
-    """Train one published stage-1 model; ``on_eval(rows_so_far)`` after each eval. Returns the rows."""
-
-    model_mod, data_mod = pub
-    rope_flag = s["positions"] == "rope"
-    alibi_flag = s["positions"] == "alibi"
-    hybrid_flag = s["positions"] == "hybrid"
-    width = width_of(s)
-    L = s["L"]
-
-    # the published script's order of draws, with our seed for its SEED = 0
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    model = model_mod.Transformer(
-        model_mod.ModelArgs(
-            dim=width,
-            n_layers=s["layers"],
-            n_heads=s["heads"],
-            n_labels=L,
-            max_position_embeddings=width if hybrid_flag else 2 * s["N"] + 1,
-            rope_theta=s["rope_theta"],
-            mlp_bias=True,
-            rms_norm=s["norm"] == "rms",
-            rope=rope_flag,
-            norm_eps=NORM_EPS,
-            use_alibi=alibi_flag,
-            use_hybrid=hybrid_flag,
-        )
-    )
-    optimizer = getattr(torch.optim, s["optimizer"])(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    P = 1.0 / (np.arange(1, K + 1) ** s["alpha"])
-    P /= np.sum(P)
-    mus_label, mus_class, labels_class = data_mod.get_mus_label_class(K, L, s["D"])
-    task = dict(mus_label=mus_label, mus_class=mus_class, labels_class=labels_class)
-    common = dict(
-        eps=s["eps"], P=P, no_repeats=bool(s["no_repeats"]), rope=rope_flag or alibi_flag, hybrid=hybrid_flag
-    )
-    train_set = data_mod.ICLDataset(
-        **task,
-        N=s["N"],
-        S=s["batch"],
-        Nmax=NMAX,
-        B=s["B"],
-        p_B=s["p_B"],
-        p_C=s["p_C"],
-        datasize=s["steps"],
-        **common,
-    )
-    args = (mus_label, mus_class, labels_class, s["N"], s["eval_size"], NMAX)
-    suites = {  # in the published order of draws
-        "test": data_mod.generate_input_seqs(*args, B=s["B"], p_B=s["p_B"], p_C=s["p_C"], **common),
-        "icl": data_mod.generate_input_seqs(*args, B=s["B"], p_B=1, p_C=1, **common),
-        "icl_flip": data_mod.generate_input_seqs(*args, B=s["B"], p_B=1, p_C=0, flip_labels=True, **common),
-        "iwl": data_mod.generate_input_seqs(*args, B=0, p_B=0, p_C=0, **common),
-    }
-    batches = batch_stream(train_set)
-
-    rows: list[dict[str, Any]] = []
-    chance = 1.0 / L
-
-    def evaluate(step: int) -> None:
-        for name, suite in suites.items():
-            acc, loss = _evaluate(model, suite, name == "icl_flip", L)
-            rows.append({"step": step, "suite": name, "accuracy": acc, "loss": loss, "chance": chance})
-        if on_eval is not None:
-            on_eval(rows)
-
-    evaluate(0)
-    for step in range(1, s["steps"] + 1):
-        inputs, labels = next(batches)
-        model.train()
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
-        loss.backward()
-        optimizer.step()
-        if step % s["eval_every"] == 0 or step == s["steps"]:
-            evaluate(step)
-    return rows
-
-
-def expected_steps(s: dict[str, Any]) -> list[int]:
-    return sorted({0, s["steps"], *range(s["eval_every"], s["steps"] + 1, s["eval_every"])})
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_rows(run_dir: Path) -> list[dict[str, Any]] | None:
-    try:
-        return [json.loads(line) for line in (run_dir / METRICS).read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return None
-
-
-def finished(run_dir: Path, s: dict[str, Any], K: int, seed: int, code: dict[str, Any]) -> bool | str:
-    """True: a complete run of these settings to reuse; False: train it; a string: why it conflicts."""
-    manifest = _read_json(run_dir / MANIFEST)
-    if not isinstance(manifest, dict) or manifest.get("status") != "complete":
-        return False
-    want = {**s, "K": K, "seed": seed}
-    have = manifest.get("settings", {})
-    diff = [f"{k} {have.get(k)!r}, not {v!r}" for k, v in want.items() if have.get(k) != v]
-    if manifest.get("code", {}).get("sha256") != code["sha256"]:
-        diff.append("other published code (sha256 of model.py / dataset.py)")
-    if diff:
-        return "; ".join(diff)
-    rows = _read_rows(run_dir)
-    got = {(r.get("step"), r.get("suite")) for r in rows or []}
-    return got >= {(st, su) for st in expected_steps(s) for su in SUITES}
-
-
-# ----------------------------------------------------------------------------- tables
-
-
-def _metrics_text(rows: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
-
-
-def read_table(path: Path) -> list[dict[str, Any]]:
-    """Rows of an existing summary CSV (typed); a malformed file is a UsageError naming --results."""
-    if not path.is_file():
-        return []
-    try:
-        reader = csv.DictReader(io.StringIO(path.read_text()))
-        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-            raise ValueError(f"columns {reader.fieldnames}, not {list(CSV_COLUMNS)}")
-        rows = []
-        for r in reader:
-            if r["suite"] not in SUITES:
-                raise ValueError(f"suite {r['suite']!r}")
-            rows.append(
-                {
-                    "K": int(r["K"]),
-                    "seed": int(r["seed"]),
-                    "step": int(r["step"]),
-                    "suite": r["suite"],
-                    "accuracy": float(r["accuracy"]),
-                    "loss": float(r["loss"]),
-                }
-            )
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(
-            "--results", f"{path} is not a {CSV_NAME} table ({err}); move it away or fix it"
-        ) from None
-    return rows
-
-
-def merge_table(old: list[dict[str, Any]], runs: dict[tuple[int, int], list[dict[str, Any]]]) -> list[dict]:
-    """``old`` rows of other runs, plus the rows of ``runs`` (replacing theirs), sorted."""
-    kept = [r for r in old if (r["K"], r["seed"]) not in runs]
-    new = [
-        {
-            "K": K,
-            "seed": seed,
-            "step": r["step"],
-            "suite": r["suite"],
-            "accuracy": r["accuracy"],
-            "loss": r["loss"],
-        }
-        for (K, seed), rows in runs.items()
-        for r in rows
-    ]
-    return sorted(kept + new, key=lambda r: (r["K"], r["seed"], r["step"], SUITES.index(r["suite"])))
-
-
-def table_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
-def table_markdown(
-    rows: list[dict[str, Any]], command: str, code: dict[str, Any], out: Path, this_runs: set[tuple[int, int]]
-) -> str:
-    """The Markdown summary of the whole CSV: per run icl / iwl at the report steps, per K mean and range."""
-    value = {(r["K"], r["seed"], r["step"], r["suite"]): r["accuracy"] for r in rows}
-    runs = sorted({(r["K"], r["seed"]) for r in rows})
-    present = sorted({r["step"] for r in rows})
-    steps = [st for st in REPORT_STEPS if st in present] or present[-1:]
-    commit = code["head"] or PINNED_COMMIT
-    check = (
-        "matches the pinned commit"
-        if code["matches_pinned"]
-        else f"NOT the pinned commit ({code['mismatch']})"
-    )
-    lines = [
-        "# The published code's stage-1 trajectories, rerun here",
-        "",
-        f"Written by `analyses/published_reference.py`; do not edit by hand. Every eval step: `{CSV_NAME}`.",
-        "",
-        f"- command: `{command}`",
-        f"- published code: github YiranHuangIrene/multimodal-icl, commit `{commit}` "
-        f"(checked by {code['checked_by']}: {check})",
-        "- settings: the paper's point unless the command changes it (N 8, D 64, L 32, alpha 0, B 2, p_B 1, "
-        "p_C 0, eps 0.1, no_repeats 0, 1 head, 2 layers, one-hot APE, RMSNorm, batch 128, Adam lr 1e-3, "
-        "weight decay 1e-6); eval suites of the published construction (test, icl = IC, icl_flip = IC2, "
-        "iwl = IW), drawn once per run; CPU, one thread, one process",
-        f"- {STEP_CONVENTION}",
-        "- chance = 1/L",
-        "",
-        "## icl / iwl accuracy per run",
-        "",
-        "| K | seed | " + " | ".join(f"step {st}" for st in steps) + " | wall time | code |",
-        "|---|---|" + "---|" * len(steps) + "---|---|",
-    ]
-    for K, seed in runs:
-        cells = [
-            f"{_fmt(value.get((K, seed, st, 'icl')))} / {_fmt(value.get((K, seed, st, 'iwl')))}"
-            for st in steps
-        ]
-        manifest = _read_json(out / f"K{K}_seed{seed}" / MANIFEST)
-        wall, src = "-", "-"
-        if isinstance(manifest, dict) and manifest.get("status") == "complete":
-            wall = f"{manifest.get('wall_time_s') or float('nan'):.0f} s"
-            src = (
-                "pinned" if manifest.get("code", {}).get("matches_pinned") else "other (--allow-other-commit)"
-            )
-        lines.append(f"| {K} | {seed} | " + " | ".join(cells) + f" | {wall} | {src} |")
-    older = [f"K {K} seed {seed}" for K, seed in runs if (K, seed) not in this_runs]
-    if older:
-        lines += ["", f"Rows kept from earlier commands: {', '.join(older)}."]
-    lines += [
-        "",
-        "## Mean over seeds per K (range = min-max over seeds)",
-        "",
-        "| K | step | seeds | icl mean | icl range | iwl mean | iwl range |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for K in sorted({k for k, _ in runs}):
-        seeds = [sd for k, sd in runs if k == K]
-        for st in steps:
-            cells = [str(K), str(st)]
-            icl = [value[(K, sd, st, "icl")] for sd in seeds if (K, sd, st, "icl") in value]
-            iwl = [value[(K, sd, st, "iwl")] for sd in seeds if (K, sd, st, "iwl") in value]
-            cells.append(str(len(icl)))
-            for vals in (icl, iwl):
-                if vals:
-                    cells += [f"{sum(vals) / len(vals):.3f}", f"{min(vals):.3f}-{max(vals):.3f}"]
-                else:
-                    cells += ["-", "-"]
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -719,7 +280,7 @@ def run(argv: list[str]) -> int:
     """The whole command (raises UsageError for bad input)."""
     args = build_parser().parse_args(argv)
     validate(args)
-    code = check_code(Path(args.code).expanduser(), args.allow_other_commit)
+    code = check_code(Path(args.code).expanduser(), args.allow_other_commit, PINNED_SHA256, PINNED_COMMIT)
     pub = import_published(Path(code["dir"]))  # a broken checkout fails here, before any folder is made
     out, results = Path(args.out), Path(args.results)
     try:
@@ -749,7 +310,7 @@ def run(argv: list[str]) -> int:
     for K, seed, run_dir, reuse in plan:
         if reuse:
             print(f"K {K} seed {seed}: complete in {run_dir}, reused", flush=True)
-            done[(K, seed)] = _read_rows(run_dir) or []
+            done[(K, seed)] = read_rows(run_dir) or []
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             try:
@@ -806,7 +367,7 @@ def _train_into(
     t0 = time.perf_counter()
 
     def on_eval(rows: list[dict[str, Any]]) -> None:
-        atomic_write_text(run_dir / METRICS, _metrics_text(rows))
+        atomic_write_text(run_dir / METRICS, metrics_text(rows))
         last = {r["suite"]: r["accuracy"] for r in rows if r["step"] == rows[-1]["step"]}
         print(
             f"K {K} seed {seed} step {rows[-1]['step']:>6d} | "

@@ -19,7 +19,8 @@ run, with the reason printed):
 - ``stacked_8_ratio``: 8 seeds trained stacked in one process (``train/stacked.py``) over one
   seed the same way, time per step (target <= 3x); ``sweep_runs_per_hour_stacked`` /
   ``_single``: runs per hour of a claim-1-K-like run (the default config at K 256, the claim's
-  1000-step budget, training steps only) trained 8 stacked vs one at a time as ``train()`` steps.
+  1000-step budget, training steps only) trained 8 stacked as ``mmicl sweep`` stacks seed points
+  (``train/stacked.py: make_stacked_update``) vs one at a time as ``train()`` steps.
 - ``real_scoring_vs_forward``: from ``benchmarks/bench_real.py`` when it exists.
 
 Every timing is a median over interleaved rounds, so machine noise hits all sides alike; run it
@@ -293,8 +294,11 @@ SWEEP_BASE = ["task.K=256"]
 def bench_stacked(sizes: Sizes = Sizes()) -> dict[str, float]:
     """Time per step of ``stacked_seeds`` seeds trained stacked (``train_seeds``) vs one seed the
     same way vs one run's step as ``train()`` runs it (``make_update``), interleaved; and the runs
-    per hour of a ``sweep_budget``-step claim-1-K-like run, stacked vs one at a time."""
-    from mmicl_interp.train.stacked import train_seeds
+    per hour of a ``sweep_budget``-step claim-1-K-like run, as ``mmicl sweep`` trains a stack of
+    ``stacked_seeds`` seed points (``make_stacked_update``: each point its own task, data,
+    model and optimiser) vs one at a time."""
+    from mmicl_interp.model.factory import build_model
+    from mmicl_interp.train.stacked import make_stacked_update, train_seeds
     from mmicl_interp.train.trainer import make_optimizer, make_update
 
     steps = sizes.stacked_steps
@@ -307,21 +311,34 @@ def bench_stacked(sizes: Sizes = Sizes()) -> dict[str, float]:
         model, make_optimizer(model, config), task, config.train, torch.device("cpu"),
         torch.Generator().manual_seed(0), model.max_shift_for(task.layout.n_ctx),
     )  # fmt: skip
+    # the sweep's stack: one point per seed (the grid's ``seed`` key: task, model and data seeds)
+    seed_sets = [[f"{section}.seed={s}" for section in ("task", "model", "train")] for s in seeds]
+    points = [load_config("default", [*SWEEP_BASE, f"train.steps={steps}", *sets]) for sets in seed_sets]
+    models = [build_model(c) for c in points]
+    for m in models:
+        m.readout_only, m.check_inputs = True, False  # as the trainer sets them
+    group_update = make_stacked_update(
+        models, [make_optimizer(m, c) for m, c in zip(models, points, strict=True)],
+        [Task.create(c.task) for c in points], [torch.Generator().manual_seed(s) for s in seeds],
+        config.train, torch.device("cpu"), models[0].max_shift_for(task.layout.n_ctx),
+    )  # fmt: skip
     train_seeds(replace(config, train=replace(config.train, steps=2)), seeds[:2], task)  # warm-up
     fns = {
         "one": lambda: train_seeds(config, [0], task),
         "stacked": lambda: train_seeds(config, seeds, task),
         "single": lambda: [update() for _ in range(steps)],
+        "sweep": lambda: [group_update() for _ in range(steps)],
     }
-    _interleaved({"single": fns["single"]}, 1, 1)  # warm-up
+    _interleaved({"single": fns["single"], "sweep": fns["sweep"]}, 1, 1)  # warm-up
     ms = {k: v / steps for k, v in _interleaved(fns, sizes.stacked_repeats, 1).items()}
     per_hour = 3600 * 1000 / sizes.sweep_budget
     return {
         "one_ms": ms["one"],
         "stacked_ms": ms["stacked"],
         "single_ms": ms["single"],
+        "sweep_ms": ms["sweep"],
         "ratio": ms["stacked"] / ms["one"],
-        "runs_per_hour_stacked": per_hour * len(seeds) / ms["stacked"],
+        "runs_per_hour_stacked": per_hour * len(seeds) / ms["sweep"],
         "runs_per_hour_single": per_hour / ms["single"],
     }
 
@@ -383,7 +400,8 @@ def run(sizes: Sizes = Sizes(), results_path: Path | None = RESULTS) -> dict[str
     )
     print(
         f"claim-1-K-like sweep (default config, K 256, {sizes.sweep_budget} steps, training only): "
-        f"{stacked['runs_per_hour_stacked']:.0f} runs/hour stacked by {sizes.stacked_seeds} vs "
+        f"{stacked['runs_per_hour_stacked']:.0f} runs/hour stacked by {sizes.stacked_seeds} "
+        f"({stacked['sweep_ms']:.1f} ms/step, as `mmicl sweep` stacks points) vs "
         f"{stacked['runs_per_hour_single']:.0f} one at a time"
     )
     real = bench_real() if sizes.real else None

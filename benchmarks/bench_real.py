@@ -5,10 +5,13 @@ series' default repeated-token prompts (32 sequences ``[bos, r_1..r_31, r_1..r_3
 one thread), timed in interleaved rounds, medians:
 
 - ``plain``: ``AutoModelForCausalLM`` forward (its default attention) on the same batches;
-- ``scoring``: :func:`mmicl_interp.real.series.repeated_scores` (the TransformerLens bridge
-  with every layer's ``hook_pattern`` reduced in the hook, plus the copy losses);
-- ``bridge``: the bridge's forward without hooks; ``hf_eager_attentions``: plain
-  transformers with ``output_attentions`` (eager), the cheapest way to get the patterns.
+- ``scoring``: :func:`mmicl_interp.real.series.hf_scores`, what ``mmicl series`` runs (a
+  plain transformers copy with eager ``output_attentions``, the patterns reduced per batch,
+  plus the copy losses);
+- ``bridge_scoring``: :func:`mmicl_interp.real.series.repeated_scores`, the same scores from
+  the TransformerLens bridge (every layer's ``hook_pattern`` reduced in the hook), the path
+  the series took before; ``bridge``: the bridge's forward without hooks;
+  ``hf_eager_attentions``: plain transformers with ``output_attentions`` alone.
 
 ``real_scoring_vs_forward`` = scoring / plain (target <= 1.3).
 """
@@ -32,7 +35,7 @@ def bench_real_scoring(repeats: int = 9, n_seqs: int = 32, batch_size: int = 8) 
 
     from mmicl_interp.real.load import load_model
     from mmicl_interp.real.repeated import ordinary_token_ids, repeated_tokens
-    from mmicl_interp.real.series import repeated_scores
+    from mmicl_interp.real.series import hf_scores, repeated_scores
 
     hf_logging.disable_progress_bar()
     threads = torch.get_num_threads()
@@ -62,9 +65,18 @@ def bench_real_scoring(repeats: int = 9, n_seqs: int = 32, batch_size: int = 8) 
                 bridge(p)
 
         def scoring() -> None:
+            hf_scores(eager_model, seqs, n, SERIES.name, batch_size)
+
+        def bridge_scoring() -> None:
             repeated_scores(bridge, seqs, n, batch_size)
 
-        fns = {"plain": plain, "scoring": scoring, "bridge": bridge_fwd, "hf_eager_attentions": eager}
+        fns = {
+            "plain": plain,
+            "scoring": scoring,
+            "bridge_scoring": bridge_scoring,
+            "bridge": bridge_fwd,
+            "hf_eager_attentions": eager,
+        }
         for fn in fns.values():  # warm-up
             fn()
         times: dict[str, list[float]] = {k: [] for k in fns}
@@ -78,6 +90,7 @@ def bench_real_scoring(repeats: int = 9, n_seqs: int = 32, batch_size: int = 8) 
     ms = {k: statistics.median(v) for k, v in times.items()}
     return {
         "real_scoring_vs_forward": ms["scoring"] / ms["plain"],
+        "real_bridge_scoring_vs_forward": ms["bridge_scoring"] / ms["plain"],
         "real_bridge_vs_forward": ms["bridge"] / ms["plain"],
         "real_hf_eager_attentions_vs_forward": ms["hf_eager_attentions"] / ms["plain"],
         "real_plain_forward_ms": ms["plain"],

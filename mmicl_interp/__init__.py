@@ -10,19 +10,12 @@ mmicl_interp`` (and the ``mmicl`` command's start) does not pay for torch and pa
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mmicl_interp._lazy import lazy_names
 
 DIST_NAME = "mmicl-interp"
 """The distribution name ``pip`` knows the package by."""
-
-_LAZY = {
-    "ConfigError": "mmicl_interp.config",
-    "RunConfig": "mmicl_interp.config",
-    "load_config": "mmicl_interp.config",
-    "Run": "mmicl_interp.runs",
-    "load_run": "mmicl_interp.runs",
-}
 
 if TYPE_CHECKING:
     __version__: str
@@ -41,19 +34,15 @@ def _version() -> str:
         return "0+unknown"
 
 
-def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        value = globals()["__version__"] = _version()
-        return value
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, "__version__"})
+__getattr__, __dir__, _ = lazy_names(
+    __name__,
+    {
+        "mmicl_interp.config": ("ConfigError", "RunConfig", "load_config"),
+        "mmicl_interp.runs": ("Run", "load_run"),
+    },
+    globals(),
+    computed={"__version__": _version},
+)
 
 
 __all__ = ["ConfigError", "Run", "RunConfig", "__version__", "load_config", "load_run"]

@@ -6,8 +6,9 @@
 [--device D]``
 ``mmicl patch RUN [--step S] [--kind heads|resid|path|attribution] [--corruption label|item|item_m1|item_m2]
 [--n-seqs N] [--seed S] [--device D]``
-``mmicl report RUN [--out FILE.html] [--n-seqs N] [--device D]``
-``mmicl sweep GRID [--out DIR] [--executor local|ray [--address auto]] [--workers N] [--device D] [--quiet]``
+``mmicl report RUN|SERIES [--out FILE.html] [--n-seqs N] [--device D]``
+``mmicl sweep GRID [--out DIR] [--executor local|ray [--address auto]] [--workers N] [--device D]
+[--stack auto|on|off] [--precision auto|fp32|bf16] [--quiet]``
 ``mmicl heads MODEL --prompts SPEC [--shots N --ways N --n-prompts N --device D --dtype T --seed S
 --out DIR]``
 ``mmicl knockout MODEL --prompts SPEC (--heads L3H5,... | --top-k K) [--method zero|mean] [--out DIR]``
@@ -278,23 +279,45 @@ def _cmd_patch(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    """A run's report, or a checkpoint series' (``series.json``; a folder of ``step_*`` HF
+    checkpoints is scored first, into itself, with ``mmicl series``'s defaults)."""
+    from mmicl_interp.real.report import build_series_report, report_kind
     from mmicl_interp.report.run_report import build_run_report
 
-    run = _open_decoder_run(args)
+    kind = report_kind(args.run)
+    if kind == "run":
+        run = _open_decoder_run(args)
+    else:
+        from mmicl_interp.real.series import load_series
+
+        run = Path(args.run)
+        device = _device(args)
     if args.out is not None and not args.out.endswith(".html"):
         raise ConfigError("--out", f"must end in .html, got {args.out!r}")
     out = check_writable(args.out, "--out", RUN_REPORT_BYTES) if args.out is not None else None
     if out is None:
-        check_writable(run.path / "report.html", "RUN", RUN_REPORT_BYTES)
+        check_writable(Path(run.path if kind == "run" else run) / "report.html", "RUN", RUN_REPORT_BYTES)
+    if kind == "checkpoints":
+        from mmicl_interp.real.series import run_series
+
+        print(f"report: scoring the checkpoints of {run} into it (as `mmicl series {run} --out {run}`)")
+        run_series([str(run)], out=run, device=device or "cpu", progress=not args.quiet)
+    if kind != "run":
+        run = load_series(run)
+        run.device = device or "cpu"
     try:
-        path = build_run_report(run, out, n_seqs=args.n_seqs, progress=not args.quiet)
+        if kind == "run":
+            path = build_run_report(run, out, n_seqs=args.n_seqs, progress=not args.quiet)
+        else:
+            path = build_series_report(run, out, progress=not args.quiet)
     except OSError as err:
         if not is_write_error(err):
             raise
         target = out or run.path / "report.html"
+        kept = "analysis.parquet" if kind == "run" else "series.parquet"
         raise WriteFailed(
             f"{describe_write_error(err)}; {target} was not written (an earlier one is unchanged; "
-            f"{run.path / 'analysis.parquet'} keeps what it held at its last save); {write_remedy(err)} "
+            f"{run.path / kept} keeps what it held at its last save); {write_remedy(err)} "
             "and rerun"
         ) from None
     print(f"wrote {path}  (open it in a browser; it needs no network)")
@@ -302,19 +325,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from mmicl_interp.parallel import LocalExecutor, threads_per_worker
     from mmicl_interp.sweep import load_grid, make_executor, run_sweep
+    from mmicl_interp.sweep.precision import check_precision_option, choose_precision
+    from mmicl_interp.sweep.runner import check_stack_mode
 
     device = _device(args)
+    check_stack_mode(args.stack)
+    check_precision_option(args.precision)
     executor = make_executor(args.executor, args.workers, args.address)
     grid = load_grid(args.grid)
     if device is not None:  # every point trains there; like train.device, not part of a run's identity
         if "train.device" in grid.axes:
             raise ConfigError("--device", "the grid sweeps train.device; drop --device")
         grid.fixed["train.device"] = args.device
-    grid.points()  # every point's config is valid (cheap), before the output folder is made
+    first = grid.points()[0].config  # every point's config is valid (cheap), before the folder is made
     out = Path(args.out) if args.out else Path("checkpoints") / grid.name
     check_writable_dir(out, "--out")
-    result = run_sweep(grid, out, executor=executor, progress=not args.quiet)
+    if args.precision != "auto" and "train.precision" in grid.axes:
+        raise ConfigError("--precision", "the grid sweeps train.precision; drop --precision")
+    named = "train.precision" in grid.fixed or "train.precision" in grid.axes
+    sets_it = named or first.train.precision != "fp32"
+    threads = threads_per_worker(executor.workers) if isinstance(executor, LocalExecutor) else 1
+    choice = choose_precision(args.precision, first, out, grid_sets_it=sets_it, threads=threads)
+    print(choice.line())
+    if not sets_it or args.precision != "auto":
+        grid.fixed["train.precision"] = choice.precision
+    result = run_sweep(grid, out, executor=executor, progress=not args.quiet, stack=args.stack, log=print)
     skipped = len(result.results) - result.n_trained
     print(
         f"{len(result.results)} runs ({result.n_trained} trained, {skipped} already complete): "
@@ -473,11 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
     p.set_defaults(func=_cmd_patch)
 
-    p = sub.add_parser("report", help="write the run's one-page HTML report")
-    p.add_argument("run", help="run directory")
+    p = sub.add_parser("report", help="write the one-page HTML report of a run or a checkpoint series")
+    p.add_argument(
+        "run", help="run directory, or a series folder of `mmicl series` (or of step_* checkpoints)"
+    )
     p.add_argument("--out", default=None, help="HTML file (default: RUN/report.html)")
     p.add_argument(
-        "--n-seqs", type=n_seqs_int, default=200, help="icl sequences for ablation and patching"
+        "--n-seqs", type=n_seqs_int, default=200, help="icl sequences for ablation and patching (runs only)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
@@ -495,6 +534,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--address", default=None, help="Ray cluster address, e.g. auto (--executor ray)")
     p.add_argument("--device", default=None, help=TRAIN_DEVICE_HELP)
+    p.add_argument(
+        "--stack",
+        default="auto",
+        help="auto | on | off: train the points that differ only in seeds and sampling (task.K, B, "
+        "eps, ...; same model shapes and training) as one stacked model, each still its own run "
+        "folder (default auto: on with the local executor); prints one line per stack",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto | fp32 | bf16: the points' train.precision (part of each run's identity). auto "
+        "(default) keeps what the grid sets (claim grids pin fp32) or what runs already in --out "
+        "used, else times 20 updates of the first point in each and takes bf16 when it is >= 10%% "
+        "faster; prints which it picked and why",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
 

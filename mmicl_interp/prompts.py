@@ -173,14 +173,17 @@ class ICLPrompts:
     ) -> ICLPrompts:
         """The prompts of a synthetic-task :class:`~mmicl_interp.data.task.Batch`.
 
-        ``layout`` defaults to the layout the sequence length implies (unimodal ``2N + 1``,
-        multimodal triplets ``3N + 2``); a batch without exemplars (N = 0, e.g. encoder data)
-        gets no spans. The model gets ``pos_shift`` as keyword; its output is already label
-        logits.
+        ``layout`` defaults to the batch's own (``batch.layout``, set by the task samplers); a
+        batch without exemplars (N = 0, e.g. encoder data) needs none and gets no spans. The
+        model gets ``pos_shift`` as keyword; its output is already label logits.
         """
         n = batch.context_labels.shape[1]
-        if layout is None:
-            layout = _implied_layout(batch.inputs.shape[1] if batch.inputs.ndim > 1 else 0, n)
+        layout = batch.layout if layout is None else layout
+        if layout is None and n > 0:
+            raise ValueError(
+                f"layout: the batch of {n} exemplars carries no layout (batches from Task.sample and "
+                "MultimodalTask.sample do); pass the layout"
+            )
         if layout is not None and (layout.n_exemplars != n or layout.n_ctx != batch.inputs.shape[1]):
             raise ValueError(
                 f"layout: {layout.n_exemplars} exemplars in {layout.n_ctx} positions, but the batch has "
@@ -316,21 +319,6 @@ class ICLPrompts:
 
     def with_alternatives(self, alternatives: Int[torch.Tensor, " batch"]) -> ICLPrompts:
         return replace(self, alternatives=alternatives)
-
-
-def _implied_layout(n_ctx: int, n: int) -> Layout | None:
-    from mmicl_interp.data.layout import Layout
-
-    if n == 0:
-        return None
-    if n_ctx == 2 * n + 1:
-        return Layout.unimodal(n)
-    if n_ctx == 3 * n + 2:
-        return Layout.multimodal(n)
-    raise ValueError(
-        f"layout: a batch of {n} exemplars in {n_ctx} positions fits neither the unimodal "
-        f"({2 * n + 1}) nor the multimodal ({3 * n + 2}) layout; pass the layout"
-    )
 
 
 def as_prompts(data: ICLPrompts | Batch, layout: Layout | None = None) -> ICLPrompts:

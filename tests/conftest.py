@@ -80,3 +80,13 @@ def tiny_model(tiny_task: Task) -> ICLTransformer:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def fp32_sweeps(monkeypatch):
+    """``mmicl sweep --precision auto`` times fp32 against bf16 on the machine; tests pin that
+    measurement to a tie (so fp32), so no test's runs depend on how fast this machine is.
+    ``tests/sweep/test_precision_choice.py`` tests the measurement itself."""
+    from mmicl_interp.sweep import precision
+
+    monkeypatch.setattr(precision, "time_updates", lambda *a, **k: {"fp32": 1.0, "bf16": 1.0})

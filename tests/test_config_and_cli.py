@@ -6,30 +6,10 @@ import pytest
 
 from mmicl_interp.cli import main
 from mmicl_interp.config import ConfigError, RunConfig, load_config, parse_override
+from tests.conftest import TINY_TOML
+from tests.test_config_validation import MM_TOML, _path
 
 REPO = Path(__file__).resolve().parents[1]
-GOOD = """
-name = "t"
-[task]
-K = 64
-L = 8
-D = 8
-N = 4
-B = 2
-eval_size = 16
-[model]
-n_max = 4
-[train]
-steps = 2
-batch_size = 4
-eval_every = 1
-"""
-
-
-def _config(tmp_path, text=GOOD):
-    path = tmp_path / "c.toml"
-    path.write_text(text)
-    return path
 
 
 def test_shipped_default_and_iwl_configs_load_by_name():
@@ -46,7 +26,7 @@ def test_overrides_parse_toml_values_and_dotted_keys():
 
 
 def test_override_applies_to_a_loaded_config(tmp_path):
-    config = load_config(_config(tmp_path), ["task.K=128", "model.positions=alibi"])
+    config = load_config(_path(tmp_path), ["task.K=128", "model.positions=alibi"])
     assert config.task.K == 128 and config.model.positions == "alibi"
 
 
@@ -79,7 +59,7 @@ def test_invalid_value_raises_config_error_naming_field_and_allowed_values(
     tmp_path, overrides, field, allowed
 ):
     with pytest.raises(ConfigError) as err:
-        load_config(_config(tmp_path), overrides)
+        load_config(_path(tmp_path), overrides)
     assert err.value.field == field
     assert allowed in str(err.value)
 
@@ -88,7 +68,7 @@ def test_invalid_value_raises_config_error_naming_field_and_allowed_values(
 def test_cli_exits_2_with_one_line_naming_the_field_and_no_traceback(
     tmp_path, capsys, overrides, field, allowed
 ):
-    args = ["train", str(_config(tmp_path)), "--out", str(tmp_path / "o"), "--quiet"]
+    args = ["train", _path(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]
     for o in overrides:
         args += ["--set", o]
     assert main(args) == 2
@@ -98,7 +78,7 @@ def test_cli_exits_2_with_one_line_naming_the_field_and_no_traceback(
 
 
 def test_cli_toml_syntax_error_exits_2(tmp_path, capsys):
-    assert main(["train", str(_config(tmp_path, "[task\nK = 3")), "--quiet"]) == 2
+    assert main(["train", _path(tmp_path, "[task\nK = 3"), "--quiet"]) == 2
     assert "TOML syntax error" in capsys.readouterr().err
 
 
@@ -109,7 +89,7 @@ def test_cli_missing_config_file_exits_2_and_lists_shipped_names(capsys):
 
 
 def test_cli_output_directory_with_a_different_run_exits_2(tmp_path, capsys):
-    cfg = str(_config(tmp_path))
+    cfg = _path(tmp_path)
     out = str(tmp_path / "run")
     assert main(["train", cfg, "--out", out, "--quiet"]) == 0
     capsys.readouterr()
@@ -122,13 +102,13 @@ def test_cli_output_directory_with_unrelated_files_exits_2(tmp_path, capsys):
     out = tmp_path / "busy"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert main(["train", str(_config(tmp_path)), "--out", str(out), "--quiet"]) == 2
+    assert main(["train", _path(tmp_path), "--out", str(out), "--quiet"]) == 2
     assert "holds no run" in capsys.readouterr().err
 
 
 def test_console_script_process_exits_with_status_2_on_bad_input(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "mmicl_interp.cli", "train", str(_config(tmp_path)), "--set", "task.K=65"],
+        [sys.executable, "-m", "mmicl_interp.cli", "train", _path(tmp_path), "--set", "task.K=65"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -139,7 +119,7 @@ def test_console_script_process_exits_with_status_2_on_bad_input(tmp_path):
 
 
 def test_cli_trains_and_prints_accuracy_per_suite_by_step(tmp_path, capsys):
-    assert main(["train", str(_config(tmp_path)), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert main(["train", _path(tmp_path), "--out", str(tmp_path / "r"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "step       0 | test" in out and "icl" in out and "final accuracy" in out
 
@@ -167,36 +147,16 @@ def test_missing_encoder_run_says_to_train_the_encoder_first(tmp_path, capsys, m
     assert "mmicl train mm_encoder --out pre/enc" in lines[0]
 
 
-STAGE2 = """
-name = "s2"
-kind = "multimodal"
-[task]
-K1 = 64
-L1 = 8
-D1 = 8
-K2 = 16
-L2 = 8
-D2 = 6
-N = 4
-B = 2
-eval_size = 16
-[model]
-n_max = 7
-[pipeline]
-init_from = "{init}"
-freeze = ["embed", "blocks"]
-[train]
-steps = 2
-batch_size = 4
-eval_every = 1
-"""
+STAGE2 = MM_TOML.replace('name = "mm"', 'name = "s2"') + (
+    '[pipeline]\ninit_from = "{init}"\nfreeze = ["embed", "blocks"]\n'
+)
 
 
 def test_stage2_refuses_an_unfinished_stage1_run_instead_of_using_its_last_checkpoint(tmp_path, capsys):
     import json
 
     stage1 = tmp_path / "s1"
-    cfg1 = _config(tmp_path, GOOD.replace("n_max = 4", "n_max = 7"))
+    cfg1 = _path(tmp_path, TINY_TOML.replace("n_max = 4", "n_max = 7"))
     assert main(["train", str(cfg1), "--out", str(stage1), "--quiet"]) == 0
     manifest = json.loads((stage1 / "manifest.json").read_text())
     manifest["status"] = "running"  # what a killed stage 1 leaves

@@ -22,6 +22,7 @@ from mmicl_interp.config import (
     load_config,
     memory_estimate,
     parameter_estimate,
+    resources,
     usable_cpus,
 )
 from mmicl_interp.data.multimodal import make_task
@@ -236,7 +237,7 @@ def test_cli_refuses_a_task_too_large_for_any_machine_with_the_estimate(tmp_path
 
 
 def test_batch_too_large_for_the_available_memory_names_batch_size(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(config_module, "available_memory", lambda: 2 * 10**9)
+    monkeypatch.setattr(resources, "available_memory", lambda: 2 * 10**9)
     args = [
         "train",
         _path(tmp_path),
@@ -279,8 +280,8 @@ def test_threads_equal_to_the_cpu_count_pass_the_check(tmp_path):
 
 def test_checkpoints_that_do_not_fit_on_disk_are_refused(tmp_path, monkeypatch):
     config = load_config(_path(tmp_path), ["train.steps=1000", "train.ckpt_every=1"])
-    usage = config_module.shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(config_module.shutil, "disk_usage", lambda p: usage._replace(free=10**6))
+    usage = resources.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(resources.shutil, "disk_usage", lambda p: usage._replace(free=10**6))
     with pytest.raises(ConfigError) as err:
         check_resources(config, tmp_path / "o")
     assert err.value.field == "train.ckpt_every" and "on disk" in err.value.message
@@ -299,12 +300,12 @@ def test_bad_dense_checkpoint_range_is_one_config_error(tmp_path, dense):
 
 
 def test_dense_checkpoints_count_toward_the_disk_check(tmp_path, monkeypatch):
-    ok = load_config(_path(tmp_path), ["train.steps=1000", "train.ckpt_schedule=\"list\""])
+    ok = load_config(_path(tmp_path), ["train.steps=1000", 'train.ckpt_schedule="list"'])
     dense = load_config(
-        _path(tmp_path), ["train.steps=1000", "train.ckpt_schedule=\"list\"", "train.ckpt_dense=[0, 1000, 1]"]
+        _path(tmp_path), ["train.steps=1000", 'train.ckpt_schedule="list"', "train.ckpt_dense=[0, 1000, 1]"]
     )
-    usage = config_module.shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(config_module.shutil, "disk_usage", lambda p: usage._replace(free=10**6))
+    usage = resources.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(resources.shutil, "disk_usage", lambda p: usage._replace(free=10**6))
     check_resources(ok, tmp_path / "o")  # 2 checkpoints fit
     with pytest.raises(ConfigError) as err:
         check_resources(dense, tmp_path / "o")
@@ -313,7 +314,7 @@ def test_dense_checkpoints_count_toward_the_disk_check(tmp_path, monkeypatch):
 
 def test_a_cuda_run_is_sized_against_the_gpus_free_memory_not_the_hosts(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**9, 80 * 10**9))
-    monkeypatch.setattr(config_module, "available_memory", lambda: 10**15)  # the host has plenty
+    monkeypatch.setattr(resources, "available_memory", lambda: 10**15)  # the host has plenty
     big = load_config("default", ["train.device=cuda", "train.batch_size=1000000"])
     need = sum(b for _, b, _ in config_module.memory_estimate(big))
     assert need > 10**9  # more than the GPU has free, far less than the host
@@ -322,7 +323,7 @@ def test_a_cuda_run_is_sized_against_the_gpus_free_memory_not_the_hosts(monkeypa
         config_module.check_resources(big, device=gpu)
     assert err.value.field == "train.batch_size"
     config_module.check_resources(big)  # on the host it fits
-    monkeypatch.setattr(config_module, "available_memory", lambda: 1)  # the host is not asked
+    monkeypatch.setattr(resources, "available_memory", lambda: 1)  # the host is not asked
     config_module.check_resources(load_config("default", ["train.device=cuda"]), device=gpu)
 
 

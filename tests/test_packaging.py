@@ -1,4 +1,5 @@
-"""Structure and packaging: no import cycle in the package, the version from the installed
+"""Structure and packaging: no import cycle in the package, the config package's modules in
+one-way layers below the rest, the version from the installed
 metadata, the git commit only from a git checkout, and a wheel that runs ``mmicl train default``
 from a fresh virtual environment, outside the repository."""
 
@@ -118,6 +119,39 @@ def test_the_package_has_no_import_cycle_not_even_through_deferred_imports():
     graph = _import_graph()
     assert "mmicl_interp.train.pipeline" not in graph["mmicl_interp.runs"]
     assert _cycle(graph) is None
+
+
+CONFIG_LAYERS = {
+    "errors": 0,
+    "task": 1,
+    "model": 1,
+    "train": 1,
+    "multimodal": 2,
+    "run": 3,
+    "load": 4,
+    "resources": 4,
+}
+"""The config package's modules by layer: each imports only modules of lower layers."""
+
+
+def test_the_config_package_imports_one_way_and_nothing_above_it():
+    graph = _import_graph()
+    package = "mmicl_interp.config"
+    modules = {m for m in graph if m.startswith(f"{package}.")}
+    assert {m.rsplit(".", 1)[1] for m in modules} == set(CONFIG_LAYERS), "give a new module a layer"
+    assert graph[package] <= modules
+    for module in modules:
+        layer = CONFIG_LAYERS[module.rsplit(".", 1)[1]]
+        for target in graph[module]:
+            if target.startswith(f"{package}."):
+                assert CONFIG_LAYERS[target.rsplit(".", 1)[1]] < layer, f"{module} imports {target}"
+            else:  # nothing of the toolkit above the config: no data, model, train, analyses
+                assert target == "mmicl_interp.types", f"{module} imports {target}"
+    # and at run time, importing it loads no other part of the toolkit
+    code = "import json, sys, mmicl_interp.config\nprint(json.dumps([*sys.modules]))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    loaded = {m for m in json.loads(done.stdout.strip().splitlines()[-1]) if m.startswith("mmicl_interp")}
+    assert loaded == {"mmicl_interp", "mmicl_interp._lazy", "mmicl_interp.types", package, *modules}
 
 
 def test_build_model_is_still_importable_from_the_pipeline():

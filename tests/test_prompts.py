@@ -17,7 +17,7 @@ from mmicl_interp.config import MultimodalTaskConfig
 from mmicl_interp.data.layout import Layout
 from mmicl_interp.data.multimodal import MultimodalTask
 from mmicl_interp.data.task import Batch
-from mmicl_interp.prompts import ICLPrompts, TokenReadout, as_prompt_suites, one_token_spans
+from mmicl_interp.prompts import ICLPrompts, TokenReadout, as_prompt_suites, as_prompts, one_token_spans
 
 # ---------------------------------------------------------------------- a toy token model
 VOCAB, LABEL_TOKENS = 16, (5, 6, 7)
@@ -143,8 +143,9 @@ def toy_patterns(
 # ---------------------------------------------------------------------- from synthetic batches
 def test_from_batch_puts_one_token_spans_where_the_unimodal_layout_says(tiny_task):
     batch = tiny_task.suites(1, 8, max_shift=3)["icl"]
-    prompts = ICLPrompts.from_batch(batch)  # the layout is implied by the length 2N + 1
+    prompts = ICLPrompts.from_batch(batch)  # the batch carries its layout
     layout = tiny_task.layout
+    assert batch.layout == layout
     assert prompts.modalities == ("m1",) and prompts.n_exemplars == layout.n_exemplars == 4
     assert prompts.item_spans["m1"][3].tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert prompts.label_spans[5].tolist() == [[1, 2], [3, 4], [5, 6], [7, 8]]
@@ -167,39 +168,57 @@ def test_from_batch_multimodal_triplets_and_layout_checks():
     assert prompts.item_spans["m2"][0, :, 0].tolist() == [1, 4, 7, 10]
     assert prompts.label_spans[0, :, 0].tolist() == [2, 5, 8, 11]
     assert (prompts.readout_position == 13).all()
-    assert ICLPrompts.from_batch(batch).modalities == ("m1", "m2")  # 3N + 2 implies triplets
+    assert batch.layout == task.layout and batch[1:3].layout == task.layout
+    assert ICLPrompts.from_batch(batch).modalities == ("m1", "m2")  # the batch's own triplets
     with pytest.raises(ValueError, match="layout: 3 exemplars in 7 positions"):
         ICLPrompts.from_batch(batch, Layout.unimodal(3))
 
 
-def test_a_batch_no_layout_fits_is_refused_and_one_without_exemplars_has_no_spans():
-    bad = Batch(
-        torch.zeros(2, 6, 4),
-        torch.zeros(2, dtype=torch.long),
-        torch.zeros(2, 2, dtype=torch.long),
-        torch.zeros(2, 2, dtype=torch.long),
-        torch.zeros(2, dtype=torch.long),
-        torch.zeros(2, dtype=torch.bool),
-        torch.zeros(2, dtype=torch.long),
+def _hand_built_batch(n_exemplars: int, n_positions: int, layout: Layout | None = None) -> Batch:
+    n = 2
+    return Batch(
+        torch.zeros(n, n_positions, 4),
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n, n_exemplars, dtype=torch.long),
+        torch.zeros(n, n_exemplars, dtype=torch.long),
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n, dtype=torch.bool),
+        torch.zeros(n, dtype=torch.long),
+        layout=layout,
     )
-    with pytest.raises(ValueError, match="fits neither the unimodal .5. nor the multimodal .8. layout"):
-        ICLPrompts.from_batch(bad)
-    empty = Batch(
-        *(
-            getattr(bad, f)[:, :0] if f == "context_labels" else getattr(bad, f)
-            for f in (
-                "inputs",
-                "targets",
-                "context_labels",
-                "context_classes",
-                "query_classes",
-                "novel",
-                "pos_shift",
-            )
-        )
+
+
+def test_a_batch_without_a_layout_is_refused_not_guessed_from_its_length():
+    plain = _hand_built_batch(2, 5)  # 2N + 1 positions: once guessed unimodal
+    with pytest.raises(ValueError, match=r"^layout: the batch of 2 exemplars carries no layout") as err:
+        ICLPrompts.from_batch(plain)
+    assert "\n" not in str(err.value)
+    assert ICLPrompts.from_batch(plain, Layout.unimodal(2)).label_spans[0, :, 0].tolist() == [1, 3]
+
+
+def test_a_batch_with_a_non_standard_layout_is_read_where_its_layout_says():
+    # labels before their items, [l_1, x_1, l_2, x_2, x_q]: the length 2N + 1 fits the unimodal
+    # layout, which must not be guessed
+    label_first = Layout(
+        n_exemplars=2,
+        n_ctx=5,
+        item_positions={"m1": (1, 3)},
+        label_positions=(0, 2),
+        query_positions={"m1": 4},
+        readout_position=4,
     )
-    prompts = ICLPrompts.from_batch(empty)
+    batch = _hand_built_batch(2, 5, label_first)
+    for prompts in (ICLPrompts.from_batch(batch), as_prompts(batch), ICLPrompts.from_batch(batch[:1])):
+        assert prompts.item_spans["m1"][0, :, 0].tolist() == [1, 3]
+        assert prompts.label_spans[0, :, 0].tolist() == [0, 2]
+    with pytest.raises(ValueError, match="layout: 3 exemplars in 7 positions"):
+        ICLPrompts.from_batch(batch, Layout.unimodal(3))  # an explicit layout is still checked
+
+
+def test_a_batch_without_exemplars_needs_no_layout_and_has_no_spans():
+    prompts = ICLPrompts.from_batch(_hand_built_batch(0, 6))
     assert prompts.n_exemplars == 0 and prompts.label_spans.shape == (2, 0, 2)
+    assert prompts.readout_position.tolist() == [5, 5]
 
 
 def test_from_layout_matches_one_token_spans_for_every_prompt():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "checkpoints" / "example"
 
 def _tensors(batch: Batch) -> dict[str, torch.Tensor]:
     """Every tensor field of a batch, optional ones included when set."""
-    values = {f.name: getattr(batch, f.name) for f in fields(batch)}
-    return {name: value for name, value in values.items() if value is not None}
+    return batch.tensors()
 
 
 def _assert_prefix(small: dict[str, Batch], full: dict[str, Batch], n: int) -> None:

@@ -11,8 +11,7 @@ importing the package does not load torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from mmicl_interp._lazy import lazy_names
 
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "mmicl_interp.prompts": ("ICLPrompts", "TokenReadout", "as_prompts", "as_prompt_suites"),
@@ -63,19 +62,4 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
         "write_table",
     ),
 }
-_LAZY = {name: module for module, names in _FAMILIES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_names(__name__, _FAMILIES, globals())

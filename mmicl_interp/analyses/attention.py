@@ -176,7 +176,7 @@ def attention_measures(
 
     ``attention_measures(model, prompts)`` for any :class:`ICLPrompts`;
     ``attention_measures(model, batch, layout)`` for a synthetic-task batch (``layout``
-    defaults to the one its length implies). Prompts are moved to the model's device, and
+    defaults to the batch's own, ``batch.layout``). Prompts are moved to the model's device, and
     the results stay there (float32).
     """
     prompts = as_prompts(prompts, layout)

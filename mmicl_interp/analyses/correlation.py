@@ -507,6 +507,7 @@ def ih_icl_correlation(
     measure: str = "ih",
     suite: str = "icl",
     accuracy_suite: str = "icl",
+    icl_metric: str = "accuracy",
     n_boot: int = 2000,
     ci: float = 0.95,
     seed: int = 0,
@@ -515,6 +516,9 @@ def ih_icl_correlation(
 ) -> pd.DataFrame:
     """Correlate each head's ``measure`` (default induction strength) with icl accuracy.
 
+    ``icl_metric`` names the model-level ICL curve on ``accuracy_suite`` (default
+    ``"accuracy"``; e.g. ``"icl_score"`` on suite ``"text"`` for a checkpoint series of a
+    real LM, where a negative correlation means the loss falls with context as the head forms).
     Per run and head, over the checkpoints where both were scored: Pearson and Spearman with
     moving-block bootstrap intervals (``block="auto"``: block length from the pair's
     autocorrelation by ``block_rule``; an integer fixes it; 1 is the i.i.d. bootstrap).
@@ -530,7 +534,7 @@ def ih_icl_correlation(
     for run in runs_of(scores):
         part = select_run(scores, run)
         table = head_table(part, measure, suite=suite)
-        acc = model_curve(part, "accuracy", suite=accuracy_suite)
+        acc = model_curve(part, icl_metric, suite=accuracy_suite)
         best = best_head(part, measure, suite=suite)
         common = table.index.intersection(acc.index)
         for layer, head in table.columns:
@@ -588,6 +592,7 @@ def phases(
     induction_measure: str = "ih",
     suite: str = "icl",
     accuracy_suite: str = "icl",
+    icl_metric: str = "accuracy",
     frac: float = 0.5,
     interpolate: bool = True,
     rule: OnsetRule = "half_rise",
@@ -603,7 +608,8 @@ def phases(
     onset's checkpoint resolution, and the leads (positive = the first named forms earlier)
     with a verdict: lead, lag, or unresolved when below the coarser resolution. A curve that
     rises by less than ``min_rise`` (default 0.05) has no onset; a missing measure gives
-    NA/NaN. Columns: :data:`PHASE_COLUMNS`.
+    NA/NaN. ``icl_metric`` (default ``"accuracy"``) names the model-level ICL curve on
+    ``accuracy_suite`` whose onset is ``icl_onset``. Columns: :data:`PHASE_COLUMNS`.
     """
     check_scores(scores)
     kw = dict(frac=frac, interpolate=interpolate, rule=rule, min_rise=min_rise, n_plateau=n_plateau)
@@ -613,9 +619,9 @@ def phases(
         part = select_run(scores, run)
         pl, ph, prev = _head_onset(part, prev_token_measure, suite, **kw)
         il, ih, ind = _head_onset(part, induction_measure, suite, **kw)
-        acc_rows = _metric_rows(part, "accuracy", accuracy_suite)
+        acc_rows = _metric_rows(part, icl_metric, accuracy_suite)
         if (acc_rows["layer"].isna() & acc_rows["head"].isna()).any():
-            acc = model_curve(part, "accuracy", suite=accuracy_suite)
+            acc = model_curve(part, icl_metric, suite=accuracy_suite)
             icl = onset(acc.index.to_numpy(), acc.to_numpy(), **kw)
         else:
             icl = NO_ONSET

@@ -53,7 +53,8 @@ time (N exemplars, B copies of each class: ``N / B`` distinct context labels), w
 chance ``1 / L``. ICL relative to that plateau is ``(acc - p) / (1 - p)`` with
 ``p = 1 / (N / B) = B / N``: 0 at the plateau, 1 at perfect, negative below it.
 
-**Trend change over a window** (:func:`trend_change`, used by the training plateau stop
+**Trend change over a window** (:func:`~mmicl_interp.train.plateau.trend_change`, defined in
+``train`` because the trainer needs it, re-exported here; used by the training plateau stop
 ``train.stop_plateau`` and by the claims' "still moving" check, so both apply one test): the
 least-squares slope ``b`` of the values against step over the evals at steps >= ``(1 - tail)
 * last``, times the window's length, ``|b| (s_last - s_first)``; with fewer than 3 evals in the
@@ -101,6 +102,7 @@ import pandas as pd
 from jaxtyping import Float, Int
 
 from mmicl_interp.config import EXECUTION_FIELDS
+from mmicl_interp.train.plateau import trend_change
 
 BlockRule = Literal["acf", "politis-white"]
 BLOCK_RULES: tuple[str, ...] = ("acf", "politis-white")
@@ -500,34 +502,6 @@ def bca_interval(
                 label = label.replace("BCa bootstrap", "percentile bootstrap (BCa undefined here)")
             return Interval(point, lo, hi, label, n)
     return Interval(point, math.nan, math.nan, label, n)
-
-
-# --------------------------------------------------------------------------- trend over a window
-def trend_change(
-    steps: Float[np.ndarray, " n"] | Sequence[float],
-    values: Float[np.ndarray, " n"] | Sequence[float],
-    tail: float = 0.2,
-) -> float:
-    """How much ``values`` moved over the last ``tail`` of ``steps``: ``|b| (s_last - s_first)``
-    with ``b`` the least-squares slope over the evals at steps >= ``(1 - tail) * max(steps)``
-    (``|y_last - y_first|`` with 2 evals there; nan with fewer than 2)."""
-    x = np.asarray(steps, dtype=float)
-    y = np.asarray(values, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"steps and values must be 1-d of one length, got {x.shape} and {y.shape}")
-    if not 0 < tail <= 1:
-        raise ValueError(f"tail must be in (0, 1], got {tail!r}")
-    if len(x) == 0:
-        return math.nan
-    order = np.argsort(x, kind="stable")
-    x, y = x[order], y[order]
-    keep = x >= (1 - tail) * x[-1]
-    x, y = x[keep], y[keep]
-    if len(x) < 2:
-        return math.nan
-    if len(x) < 3:
-        return float(abs(y[-1] - y[0]))
-    return float(abs(np.polyfit(x, y, 1)[0]) * (x[-1] - x[0]))
 
 
 # --------------------------------------------------------------------------- context-label plateau

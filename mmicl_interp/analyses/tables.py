@@ -229,7 +229,7 @@ def circuit_scores_runs(
     runs at a time in separate processes (default: one per core, each with ``cores // workers``
     torch threads; small models score faster in parallel processes than on more threads).
     Tables come back in the order of ``runs``."""
-    from mmicl_interp.sweep.executors import LocalExecutor
+    from mmicl_interp.parallel import LocalExecutor
 
     jobs = [(str(run.path if isinstance(run, Run) else run), kwargs) for run in runs]
     tables: list[pd.DataFrame | None] = [None] * len(jobs)

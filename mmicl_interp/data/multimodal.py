@@ -62,10 +62,21 @@ import torch
 from jaxtyping import Float, Int
 from safetensors import SafetensorError, safe_open
 
-from mmicl_interp.checkpoints import read_safetensors, write_safetensors
+from mmicl_interp.checkpoints import write_safetensors
 from mmicl_interp.config import MultimodalTaskConfig, TaskConfig
 from mmicl_interp.data.layout import Layout
-from mmicl_interp.data.task import Batch, Task, _smallest_burst, _uniform, sequence_kinds, zipf_probs
+from mmicl_interp.data.task import (
+    Batch,
+    SyntheticTask,
+    Task,
+    _uniform,
+    bursty_slots,
+    draw_classes,
+    draw_context_classes,
+    fresh_means,
+    read_task_file,
+    zipf_probs,
+)
 from mmicl_interp.io import CorruptFileError
 
 CONTROLS: tuple[str | None, ...] = (None, "m1_only", "m2_only")
@@ -75,7 +86,7 @@ vector (items and query) by fresh noise, ``m1_only`` every M2 vector."""
 KIND = "multimodal"
 
 
-class MultimodalTask:
+class MultimodalTask(SyntheticTask):
     """One run's multimodal task: both modalities' means, the label vectors, the M2 -> M1
     pairing, and a batch sampler with the interface of :class:`Task`."""
 
@@ -167,67 +178,50 @@ class MultimodalTask:
     def load(cls, path: str | Path) -> MultimodalTask:
         """Read a task saved by :meth:`save`, verifying its checksum; a corrupt file raises
         CorruptFileError naming it."""
-        path = Path(path)
-        tensors, meta, _ = read_safetensors(path)
-        if meta.get("kind") != KIND:
-            kind = meta.get("kind", "unimodal")
-            raise ValueError(f"{path} is a {kind} task file, not a multimodal one; use load_task")
-        try:
+
+        def build(tensors: dict, meta: dict) -> MultimodalTask:
             config = MultimodalTaskConfig(**json.loads(meta["config"]))
             names = ("m1_means", "m2_means", "label_vectors", "m2_partner")
             return cls(config, *(tensors[name] for name in names))
-        except (KeyError, ValueError, TypeError) as err:
-            raise CorruptFileError(path, err) from None
+
+        return read_task_file(path, build, KIND)
 
     # ------------------------------------------------------------------ sampling
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator,
-        *,
-        p_B: float | None = None,
-        p_C: float | None = None,
-        B: int | None = None,
-        flip: bool = False,
-        max_shift: int = 0,
-        control: str | None = None,
-    ) -> Batch:
-        """Draw n packed sequences; keyword arguments override the task's own statistics.
-
-        ``flip`` replaces every context label by ``(label + 1) mod L2`` and makes the flipped
-        label the target. ``max_shift`` draws a per-sequence position-block offset in
-        ``[0, max_shift]``. ``control`` (one of :data:`CONTROLS`) replaces one modality's
-        items and query by fresh random vectors, drawn last, so a controlled batch equals
-        the uncontrolled one from the same generator state elsewhere.
-        """
+    def _check_control(self, control: str | None) -> None:
         if control not in CONTROLS:
             raise ValueError(f"control must be one of {', '.join(map(repr, CONTROLS))}; got {control!r}")
-        cfg = self.config
-        p_B = cfg.p_B if p_B is None else p_B
-        p_C = cfg.p_C if p_C is None else p_C
-        B = cfg.B if B is None else B
-        N, D1, D2, L2 = cfg.N, cfg.D1, cfg.D2, cfg.L2
-        g = generator
 
-        novel, groups = sequence_kinds(n, g, p_B, p_C, B)
+    def _n_context_labels(self) -> int:
+        return self.config.L2
+
+    def _draw(self, n, groups, B, g):
+        cfg = self.config
+        N = cfg.N
         if cfg.joint_labels:
             classes1, classes2, mu1, mu2 = self._sample_joint(n, groups, B, g)
         else:
             classes1, classes2, mu1, mu2 = self._sample_paired(n, groups, B, g)
-
         items1 = noisy_items(mu1, cfg.eps1, g)
         items2 = noisy_items(mu2, cfg.eps2, g)
-
         if cfg.joint_labels:
             labels = self.joint_label(classes1, classes2)
             ctx_labels, targets = labels[:, :N], labels[:, N]
         else:
-            ctx_labels = classes2[:, :N] % L2
-            targets = classes2[:, N] % L2
-        if flip:
-            ctx_labels = (ctx_labels + 1) % L2
-            targets = (targets + 1) % L2
+            ctx_labels = classes2[:, :N] % cfg.L2
+            targets = classes2[:, N] % cfg.L2
+        fields = {
+            "context_classes": classes1[:, :N].contiguous(),
+            "query_classes": classes1[:, N].contiguous(),
+            "context_classes2": classes2[:, :N].contiguous(),
+            "query_classes2": classes2[:, N].contiguous(),
+        }
+        return ctx_labels, targets, fields, (items1, items2)
 
+    def _pack(self, items, ctx_labels):
+        """``[n, 3N+2, D1 + D2]``: M1 items and labels in the first D1 columns, M2 items after."""
+        items1, items2 = items
+        n, N = ctx_labels.shape
+        D1, D2 = self.config.D1, self.config.D2
         lay = self.layout
         inputs = torch.zeros(n, lay.n_ctx, D1 + D2)
         inputs[:, lay.items("m1"), :D1] = items1[:, :N]
@@ -235,28 +229,17 @@ class MultimodalTask:
         inputs[:, lay.labels(), :D1] = self.label_vectors[ctx_labels]
         inputs[:, lay.query_positions["m1"], :D1] = items1[:, N]
         inputs[:, lay.query_positions["m2"], D1:] = items2[:, N]
-        if max_shift > 0:
-            pos_shift = torch.randint(max_shift + 1, (n,), generator=g)
-        else:
-            pos_shift = torch.zeros(n, dtype=torch.long)
-        if control is not None:
-            # a fresh mean per item plus noise is, in law, N(0, I / D) after the rescaling
-            modality = "m1" if control == "m2_only" else "m2"
-            cols = slice(0, D1) if modality == "m1" else slice(D1, D1 + D2)
-            d = D1 if modality == "m1" else D2
-            positions = torch.tensor(lay.positions_of(modality))
-            inputs[:, positions, cols] = torch.randn(n, N + 1, d, generator=g) / math.sqrt(d)
-        return Batch(
-            inputs=inputs,
-            targets=targets,
-            context_labels=ctx_labels,
-            context_classes=classes1[:, :N].contiguous(),
-            query_classes=classes1[:, N].contiguous(),
-            novel=novel,
-            pos_shift=pos_shift,
-            context_classes2=classes2[:, :N].contiguous(),
-            query_classes2=classes2[:, N].contiguous(),
-        )
+        return inputs
+
+    def _apply_control(self, inputs: torch.Tensor, control: str, g: torch.Generator) -> None:
+        """Replace one modality's vectors (items and query) by fresh noise, in place: in law
+        N(0, I / D), what a fresh mean plus noise is after the rescaling."""
+        n, N, D1, D2 = inputs.shape[0], self.config.N, self.config.D1, self.config.D2
+        modality = "m1" if control == "m2_only" else "m2"
+        cols = slice(0, D1) if modality == "m1" else slice(D1, D1 + D2)
+        d = D1 if modality == "m1" else D2
+        positions = torch.tensor(self.layout.positions_of(modality))
+        inputs[:, positions, cols] = torch.randn(n, N + 1, d, generator=g) / math.sqrt(d)
 
     def joint_label(
         self, classes1: Int[torch.Tensor, "*s"], classes2: Int[torch.Tensor, "*s"]
@@ -270,13 +253,9 @@ class MultimodalTask:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Classes and means ``[n, N + 1, ...]`` of the paired task: M1 = partner of the M2 class
         (``m1_pool = all``: a fresh M1 class of its label)."""
-        N, D1, D2 = self.config.N, self.config.D1, self.config.D2
+        N = self.config.N
         fresh_m1 = self.config.m1_pool == "all"
-        # column N of every [n, N + 1, ...] tensor is the query
-        classes2 = torch.empty(n, N + 1, dtype=torch.long)
-        classes1 = torch.empty(n, N + 1, dtype=torch.long)
-        mu1 = torch.empty(n, N + 1, D1)
-        mu2 = torch.empty(n, N + 1, D2)
+        classes1, classes2, mu1, mu2 = self._to_fill(n)
         for kind, idx in groups:
             m = idx.numel()
             c1 = None  # m1_pool = all: a fresh M1 class per item (iid) or per slot (bursty)
@@ -290,20 +269,32 @@ class MultimodalTask:
                     slot_classes = self._draw_context_classes(m, n_slots, g)
                 else:
                     slot_classes = self._draw_novel_classes(m, n_slots, g)
-                seq_slots = _bursty_slots(m, N, B, g)
+                seq_slots = bursty_slots(m, N, B, g)
                 c2 = slot_classes.gather(1, seq_slots)
                 if fresh_m1 and kind == "bursty":
                     c1 = self._fresh_m1_classes(slot_classes, g).gather(1, seq_slots)
             if kind == "novel":
                 # fresh classes numbered within their set; the M1 partner shares the number
                 classes1[idx], classes2[idx] = c2, c2
-                mu2[idx] = _gather_slots(torch.randn(m, n_slots, D2, generator=g) / math.sqrt(D2), seq_slots)
-                mu1[idx] = _gather_slots(torch.randn(m, n_slots, D1, generator=g) / math.sqrt(D1), seq_slots)
+                mu1[idx], mu2[idx] = self._fresh_means(m, n_slots, seq_slots, g)
             else:
                 c1 = self.m2_partner[c2] if c1 is None else c1
                 classes1[idx], classes2[idx] = c1, c2
                 mu1[idx], mu2[idx] = self.m1_means[c1], self.m2_means[c2]
         return classes1, classes2, mu1, mu2
+
+    def _to_fill(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Empty M1 and M2 classes and means ``[n, N + 1, ...]`` (column N is the query)."""
+        N, D1, D2 = self.config.N, self.config.D1, self.config.D2
+        classes = (torch.empty(n, N + 1, dtype=torch.long), torch.empty(n, N + 1, dtype=torch.long))
+        return (*classes, torch.empty(n, N + 1, D1), torch.empty(n, N + 1, D2))
+
+    def _fresh_means(
+        self, m: int, n_slots: int, seq_slots: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Novel contexts: fresh (M1, M2) means per slot, at each position (M2 drawn first)."""
+        mu2 = fresh_means(m, n_slots, self.config.D2, seq_slots, g)
+        return fresh_means(m, n_slots, self.config.D1, seq_slots, g), mu2
 
     def _fresh_m1_classes(
         self, classes2: Int[torch.Tensor, "*s"], g: torch.Generator
@@ -318,11 +309,8 @@ class MultimodalTask:
         self, n: int, groups: list[tuple[str, torch.Tensor]], B: int, g: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Classes and means ``[n, N + 1, ...]`` of the joint-label task: independent M1, M2 classes."""
-        N, D1, D2 = self.config.N, self.config.D1, self.config.D2
-        classes1 = torch.empty(n, N + 1, dtype=torch.long)
-        classes2 = torch.empty(n, N + 1, dtype=torch.long)
-        mu1 = torch.empty(n, N + 1, D1)
-        mu2 = torch.empty(n, N + 1, D2)
+        N = self.config.N
+        classes1, classes2, mu1, mu2 = self._to_fill(n)
         for kind, idx in groups:
             m = idx.numel()
             if kind == "iid":
@@ -334,22 +322,19 @@ class MultimodalTask:
                     slot1, slot2 = self._draw_joint_context_pairs(m, n_slots, g)
                 else:
                     slot1, slot2 = self._draw_joint_novel_pairs(m, n_slots, g)
-                seq_slots = _bursty_slots(m, N, B, g)
+                seq_slots = bursty_slots(m, N, B, g)
                 c1, c2 = slot1.gather(1, seq_slots), slot2.gather(1, seq_slots)
             classes1[idx], classes2[idx] = c1, c2
             if kind == "novel":
-                mu2[idx] = _gather_slots(torch.randn(m, n_slots, D2, generator=g) / math.sqrt(D2), seq_slots)
-                mu1[idx] = _gather_slots(torch.randn(m, n_slots, D1, generator=g) / math.sqrt(D1), seq_slots)
+                mu1[idx], mu2[idx] = self._fresh_means(m, n_slots, seq_slots, g)
             else:
                 mu1[idx], mu2[idx] = self.m1_means[c1], self.m2_means[c2]
         return classes1, classes2, mu1, mu2
 
     def _draw_classes1(self, count: int, g: torch.Generator) -> Int[torch.Tensor, " count"]:
         """Joint labels only: ``count`` i.i.d. M1 classes from the Zipf law with alpha1."""
-        if self.config.alpha1 == 0:
-            return torch.randint(self.config.K1, (count,), generator=g)
         assert self.m1_probs is not None
-        return torch.multinomial(self.m1_probs, count, replacement=True, generator=g)
+        return draw_classes(count, self.m1_probs, g, self.config.alpha1 == 0)
 
     def _draw_joint_context_pairs(
         self, m: int, n_slots: int, g: torch.Generator
@@ -404,21 +389,13 @@ class MultimodalTask:
         return slot1, slot2
 
     def _draw_classes(self, count: int, g: torch.Generator) -> Int[torch.Tensor, " count"]:
-        """``count`` i.i.d. M2 classes from the Zipf law (a fast path for alpha2 = 0)."""
-        if self.config.alpha2 == 0:
-            return torch.randint(self.config.K2, (count,), generator=g)
-        return torch.multinomial(self.m2_probs, count, replacement=True, generator=g)
+        """``count`` i.i.d. M2 classes from the Zipf law with alpha2."""
+        return draw_classes(count, self.m2_probs, g, self.config.alpha2 == 0)
 
     def _draw_context_classes(self, m: int, n_slots: int, g: torch.Generator) -> Int[torch.Tensor, "m slots"]:
         """The N/B M2 classes of m bursty contexts; distinct labels when ``no_repeats``."""
-        L2 = self.config.L2
-        if not self.config.no_repeats:
-            return self._draw_classes(m * n_slots, g).view(m, n_slots)
-        per_label = self.m2_probs.view(-1, L2)  # row r, column j = class r*L2 + j (label j)
-        labels = torch.multinomial(per_label.sum(0).expand(m, L2), n_slots, replacement=False, generator=g)
-        within = per_label[:, labels.reshape(-1)].T  # [m*n_slots, K2/L2]
-        rows = torch.multinomial(within, 1, replacement=True, generator=g).view(m, n_slots)
-        return rows * L2 + labels
+        c = self.config
+        return draw_context_classes(m, n_slots, self.m2_probs, c.L2, c.no_repeats, g, c.alpha2 == 0)
 
     def _draw_novel_classes(self, m: int, n_slots: int, g: torch.Generator) -> Int[torch.Tensor, "m slots"]:
         """N/B distinct classes of a fresh set of K_c (so one class number is one mean)."""
@@ -441,8 +418,7 @@ class MultimodalTask:
         - icl_m2_only / icl_m1_only: the icl sequences with M1 (resp. M2) vectors replaced
           by noise, so only the other modality can solve them.
         """
-        g = torch.Generator().manual_seed(eval_seed)
-        B = self.config.B if self.config.B > 0 else _smallest_burst(self.config.N)
+        g, B = self._suite_start(eval_seed)
         kw: dict[str, Any] = {"max_shift": max_shift}
         icl_kw: dict[str, Any] = {"p_B": 1.0, "p_C": 1.0, "B": B, **kw}
         out = {"test": self.sample(size, g, **kw)}
@@ -473,16 +449,6 @@ def _draw_partners(c: MultimodalTaskConfig, g: torch.Generator) -> Int[torch.Ten
     return order[label, rank % per_label1] * c.L1 + label
 
 
-def _bursty_slots(m: int, N: int, B: int, g: torch.Generator) -> Int[torch.Tensor, "m n1"]:
-    """Slot of each of the N context positions (each of N/B slots B times, shuffled) and of the
-    query (one of the slots, last column)."""
-    n_slots = N // B
-    slots = torch.arange(n_slots).repeat_interleave(B).expand(m, N)
-    slots = slots.gather(1, torch.rand(m, N, generator=g).argsort(dim=1))
-    q_slot = torch.randint(n_slots, (m, 1), generator=g)
-    return torch.cat([slots, q_slot], dim=1)
-
-
 def _distinct_in_groups(
     groups: Int[torch.Tensor, "m slots"], n_groups: int, K_c: int, g: torch.Generator
 ) -> Int[torch.Tensor, "m slots"]:
@@ -497,12 +463,6 @@ def _distinct_in_groups(
     rank = ((onehot.cumsum(1) - onehot) * onehot).sum(-1)  # earlier slots of the same group
     rows = perms[torch.arange(m)[:, None], groups, rank]
     return rows * n_groups + groups
-
-
-def _gather_slots(
-    slot_means: Float[torch.Tensor, "m slots d"], seq_slots: Int[torch.Tensor, "m pos"]
-) -> Float[torch.Tensor, "m pos d"]:
-    return slot_means.gather(1, seq_slots[..., None].expand(-1, -1, slot_means.shape[-1]))
 
 
 def noisy_items(

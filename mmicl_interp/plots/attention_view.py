@@ -12,12 +12,23 @@ blank without network; :func:`standalone_html` uses the object's ``local_src`` (
 bundle inlined). :func:`circuitsvis_bundle` and :func:`circuitsvis_fragment` split a view
 into the bundle and a small render call, so a page with many views (the report) holds the
 bundle once.
+
+Over training: :class:`AttentionFrames` holds chosen heads' patterns on one fixed sequence at
+every checkpoint (:func:`run_attention_frames` for a run: one icl eval sequence; a real LM's
+checkpoint series: :func:`mmicl_interp.real.series.series_attention_frames`), and
+:func:`slider_html` draws them as one circuitsvis view with a slider over checkpoints: the
+frames' data sit in the page as JSON and each frame is rendered (offline, from the inlined
+bundle) when the slider first reaches it.
 """
 
 from __future__ import annotations
 
 import html as html_lib
+import itertools
+import json
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -143,6 +154,152 @@ def run_attention_view(
     return attention_view(run.model(step), suites[suite], run.layout, index=index, layers=layers, style=style)
 
 
+# --------------------------------------------------------------------------- over training
+@dataclass
+class AttentionFrames:
+    """Heads' attention patterns on one fixed sequence at each checkpoint (a slider's frames).
+
+    ``patterns[f, h]`` is head ``heads[h]``'s pattern ``A[query, key]`` at checkpoint
+    ``steps[f]`` (the heads are the same in every frame; ``tokens`` label the positions).
+    """
+
+    steps: list[int]
+    heads: list[str]
+    tokens: list[str]
+    patterns: Float[np.ndarray, "frame head q k"]
+    caption: str = ""
+
+    def __post_init__(self) -> None:
+        shape = np.shape(self.patterns)
+        want = (len(self.steps), len(self.heads), len(self.tokens), len(self.tokens))
+        if shape != want:
+            raise ValueError(f"patterns must have shape (frame, head, q, k) = {want}; got {shape}")
+
+
+def parse_head(name: str) -> tuple[int, int]:
+    """``"L1H0"`` -> ``(1, 0)``."""
+    m = re.fullmatch(r"L(\d+)H(\d+)", name)
+    if not m:
+        raise ValueError(f"a head is named L<layer>H<head>, got {name!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def pick_frames(steps: Sequence[int], max_frames: int | None) -> list[int]:
+    """``steps`` itself, or ``max_frames`` of them evenly spaced by index (first and last kept)."""
+    steps = list(steps)
+    if max_frames is None or len(steps) <= max_frames:
+        return steps
+    if max_frames < 2:
+        raise ValueError(f"max_frames must be >= 2, got {max_frames}")
+    idx = np.unique(np.round(np.linspace(0, len(steps) - 1, max_frames)).astype(int))
+    return [steps[i] for i in idx]
+
+
+def run_attention_frames(
+    run: Run,
+    heads: Sequence[str],
+    steps: Sequence[int] | None = None,
+    *,
+    suite: str = "icl",
+    index: int = 0,
+) -> AttentionFrames:
+    """``heads``' patterns (``L{l}H{h}`` names) on one eval sequence of ``suite`` at each of
+    ``steps`` (default: every checkpoint of the run); only ``hook_pattern`` is cached."""
+    suites = run.suites()
+    if suite not in suites:
+        raise ValueError(f"suite must be one of {', '.join(suites)}; got {suite!r}")
+    batch = suites[suite]
+    pairs = [parse_head(h) for h in heads]
+    layers = sorted({layer for layer, _ in pairs})
+    steps = list(run.steps if steps is None else steps)
+    frames = []
+    for step in steps:
+        patterns, names = head_patterns(run.model(step), batch, index=index, layers=layers)
+        where = {name: i for i, name in enumerate(names)}
+        frames.append(patterns[[where[h] for h in heads]].numpy())
+    return AttentionFrames(
+        steps=[int(s) for s in steps],
+        heads=list(heads),
+        tokens=token_labels(run.layout, batch, index),
+        patterns=np.stack(frames) if frames else np.zeros((0, len(heads), 0, 0)),
+        caption=f"{suite} sequence {index}",
+    )
+
+
+_SLIDER_IDS = itertools.count()
+
+SLIDER_JS = """
+(function () {
+  var root = document.getElementById(%(id)s);
+  var data = JSON.parse(root.querySelector("script.attention-frames").textContent);
+  var input = root.querySelector("input.frame-slider");
+  var label = root.querySelector("span.frame-label");
+  var view = root.querySelector("div.frame-view");
+  var shown = {};
+  function show(i) {
+    Object.keys(shown).forEach(function (k) { shown[k].style.display = "none"; });
+    label.textContent = "step " + data.steps[i] + " (" + (i + 1) + " of " + data.steps.length + ")";
+    if (!shown[i]) {
+      var div = document.createElement("div");
+      div.id = root.id + "-frame-" + i;
+      div.className = "attention-frame";
+      div.setAttribute("data-step", String(data.steps[i]));
+      view.appendChild(div);
+      shown[i] = div;
+      CircuitsVis.render(div.id, CircuitsVis.AttentionPatterns,
+        {tokens: data.tokens, attention: data.patterns[i], headLabels: data.heads});
+    }
+    shown[i].style.display = "";
+  }
+  input.addEventListener("input", function () { show(parseInt(input.value, 10)); });
+  show(parseInt(input.value, 10));
+})();
+"""
+
+
+def frames_json(frames: AttentionFrames, decimals: int = 4) -> str:
+    """The frames as JSON (``steps``, ``heads``, ``tokens``, ``patterns`` rounded to ``decimals``),
+    safe inside a ``<script>`` element."""
+    data = {
+        "steps": frames.steps,
+        "heads": frames.heads,
+        "tokens": frames.tokens,
+        "patterns": np.round(np.asarray(frames.patterns, dtype=np.float64), decimals).tolist(),
+    }
+    return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+
+
+def slider_html(frames: AttentionFrames, start: int | None = None) -> str:
+    """An HTML block: a circuitsvis ``AttentionPatterns`` view of ``frames`` with a slider over
+    checkpoints (starting at the last, or frame ``start``). Needs :func:`circuitsvis_bundle`
+    on the page (the report inlines it once)."""
+    n = len(frames.steps)
+    if n == 0:
+        raise ValueError("frames holds no checkpoint")
+    start = n - 1 if start is None else start
+    if not 0 <= start < n:
+        raise ValueError(f"start must lie in [0, {n}), got {start}")
+    uid = f"mmicl-slider-{next(_SLIDER_IDS)}"
+    caption = html_lib.escape(frames.caption)
+    return (
+        f'<div class="attention-slider" id="{uid}" data-frames="{n}">\n'
+        f'<p class="slider-controls"><label>checkpoint <input class="frame-slider" type="range" min="0" '
+        f'max="{n - 1}" step="1" value="{start}" aria-label="checkpoint"></label> '
+        f'<span class="frame-label">step {frames.steps[start]}</span>'
+        + (f' <span class="frame-caption">· {caption}</span>' if caption else "")
+        + "</p>\n"
+        f'<script type="application/json" class="attention-frames">{frames_json(frames)}</script>\n'
+        '<div class="frame-view"></div>\n'
+        f"<script>{SLIDER_JS % {'id': json.dumps(uid)}}</script>\n</div>"
+    )
+
+
+def read_slider_frames(html: str) -> list[dict]:
+    """The frames data of every slider in a page (what :func:`slider_html` embedded), in order."""
+    found = re.findall(r'<script type="application/json" class="attention-frames">(.*?)</script>', html, re.S)
+    return [json.loads(text) for text in found]  # "<\\/" is JSON's escaped "/"
+
+
 # --------------------------------------------------------------------------- offline HTML
 _SELF_CLOSING_DIV = re.compile(r'(<div id="circuits-vis-[^"]*"[^>]*?)\s*/>')
 _CDN_RENDER = re.compile(
@@ -227,12 +384,19 @@ def write_standalone_html(view: RenderedHTML, path: str | Path, title: str = "At
 
 __all__ = [
     "VIEW_STYLES",
+    "AttentionFrames",
     "attention_view",
     "circuitsvis_bundle",
     "circuitsvis_fragment",
     "head_patterns",
+    "frames_json",
     "is_circuitsvis",
+    "parse_head",
+    "pick_frames",
+    "read_slider_frames",
+    "run_attention_frames",
     "run_attention_view",
+    "slider_html",
     "standalone_html",
     "token_labels",
     "write_standalone_html",

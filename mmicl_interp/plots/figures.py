@@ -98,6 +98,7 @@ def onset_marks(
     induction_measure: str = "ih",
     frac: float = 0.5,
     min_rise: float = MIN_ONSET_RISE,
+    icl_metric: str = "accuracy",
 ) -> pd.DataFrame:
     """The onsets of :func:`~mmicl_interp.analyses.correlation.phases`, each kept only where its
     curve rises by at least ``min_rise`` (last minus first checkpoint, in the measure's units).
@@ -107,6 +108,8 @@ def onset_marks(
     shown), ``shown`` and ``text``: ``"induction onset (ih L1H0): 235.9"`` or
     ``"induction onset (ih L1H0): no onset (rise 0.018 < 0.1)"``. So a curve that never forms
     (e.g. a RoPE run whose ``ih`` stays near 0) gets no marker, and the reason is stated.
+    ``icl_metric`` (default ``"accuracy"``) is the model-level ICL curve on ``accuracy_suite``
+    (e.g. ``rep_icl_gain`` of a real LM's checkpoint series).
     """
     if not min_rise >= 0:
         raise ValueError(f"min_rise must be >= 0, got {min_rise!r}")
@@ -117,6 +120,7 @@ def onset_marks(
         induction_measure=induction_measure,
         suite=suite,
         accuracy_suite=accuracy_suite,
+        icl_metric=icl_metric,
         frac=frac,
         min_rise=min_rise,
     ).iloc[0]
@@ -131,13 +135,13 @@ def onset_marks(
         else:
             curves[key] = (measure, None)
     acc = part[
-        (part["metric"].astype(str) == "accuracy")
+        (part["metric"].astype(str) == icl_metric)
         & (part["suite"].astype(str) == accuracy_suite)
         & part["head"].isna()
     ]
     curves["icl_onset"] = (
-        f"{accuracy_suite} accuracy",
-        model_curve(part, "accuracy", suite=accuracy_suite) if len(acc) else None,
+        f"{accuracy_suite} {icl_metric}",
+        model_curve(part, icl_metric, suite=accuracy_suite) if len(acc) else None,
     )
     rows = []
     for key, label, _color in ONSET_MARKS:
@@ -146,7 +150,7 @@ def onset_marks(
         step = float(ph[key]) if pd.notna(ph[key]) else math.nan
         shown = curve is not None and rise >= min_rise and not math.isnan(step)
         if key == "icl_onset":
-            label, named = f"{accuracy_suite} accuracy onset", f"{accuracy_suite} accuracy onset"
+            label = named = f"{accuracy_suite} {icl_metric} onset"
         else:
             named = f"{label} ({name})"
         if curve is None:
@@ -184,6 +188,11 @@ def circuit_formation(
     frac: float = 0.5,
     min_rise: float = MIN_ONSET_RISE,
     title: str | None = None,
+    curves: Sequence[tuple[str, str]] | None = None,
+    prev_token_measure: str = "prev_token_label",
+    induction_measure: str = "ih",
+    icl_suite: str = "icl",
+    icl_metric: str = "accuracy",
 ) -> go.Figure:
     """Accuracy per suite and the best head's circuit measures against training step.
 
@@ -194,12 +203,23 @@ def circuit_formation(
     only where the curve rises by at least ``min_rise``; each is named with its step in the
     legend ("no onset (rise 0.018 < 0.1)" otherwise), so no label overlaps another.
     ``log_x`` puts step on a log axis (step 0 is then left out).
+
+    For tables whose ICL curves are not accuracies (a real LM's checkpoint series):
+    ``curves`` lists the model-level ``(suite, metric)`` curves of the top panel instead of
+    accuracy per suite (those present are drawn; the axis is then unbounded), and
+    ``prev_token_measure`` / ``induction_measure`` / ``icl_suite`` / ``icl_metric`` name the
+    curves whose onsets are marked (:func:`onset_marks`).
     """
     part = select_run(scores, run)
     present = _metrics_in(part)
     acc_rows = part[(part["metric"].astype(str) == "accuracy") & part["head"].isna()]
     have_suites = set(map(str, pd.unique(acc_rows["suite"].astype(str))))
-    if suites is None:
+    model_rows = part[part["layer"].isna() & part["head"].isna()]
+    have_curves = set(zip(model_rows["suite"].astype(str), model_rows["metric"].astype(str), strict=True))
+    top = [(s, m) for s, m in curves if (s, m) in have_curves] if curves is not None else None
+    if top is not None:
+        suites = []
+    elif suites is None:
         suites = [s for s in SUITES if s in have_suites] + sorted(have_suites - set(SUITES))
     else:
         unknown = [s for s in suites if s not in have_suites]
@@ -210,7 +230,7 @@ def circuit_formation(
             )
     per_head = part[part["head"].notna() & (part["suite"].astype(str) == measure_suite)]
     measures = [m for m in measures if m in set(map(str, per_head["metric"].astype(str)))]
-    if not suites and not measures:
+    if not suites and not measures and not top:
         raise ValueError(
             "scores hold neither accuracies nor any of the measures; "
             f"metrics present: {', '.join(sorted(present))}"
@@ -221,7 +241,10 @@ def circuit_formation(
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.08,
-        subplot_titles=("accuracy per suite", f"circuit measures, best head ({measure_suite} suite)"),
+        subplot_titles=(
+            "ICL measures" if top is not None else "accuracy per suite",
+            f"circuit measures, best head ({measure_suite} suite)",
+        ),
     )
 
     def keep(steps: np.ndarray) -> np.ndarray:
@@ -239,6 +262,17 @@ def circuit_formation(
                 name=f"accuracy: {suite}",
                 legendgroup="accuracy",
                 line=dict(color=SUITE_COLORS.get(suite)),
+            ),
+            row=1,
+            col=1,
+        )
+    for suite, metric in top or ():
+        curve = model_curve(part, metric, suite=suite)
+        s, v = curve.index.to_numpy(), curve.to_numpy()
+        k = keep(s)
+        fig.add_trace(
+            go.Scatter(
+                x=s[k], y=v[k], mode="lines+markers", name=f"{metric} ({suite})", legendgroup="accuracy"
             ),
             row=1,
             col=1,
@@ -261,7 +295,16 @@ def circuit_formation(
         )
 
     if onsets:
-        marks = onset_marks(part, suite=measure_suite, frac=frac, min_rise=min_rise)
+        marks = onset_marks(
+            part,
+            suite=measure_suite,
+            accuracy_suite=icl_suite,
+            prev_token_measure=prev_token_measure,
+            induction_measure=induction_measure,
+            icl_metric=icl_metric,
+            frac=frac,
+            min_rise=min_rise,
+        )
         group = dict(
             legendgroup="onsets",
             legendgrouptitle_text=f"onsets (shown where the curve rises by >= {min_rise:g})",
@@ -302,7 +345,10 @@ def circuit_formation(
 
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_xaxes(title_text="training step", row=2, col=1)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+    if top is None:
+        fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+    else:
+        fig.update_yaxes(title_text="ICL measure", row=1, col=1)
     fig.update_yaxes(title_text="score", row=2, col=1)
     fig.update_layout(
         title=title or f"Circuit formation: {_run_title(part)}",

@@ -108,11 +108,13 @@ def hf_repeated_scores(model: Any, seqs: torch.Tensor, n: int) -> dict[str, Any]
     per-head ``[layer, head]`` tensors and the copy losses. Used while training (and as a
     cross-check); the series command reads the same patterns from the TransformerLens bridge."""
     previous = getattr(model.config, "_attn_implementation", None)
-    _set_attention(model, "eager")
+    switch = previous != "eager"  # a model loaded eager (the series' scorer) is not switched back and forth
+    if switch:
+        _set_attention(model, "eager")
     try:
-        out = model(input_ids=seqs, attention_mask=torch.ones_like(seqs), output_attentions=True)
+        out = model(input_ids=seqs, output_attentions=True)  # no padding: no mask needed
     finally:
-        if previous is not None:
+        if switch and previous is not None:
             _set_attention(model, previous)
     if not out.attentions:
         raise ValueError("the model returned no attentions")

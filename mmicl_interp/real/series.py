@@ -6,15 +6,18 @@ folder holding ``step_*`` folders), the step read from the folder name ``step_<n
 ``step<n>``, ``checkpoint-<n>``) or else from a ``step`` / ``global_step`` in the folder's
 ``trainer_state.json`` or ``config.json``; or a hub name with ``--revisions
 step1000,step2000`` (each revision's files fetched with ``huggingface_hub`` into the local
-cache, the step read from the revision name), loaded like any folder through
-:func:`mmicl_interp.real.load.load_model`.
+cache, the step read from the revision name). Each checkpoint is scored as a plain
+transformers model with eager attention (:func:`load_scorer`; its ``output_attentions``
+cost about 1.02x a plain forward, the TransformerLens bridge's forward about 1.4x); only a
+prompt set's label-based head measures load the bridge
+(:func:`mmicl_interp.real.load.load_model`), and a test checks that both give equal scores.
 
 Every checkpoint is checked before any is scored: a folder without ``config.json``, without
 weights, with a truncated safetensors file or without a tokenizer, a revision that does not
 exist, and a checkpoint whose architecture (model type, sizes) or tokenizer (vocabulary,
 merges, special tokens) differs from the first one's raise ConfigError naming it: one line,
-exit 2, nothing written. A model whose bridge has no ``attn.hook_pattern`` in every layer
-(no attention patterns, e.g. Mamba) is refused the same way when the first checkpoint loads.
+exit 2, nothing written. A model that returns no attention pattern per layer (e.g. Mamba)
+is refused the same way when the first checkpoint loads.
 
 Per checkpoint (``--out DIR``, default ``real/series_<name>``):
 
@@ -50,6 +53,11 @@ Columns: the shared tidy format (:mod:`mmicl_interp.analyses.tidy`), ``run`` = `
 
 Induction heads are ranked among layers >= 1 only: a layer-0 head sees no previous-token
 information, so it cannot be an induction head.
+
+``mmicl report DIR`` reads such a folder (:func:`load_series`: ``series.json`` and
+``series.parquet``) into the same one-page report as a synthetic run; its attention slider
+runs every checkpoint on one repeated-token prompt (:func:`series_attention_frames`), each
+checkpoint found through the absolute path that ``series.json`` records for it.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -70,6 +78,9 @@ from jaxtyping import Int
 
 from mmicl_interp.config import ConfigError
 from mmicl_interp.io import CorruptFileError, FolderBusy, folder_lock, read_json, write_json
+
+if TYPE_CHECKING:
+    from mmicl_interp.plots.attention_view import AttentionFrames
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")  # fmt: skip
@@ -376,6 +387,16 @@ def check_attention(bridge: Any, label: str) -> None:
         )
 
 
+def _load_tokenizer(folder: Path, label: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError("model", f"checkpoint {label}: its tokenizer did not load ({first})") from None
+
+
 # ---------------------------------------------------------------------- measures
 def position_limit(config: Any, cap: int) -> int:
     for key in POSITION_KEYS:
@@ -476,16 +497,88 @@ def repeated_scores(
     return out
 
 
+def load_scorer(folder: Path, label: str, device: Any, dtype: str) -> Any:
+    """A plain transformers copy of a checkpoint with eager attention, in eval mode: what the
+    series scores with (its ``output_attentions`` cost about 1.02x a plain forward, where the
+    TransformerLens bridge's forward alone costs about 1.4x; ``make bench``)."""
+    from transformers import AutoModelForCausalLM
+
+    from mmicl_interp.real.load import torch_dtype
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, attn_implementation="eager", dtype=torch_dtype(dtype)
+        )
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError("model", f"checkpoint {label}: transformers could not load it ({first})") from None
+    return model.to(device).eval()
+
+
+def _no_attention(label: str) -> ConfigError:
+    return ConfigError(
+        "model",
+        f"checkpoint {label}: the model has no attention patterns (transformers returns no "
+        "attentions per layer); series scores need attention heads",
+    )
+
+
+@torch.no_grad()
+def check_attentions(model: Any, label: str) -> None:
+    """ConfigError naming ``label`` unless a two-token forward of the plain model returns one
+    attention pattern per layer (``output_attentions``)."""
+    from mmicl_interp.device import model_device
+
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    ids = torch.zeros(1, 2, dtype=torch.long, device=model_device(model))
+    try:
+        attentions = model(input_ids=ids, output_attentions=True).attentions
+    except (TypeError, ValueError, AttributeError):  # a model without attention outputs
+        attentions = None
+    if not n_layers or not attentions or len(attentions) != n_layers or any(a is None for a in attentions):
+        raise _no_attention(label)
+
+
+@torch.no_grad()
+def hf_scores(
+    model: Any, seqs: Int[torch.Tensor, "batch seq"], n: int, label: str, batch_size: int = 8
+) -> dict[str, Any]:
+    """:func:`repeated_scores` from a plain transformers model's eager ``output_attentions``
+    (:func:`~mmicl_interp.real.repeated.hf_repeated_scores` per batch, weighted by its size);
+    ConfigError naming ``label`` when the model returns no attention pattern per layer."""
+    from mmicl_interp.device import model_device
+    from mmicl_interp.real.repeated import REP_METRICS, hf_repeated_scores
+
+    device = model_device(model)
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    total, sums = len(seqs), {}
+    for start in range(0, total, batch_size):
+        part = seqs[start : start + batch_size].to(device)
+        try:
+            scores = hf_repeated_scores(model, part, n)
+        except (TypeError, ValueError):  # no output_attentions, or none returned
+            scores = None
+        if scores is None or n_layers == 0 or scores["rep_induction"].shape[0] != n_layers:
+            raise _no_attention(label)
+        weight = len(part) / total
+        for key in (*REP_METRICS, "rep_loss_first", "rep_loss_second"):
+            sums[key] = sums.get(key, 0) + scores[key] * weight
+        sums.update({k: v for k, v in scores.items() if k.endswith("_uniform")})
+    return sums
+
+
 @torch.no_grad()
 def text_losses(bridge: Any, seqs: torch.Tensor, batch_size: int = 8) -> dict[str, float]:
-    """The in-context loss score (Olsson et al. 2022) and its parts on ``seqs``."""
+    """The in-context loss score (Olsson et al. 2022) and its parts on ``seqs``, from a bridge
+    or a plain transformers model (``bridge`` is either)."""
     from mmicl_interp.device import model_device
 
     device = model_device(bridge)
     rows = []
     for start in range(0, len(seqs), batch_size):
         part = seqs[start : start + batch_size].to(device)
-        logits = bridge(part).float()
+        out = bridge(part)
+        logits = getattr(out, "logits", out).float()  # a bridge returns logits, transformers an output
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2), part[:, 1:], reduction="none"
         )  # nll[:, i - 1] is the loss of token i
@@ -512,35 +605,38 @@ def text_losses(bridge: Any, seqs: torch.Tensor, batch_size: int = 8) -> dict[st
 
 # ---------------------------------------------------------------------- one checkpoint
 def checkpoint_table(
-    loaded: Any,
+    scorer: Any,
+    tokenizer: Any,
     options: SeriesOptions,
     *,
     run: str,
     step: int,
+    label: str,
     texts: list[str],
     prompt_texts: Any,
+    load_bridge: Callable[[], Any] | None = None,
     batch_size: int = 8,
     cache: dict | None = None,
 ) -> tuple[pd.DataFrame, str | None]:
-    """The tidy rows of one loaded checkpoint, and why the prompt set was skipped (or None).
+    """The tidy rows of one checkpoint, and why the prompt set was skipped (or None).
 
-    ``cache`` (a dict kept across the checkpoints of one series, whose tokenizer is one) keeps
-    the tokenized text sequences."""
+    ``scorer`` is the checkpoint as a plain transformers model with eager attention
+    (:func:`load_scorer`): the repeated-token head scores and the text losses come from its
+    ``output_attentions`` and logits. Only a prompt set needs the TransformerLens bridge
+    (:func:`~mmicl_interp.real.heads.score_heads`); ``load_bridge`` loads it then. ``cache``
+    (a dict kept across the checkpoints of one series, whose tokenizer is one) keeps the
+    tokenized text sequences."""
     from mmicl_interp.analyses.tidy import head_rows, tidy_table
     from mmicl_interp.real.repeated import ordinary_token_ids, repeated_tokens
 
-    bridge, tokenizer = loaded.bridge, loaded.tokenizer
-    hf_config = getattr(bridge.cfg, "hf_config", None) or getattr(
-        getattr(bridge, "original_model", None), "config", None
-    )
-    limit = position_limit(hf_config if hf_config is not None else bridge.cfg, options.context)
+    limit = position_limit(scorer.config, options.context)
     has_bos = getattr(tokenizer, "bos_token_id", None) is not None
     n = min(options.rep_len, (limit - int(has_bos)) // 2)
-    ids = ordinary_token_ids(tokenizer, bridge.cfg.d_vocab)
+    ids = ordinary_token_ids(tokenizer, scorer.config.vocab_size)
     seqs = repeated_tokens(
         ids, n, options.rep_seqs, tokenizer.bos_token_id if has_bos else None, options.seed
     )
-    rep = repeated_scores(bridge, seqs, n, batch_size)
+    rep = hf_scores(scorer, seqs, n, label, batch_size)
     rows: list[dict] = []
     for metric in ("rep_induction", "rep_prev_token"):
         rows += head_rows(rep[metric], metric, suite=REP_SUITE)
@@ -551,21 +647,23 @@ def checkpoint_table(
     if ("text", limit) not in cache:
         cache[("text", limit)] = text_sequences(tokenizer, texts, limit, options.text_seqs)
     text_seqs = cache[("text", limit)]
-    for metric, value in text_losses(bridge, text_seqs, batch_size).items():
+    for metric, value in text_losses(scorer, text_seqs, batch_size).items():
         rows.append({"suite": TEXT_SUITE, "metric": metric, "value": value})
     skipped = None
     if options.prompts and prompt_texts is not None:
-        skipped = _prompt_rows(loaded, options, prompt_texts, limit, batch_size, rows)
+        skipped = _prompt_rows(tokenizer, load_bridge, options, prompt_texts, limit, batch_size, rows)
     return tidy_table(rows, run=run, step=step), skipped
 
 
-def _prompt_rows(loaded, options, prompt_texts, limit: int, batch_size: int, rows: list[dict]) -> str | None:
+def _prompt_rows(
+    tokenizer, load_bridge, options, prompt_texts, limit: int, batch_size: int, rows: list[dict]
+) -> str | None:
     from mmicl_interp.analyses.tidy import head_rows
     from mmicl_interp.real.heads import score_heads
     from mmicl_interp.real.text import tokenize_prompts
 
     try:
-        prompts = tokenize_prompts(prompt_texts, loaded.tokenizer)
+        prompts = tokenize_prompts(prompt_texts, tokenizer)
     except ConfigError as err:
         return f"prompt set {options.prompts!r} skipped: {err}"
     length = int(prompts.inputs.shape[1])
@@ -573,7 +671,9 @@ def _prompt_rows(loaded, options, prompt_texts, limit: int, batch_size: int, row
         return (
             f"prompt set {options.prompts!r} skipped: prompts of {length} tokens exceed the context ({limit})"
         )
-    scores = score_heads(loaded.bridge, prompts, batch_size)
+    if load_bridge is None:
+        raise ValueError("load_bridge: a prompt set is scored on the TransformerLens bridge")
+    scores = score_heads(load_bridge(), prompts, batch_size)
     for metric, values in scores.measures.items():
         rows += head_rows(values, metric, suite=options.prompts)
     chance = 1 / prompts.readout.label_tokens.shape[-1]
@@ -739,14 +839,14 @@ def run_series(
     run = run_id or series_name(sources, revisions)
     prompt_texts = None
     if options.prompts:
-        from mmicl_interp.real.commands import check_spec
+        from mmicl_interp.real.text import prompt_texts as text_prompts  # not commands: it imports us
 
-        if not options.prompts.startswith("text"):
+        if options.prompts.split(":", 1)[0] != "text":
             raise ConfigError(
                 "--prompts", f"a text LM series takes text prompt sets; got {options.prompts!r}"
             )
-        prompt_texts = check_spec(options.prompts, shots=options.shots, ways=options.ways,
-                                  n_prompts=options.n_prompts, seed=options.seed)  # fmt: skip
+        prompt_texts = text_prompts(options.prompts, shots=options.shots, ways=options.ways,
+                                    n_prompts=options.n_prompts, seed=options.seed)  # fmt: skip
 
     # every checkpoint checked before any work
     if revisions:
@@ -775,10 +875,18 @@ def run_series(
 
     computed, reused, tables = [], [], []
     cache: dict = {}
+    tokenizer = None
     skipped: str | None = None
     bar_log = log if progress else (lambda s: None)
     lock_ctx = None
-    listing = [{"step": c.step, "label": c.label} for c in ckpts]
+    listing = [
+        {
+            "step": c.step,
+            "label": c.label,
+            "path": None if revisions or c.path is None else str(c.path.resolve()),
+        }
+        for c in ckpts
+    ]
 
     def open_out() -> None:
         """Before the first write: the folder, its lock (one writer at a time), series.json."""
@@ -816,12 +924,21 @@ def run_series(
                 fetch_revision(sources[0], ckpt)
                 assert ckpt.path is not None
                 check_checkpoint(ckpt.path, ckpt.label)  # the weights, now fetched
-            loaded = load_model(str(ckpt.path), device=device, dtype=options.dtype, progress=False)
-            check_attention(loaded.bridge, ckpt.label)
+            assert ckpt.path is not None
+            scorer = load_scorer(ckpt.path, ckpt.label, device, options.dtype)
+            if tokenizer is None:  # one tokenizer for the series (check_series compared them)
+                tokenizer = _load_tokenizer(ckpt.path, ckpt.label)
+
+            def load_bridge(ckpt: Checkpoint = ckpt) -> Any:
+                bridge = load_model(str(ckpt.path), device=device, dtype=options.dtype, progress=False).bridge
+                check_attention(bridge, ckpt.label)
+                return bridge
+
+            check_attentions(scorer, ckpt.label)  # before anything is written
             open_out()
             table, why = checkpoint_table(
-                loaded, options, run=run, step=ckpt.step, texts=texts, prompt_texts=prompt_texts,
-                batch_size=batch_size, cache=cache,
+                scorer, tokenizer, options, run=run, step=ckpt.step, label=ckpt.label, texts=texts,
+                prompt_texts=prompt_texts, load_bridge=load_bridge, batch_size=batch_size, cache=cache,
             )  # fmt: skip
             if why and skipped is None:
                 skipped = why
@@ -842,7 +959,7 @@ def run_series(
                 f"{best['value']:.3f}"
                 f" ({len(computed)} scored, {len(reused)} reused of {len(ckpts)})"
             )
-            del loaded
+            del scorer
         whole = pd.concat(tables, ignore_index=True) if tables else empty()
         whole = whole.sort_values(["step", "suite", "metric", "layer", "head"]).reset_index(drop=True)
         open_out()
@@ -855,6 +972,174 @@ def run_series(
         if lock_ctx is not None:
             lock_ctx.__exit__(None, None, None)
     return SeriesResult(out, whole, computed, reused, skipped)
+
+
+# ---------------------------------------------------------------------- reading a series back
+SERIES_FILES = ("series.json", "series.parquet")
+"""What makes a folder a series (written by :func:`run_series`)."""
+SLIDER_REP_LEN = 24
+"""Half length of the one repeated-token prompt of the report's attention slider (capped by
+the series' own ``rep_len``)."""
+
+
+def is_series_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a series of ``mmicl series`` (``series.json`` and ``series.parquet``)."""
+    return all((Path(path) / name).is_file() for name in SERIES_FILES)
+
+
+def holds_checkpoints(path: str | Path) -> bool:
+    """Whether ``path`` holds ``step_*`` Hugging Face checkpoint folders (each with ``config.json``)."""
+    path = Path(path)
+    return path.is_dir() and any(
+        (p / "config.json").is_file()
+        for p in path.iterdir()
+        if p.is_dir() and _step_of_name(p.name) is not None
+    )
+
+
+@dataclass
+class SeriesFolder:
+    """A series folder read back: its ``series.json`` (``meta``) and its run's rows (``table``)."""
+
+    path: Path
+    meta: dict[str, Any]
+    table: pd.DataFrame
+    device: Any = "cpu"
+    """Where the report runs the checkpoints (its attention slider)."""
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("model", {}).get("run") or self.path.name)
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted(int(s) for s in self.table["step"].dropna().unique())
+
+    @property
+    def n_layers(self) -> int | None:
+        arch = self.meta.get("model", {}).get("arch", {})
+        return next((int(arch[k]) for k in ("num_hidden_layers", "n_layer", "num_layers") if k in arch), None)
+
+    def checkpoint_folder(self, step: int) -> Path | None:
+        """Where checkpoint ``step``'s files are: the recorded absolute path, the label as a path,
+        or a folder of that name in the series folder; a hub revision from the local HF cache
+        (fetched if the hub can be reached). None when none is found."""
+        entry = next((c for c in self.meta.get("checkpoints", []) if c.get("step") == step), None)
+        if entry is None:
+            return None
+        label = str(entry.get("label", ""))
+        candidates = [entry.get("path"), label, self.path / Path(label).name, self.path / f"step_{step}"]
+        for cand in candidates:
+            if cand and (Path(cand) / "config.json").is_file():
+                return Path(cand)
+        hub = self.meta.get("model", {}).get("hub")
+        if hub and "@" in label:
+            ckpt = Checkpoint(step, None, label, revision=label.rsplit("@", 1)[1])
+            try:
+                return fetch_revision(hub, ckpt)
+            except ConfigError:
+                return None
+        return None
+
+
+def load_series(path: str | Path) -> SeriesFolder:
+    """Read a series folder (``series.json`` and its run's rows of ``series.parquet``); ConfigError
+    naming RUN when it is not one or holds no rows."""
+    from mmicl_interp.analyses.tables import read_table
+
+    path = Path(path)
+    if not is_series_folder(path):
+        raise ConfigError("RUN", f"{path}: not a series folder (no series.json and series.parquet)")
+    meta = read_json(path / "series.json")
+    if not isinstance(meta, dict):
+        raise CorruptFileError(path / "series.json", "not a JSON object")
+    table = read_table(path / "series.parquet")
+    run = meta.get("model", {}).get("run")
+    if run is not None and (table["run"].astype(str) == str(run)).any():
+        table = table[table["run"].astype(str) == str(run)]
+    if table.empty:
+        raise ConfigError("RUN", f"{path}: series.parquet holds no rows; rerun `mmicl series`")
+    return SeriesFolder(path, meta, table.reset_index(drop=True))
+
+
+def slider_heads(table: pd.DataFrame, k: int = 2) -> list[str]:
+    """The heads a series' attention slider shows: the top-``k`` ``rep_induction`` heads (layers
+    >= 1) and the best ``rep_prev_token`` head at the last step, as ``L{l}H{h}``."""
+    last = table[table["step"] == table["step"].max()]
+    heads = [f"L{int(r.layer)}H{int(r.head)}" for r in best_heads(last, "rep_induction", k).itertuples()]
+    prev = best_heads(last, "rep_prev_token", 1)
+    heads += [f"L{int(r.layer)}H{int(r.head)}" for r in prev.itertuples()]
+    return list(dict.fromkeys(heads))
+
+
+def _token_text(tokenizer: Any, token: int) -> str:
+    """A token as text; its vocabulary entry when it decodes to part of a character."""
+    text = tokenizer.decode([token])
+    return str(tokenizer.convert_ids_to_tokens(token)) if "\ufffd" in text else text
+
+
+@torch.no_grad()
+def series_attention_frames(
+    series: SeriesFolder,
+    heads: list[str],
+    steps: list[int] | None = None,
+    *,
+    rep_len: int = SLIDER_REP_LEN,
+    device: Any = None,
+) -> AttentionFrames:
+    """``heads``' attention patterns at each checkpoint on one repeated-token prompt
+    ``[bos, r_1..r_n, r_1..r_n]`` (n = ``rep_len``, capped by the series' ``rep_len``; seeded
+    by the series' seed), from the bridge's ``hook_pattern``. Checkpoints whose files cannot
+    be found are left out and named in the frames' caption; returns
+    :class:`~mmicl_interp.plots.attention_view.AttentionFrames`."""
+    import numpy as np
+
+    from mmicl_interp.device import model_device
+    from mmicl_interp.plots.attention_view import AttentionFrames, parse_head
+    from mmicl_interp.real.load import load_model
+    from mmicl_interp.real.repeated import ordinary_token_ids, repeated_tokens
+
+    pairs = [parse_head(h) for h in heads]
+    names = {f"blocks.{layer}.attn.hook_pattern" for layer, _ in pairs}
+    stored = series.table[series.table["metric"] == "rep_len"]["value"]
+    n = min(rep_len, int(stored.min())) if len(stored) else rep_len
+    options = series.meta.get("options", {})
+    seqs, tokens, frames, done, missing = None, [], [], [], []
+    for step in series.steps if steps is None else steps:
+        folder = series.checkpoint_folder(step)
+        if folder is None:
+            missing.append(step)
+            continue
+        where = series.device if device is None else device
+        loaded = load_model(str(folder), device=where, dtype=options.get("dtype", "float32"), progress=False)
+        bridge, tok = loaded.bridge, loaded.tokenizer
+        if seqs is None:
+            bos = getattr(tok, "bos_token_id", None)
+            ids = ordinary_token_ids(tok, bridge.cfg.d_vocab)
+            seqs = repeated_tokens(ids, n, 1, bos, int(options.get("seed", 0)))
+            tokens = [_token_text(tok, int(i)) for i in seqs[0]]
+        _, cache = bridge.run_with_cache(
+            seqs.to(model_device(bridge)), names_filter=lambda name: name in names
+        )
+        frames.append(
+            np.stack(
+                [
+                    cache[f"blocks.{layer}.attn.hook_pattern"][0, head].float().cpu().numpy()
+                    for layer, head in pairs
+                ]
+            )
+        )
+        done.append(int(step))
+        del loaded, cache
+    caption = f"one repeated random prompt: {n} random tokens, then the same {n} again ({len(tokens)} tokens)"
+    if missing:
+        caption += (
+            f"; checkpoints not found (left out): step {', '.join(map(str, missing))} (series.json records "
+            "their folders as given to `mmicl series`; an older one without absolute paths resolves them "
+            "from the current folder)"
+        )
+    patterns = np.stack(frames) if frames else np.zeros((0, len(heads), 0, 0))
+    return AttentionFrames(steps=done, heads=list(heads), tokens=tokens, patterns=patterns, caption=caption)
 
 
 def _held_out_every(ckpts: list[Checkpoint]) -> int:
@@ -870,16 +1155,26 @@ def _held_out_every(ckpts: list[Checkpoint]) -> int:
 
 __all__ = [
     "Checkpoint",
+    "SERIES_FILES",
+    "SeriesFolder",
     "SeriesOptions",
     "SeriesResult",
     "best_heads",
     "check_attention",
+    "check_attentions",
     "check_checkpoint",
     "check_series",
+    "hf_scores",
     "hub_checkpoints",
+    "holds_checkpoints",
+    "is_series_folder",
+    "load_scorer",
+    "load_series",
     "local_checkpoints",
     "print_summary",
     "run_series",
+    "series_attention_frames",
+    "slider_heads",
     "summary",
     "text_losses",
     "text_windows",

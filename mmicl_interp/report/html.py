@@ -6,6 +6,9 @@
   itself is inlined once in the page head (``plotly.offline.get_plotlyjs()``);
 - a circuitsvis view (the object, its ``local_src`` or its HTML string): the circuitsvis
   bundle is inlined once in the head and each view keeps only its render call;
+- :class:`~mmicl_interp.plots.attention_view.AttentionFrames`: one circuitsvis view with a
+  slider over checkpoints (:func:`~mmicl_interp.plots.attention_view.slider_html`; the
+  bundle inlined once as above);
 - a pandas ``DataFrame``: an HTML table (floats to 4 significant digits);
 - a string: circuitsvis HTML as above; other HTML when it starts with ``<``; else Markdown
   (rendered with markdown-it, raw HTML in it escaped);
@@ -30,9 +33,11 @@ import plotly.graph_objects as go
 
 from mmicl_interp.io import atomic_write_bytes
 from mmicl_interp.plots.attention_view import (
+    AttentionFrames,
     circuitsvis_bundle,
     circuitsvis_fragment,
     is_circuitsvis,
+    slider_html,
 )
 
 Section = tuple[str, Any]
@@ -66,6 +71,9 @@ table.dataframe thead th { background: var(--bg-alt); }
 table.dataframe tbody tr:nth-child(even) { background: #fbfcfd; }
 pre, code { background: var(--bg-alt); border-radius: 4px; font-size: 0.9em; }
 pre { padding: 8px 12px; overflow-x: auto; }
+.attention-slider input.frame-slider { width: min(420px, 60vw); vertical-align: middle; }
+.attention-slider .frame-label { font-variant-numeric: tabular-nums; font-weight: 600; }
+.attention-slider .frame-caption { color: var(--muted); }
 footer { max-width: 1180px; margin: 0 auto; padding: 16px 24px 32px; color: var(--muted); font-size: 0.85em; }
 """
 
@@ -132,6 +140,9 @@ class _Renderer:
                 config={"displaylogo": False, "responsive": True},
             )
             return f'<div class="item item-plotly">{body}</div>'
+        if isinstance(content, AttentionFrames):
+            self.circuitsvis = True
+            return f'<div class="item item-slider">{slider_html(content)}</div>'
         if is_circuitsvis(content):
             self.circuitsvis = True
             return f'<div class="item item-circuitsvis">{circuitsvis_fragment(content)}</div>'
@@ -144,8 +155,9 @@ class _Renderer:
                 return f'<div class="item item-html">{content}</div>'
             return f'<div class="item item-text">{_markdown(content)}</div>'
         raise ValueError(
-            f"section {where}: content must be a plotly Figure, a circuitsvis view or HTML, a pandas "
-            f"DataFrame, Markdown/HTML text, or a list of these; got {type(content).__name__}"
+            f"section {where}: content must be a plotly Figure, a circuitsvis view or HTML, attention "
+            "frames, a pandas DataFrame, Markdown/HTML text, or a list of these; got "
+            f"{type(content).__name__}"
         )
 
 

@@ -1,16 +1,35 @@
 """The one-page report of a run (``mmicl report RUN``), titled by the run's id.
 
-Sections: summary of the run; final accuracy; circuit formation (accuracies and the best
-heads' measures vs step, with onsets); onsets and lead/lag; correlation of each head's
-induction strength with icl accuracy (bootstrap 95% intervals); IH vs icl scatter;
-per-head heatmaps (one shared colour scale); for a stage-2 run (manifest ``init_from``),
-each head's measures at the end of stage 1 vs the end of stage 2
+RUN is a synthetic run (``manifest.json``): :func:`build_run_report`. A checkpoint series of
+a real LM written by ``mmicl series`` (``series.json``, ``series.parquet``) gets the same page
+from :func:`mmicl_interp.real.report.build_series_report` (``real/`` sits above this layer),
+built by the functions here that both share: :func:`circuit_sections` (circuit formation,
+onsets and lead/lag, the best induction head's correlation with the ICL measures, moving-block
+bootstrap intervals), :func:`slider_section` (the top heads' attention patterns at every
+checkpoint with a slider over training, :func:`~mmicl_interp.plots.attention_view.slider_html`)
+and the per-head heatmaps. A :class:`CircuitSpec` says which curves of the table they read: for
+a run the icl suite's ``prev_token_label`` / ``ih`` and icl accuracy (:data:`SYNTHETIC`); for a
+series the ``repeated_random`` suite's ``rep_prev_token`` / ``rep_induction`` (induction heads
+ranked among layers >= 1) and the ICL measures: the in-context loss score ``icl_score``
+(text; negative when later tokens are predicted better), few-shot ``accuracy`` where the prompt
+set was scored, and ``rep_icl_gain = rep_loss_first - rep_loss_second`` (the loss drop on the
+second copy of a repeated random sequence; derived in the report, not stored). The slider shows
+one icl eval sequence per checkpoint for a run, one repeated-token prompt per checkpoint for a
+series (each checkpoint loaded from its folder:
+:func:`~mmicl_interp.real.series.series_attention_frames`).
+
+Sections of a synthetic run: summary of the run; final accuracy; circuit formation
+(accuracies and the best heads' measures vs step, with onsets); onsets and lead/lag;
+correlation of each head's induction strength with icl accuracy (bootstrap 95% intervals);
+IH vs icl scatter; per-head heatmaps (one shared colour scale); for a stage-2 run (manifest
+``init_from``), each head's measures at the end of stage 1 vs the end of stage 2
 (:func:`~mmicl_interp.analyses.stages.stage_comparison`); ablation of each head at the last
 checkpoint; activation patching of head outputs and the residual stream (label
 corruption); path patching into keys/queries/values (``item`` corruption, ``item_m2`` on
 multimodal runs: the M2 item is what the previous-token head reads at offset 1), all k / q
-/ v panels on one symmetric colour scale; composition scores; and the circuitsvis attention
-patterns of one icl sequence. One self-contained HTML file: no network is needed to open it.
+/ v panels on one symmetric colour scale; composition scores; the attention slider over
+checkpoints; and the circuitsvis attention patterns of every head on one icl sequence. One
+self-contained HTML file: no network is needed to open it.
 
 Every number states its n: each section's title says how many sequences (and checkpoints)
 it rests on, e.g. "n = 1000 sequences per suite" for the accuracies and measures of the
@@ -28,8 +47,9 @@ the next ``mmicl analyze`` or ``mmicl report`` reuses them, and says so.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -47,8 +67,39 @@ from mmicl_interp.io import CorruptFileError, MmiclWarning, check_writable
 from mmicl_interp.progress import progress_bar
 from mmicl_interp.runs import Run
 
+if TYPE_CHECKING:
+    from mmicl_interp.plots.attention_view import AttentionFrames
+
 ANALYSIS_FILE = "analysis.parquet"
 Log = Callable[[str], None]
+SLIDER_MAX_FRAMES = 60
+"""At most this many checkpoints (evenly spaced, first and last kept) in a run's attention slider."""
+SLIDER_TOP_K = 2
+"""The slider shows the top-k induction heads and the best previous-token head at the last step."""
+
+
+@dataclass
+class CircuitSpec:
+    """Which curves of a tidy table the report's shared sections read.
+
+    ``measure_suite``: the suite of the per-head measures; ``prev_token`` / ``induction``:
+    their names; ``measures``: the per-head curves of the formation plot; ``icl``: the
+    model-level ``(suite, metric)`` ICL measures correlated with the best induction head;
+    ``onset_icl``: the one whose onset is marked; ``curves``: the formation plot's top panel
+    (None: accuracy per suite).
+    """
+
+    measure_suite: str = "icl"
+    prev_token: str = "prev_token_label"
+    induction: str = "ih"
+    measures: tuple[str, ...] = ("prev_token_label", "ih", "tila")
+    icl: list[tuple[str, str]] = field(default_factory=lambda: [("icl", "accuracy")])
+    onset_icl: tuple[str, str] = ("icl", "accuracy")
+    curves: list[tuple[str, str]] | None = None
+
+
+SYNTHETIC = CircuitSpec()
+"""The curves of a synthetic run's analysis table."""
 
 
 def analysis_n(run: Run) -> tuple[int, bool]:
@@ -183,12 +234,19 @@ def stage_section(run: Run, n_seqs: int = 200) -> Any:
     return [note, stage_wide(table)]
 
 
-def onset_section(scores: pd.DataFrame, min_rise: float) -> list[Any]:
+def onset_section(scores: pd.DataFrame, min_rise: float, spec: CircuitSpec = SYNTHETIC) -> list[Any]:
     """The onsets (shown only where the curve rises by >= ``min_rise``) and their leads."""
     from mmicl_interp.analyses import correlation as C
     from mmicl_interp.plots.figures import onset_marks
 
-    marks = onset_marks(scores, min_rise=min_rise)
+    names = dict(
+        suite=spec.measure_suite,
+        accuracy_suite=spec.onset_icl[0],
+        icl_metric=spec.onset_icl[1],
+        prev_token_measure=spec.prev_token,
+        induction_measure=spec.induction,
+    )
+    marks = onset_marks(scores, min_rise=min_rise, **names)
     table = pd.DataFrame(
         {
             "onset": marks["label"],
@@ -201,7 +259,7 @@ def onset_section(scores: pd.DataFrame, min_rise: float) -> list[Any]:
             ],
         }
     )
-    phases = C.phases(scores, min_rise=min_rise)
+    phases = C.phases(scores, min_rise=min_rise, **names)
     leads = phases[[c for c in phases.columns if c == "run" or c.startswith("lead_")]]
     caption = (
         f"Onsets are shown where the measure rises by >= {min_rise:g} (last minus first checkpoint, "
@@ -237,6 +295,110 @@ def patching_figure(report: Any, title: str) -> Any:
     )
 
 
+def correlation_section(scores: pd.DataFrame, spec: CircuitSpec = SYNTHETIC, n_boot: int = 2000) -> list[Any]:
+    """The best induction head's correlation with each ICL measure of ``spec`` (one line each:
+    Pearson and Spearman with moving-block bootstrap 95% intervals), then every head's."""
+    from mmicl_interp.analyses import correlation as C
+
+    lines, tables = [], []
+    for suite, metric in spec.icl:
+        table = C.ih_icl_correlation(
+            scores,
+            measure=spec.induction,
+            suite=spec.measure_suite,
+            accuracy_suite=suite,
+            icl_metric=metric,
+            n_boot=n_boot,
+        )
+        best = table[table["best"]].iloc[0]
+        head = f"L{int(best['layer'])}H{int(best['head'])}"
+        lines.append(
+            f"- best {spec.induction} head **{head}** vs `{metric}` ({suite}) over {int(best['n'])} "
+            f"checkpoints: {C.format_correlation(best)}; {C.format_correlation(best, 'spearman')}"
+        )
+        if len(spec.icl) > 1:
+            table.insert(1, "icl measure", f"{metric} ({suite})")
+        tables.append(table)
+    note = (
+        "Correlation over checkpoints of each head's "
+        f"`{spec.induction}` ({spec.measure_suite} suite) with the ICL measure; 95% intervals from "
+        "the moving-block bootstrap over checkpoints (block length in the `block` column)."
+    )
+    return ["\n".join(lines), note, pd.concat(tables, ignore_index=True)]
+
+
+def circuit_sections(
+    scores: pd.DataFrame,
+    spec: CircuitSpec,
+    *,
+    title: str,
+    per_ckpt: str,
+    n_ckpt: int,
+    min_rise: float,
+    correlation_title: str,
+    note: str = "",
+) -> list[tuple[str, Any]]:
+    """The sections a run and a series share: circuit formation, onsets and lead/lag, and the
+    best induction head's correlation with the ICL measures. ``title``: the formation plot's;
+    ``per_ckpt`` states the n behind each checkpoint's numbers; ``note`` is added under the
+    formation plot's caption."""
+    from mmicl_interp.plots.figures import circuit_formation
+
+    formation = circuit_formation(
+        scores,
+        measures=spec.measures,
+        measure_suite=spec.measure_suite,
+        curves=spec.curves,
+        prev_token_measure=spec.prev_token,
+        induction_measure=spec.induction,
+        icl_suite=spec.onset_icl[0],
+        icl_metric=spec.onset_icl[1],
+        min_rise=min_rise,
+        title=title,
+    )
+    caption = (
+        f"Dashed lines: onsets, shown where the curve rises by >= {min_rise:g}; "
+        "the legend names each onset's step or why there is none." + (f" {note}" if note else "")
+    )
+    out = [
+        (f"Circuit formation ({per_ckpt})", [caption, formation]),
+        (f"Onsets and lead/lag (n = {n_ckpt} checkpoints)", onset_section(scores, min_rise, spec)),
+    ]
+    if spec.icl:
+        out.append((correlation_title, correlation_section(scores, spec)))
+    return out
+
+
+def slider_heads(scores: pd.DataFrame, spec: CircuitSpec = SYNTHETIC, k: int = SLIDER_TOP_K) -> list[str]:
+    """The slider's heads: the top-``k`` ``spec.induction`` heads and the best
+    ``spec.prev_token`` head at the last checkpoint (highest value), as ``L{l}H{h}``."""
+    from mmicl_interp.analyses.correlation import head_table
+
+    heads: list[str] = []
+    for measure, take in ((spec.induction, k), (spec.prev_token, 1)):
+        try:
+            table = head_table(scores, measure, suite=spec.measure_suite).ffill()
+        except ValueError:  # the measure was not scored: no heads of it
+            continue
+        final = table.iloc[-1].dropna().sort_values(ascending=False, kind="stable")
+        heads += [f"L{layer}H{head}" for layer, head in final.index[:take]]
+    return list(dict.fromkeys(heads))
+
+
+def slider_section(frames: AttentionFrames, what: str) -> tuple[str, list[Any]]:
+    """The attention slider's section: title (with n) and content."""
+    n = len(frames.steps)
+    title = (
+        f"Attention patterns over training: {', '.join(frames.heads)} "
+        f"({what}: n = 1 per checkpoint, {n} checkpoints)"
+    )
+    note = (
+        "Drag the slider to move through the checkpoints; heads are the top induction heads and the "
+        f"best previous-token head at the last checkpoint. Sequence: {frames.caption}."
+    )
+    return title, [note, frames] if n else [note + " No checkpoint could be loaded."]
+
+
 def build_run_report(
     run: Run,
     out: str | Path | None = None,
@@ -249,15 +411,14 @@ def build_run_report(
     """Write the run's report page; returns its path (default ``RUN/report.html``).
 
     ``n_seqs``: sequences per suite for ablation, patching and the stage comparison (the
-    analysis table keeps its own n, stated beside each number). ``min_rise``: onsets are
-    marked only where the curve rises by at least this much (default
+    analysis table keeps its own n, stated beside each number).
+    ``min_rise``: onsets are marked only where the curve rises by at least this much (default
     :data:`~mmicl_interp.plots.figures.MIN_ONSET_RISE`). ``log`` receives one line about the
     analysis table (reused, or computed and saved).
     """
-    from mmicl_interp.analyses import correlation as C
     from mmicl_interp.analyses.weights import composition_rows
-    from mmicl_interp.plots.attention_view import run_attention_view
-    from mmicl_interp.plots.figures import MIN_ONSET_RISE, circuit_formation, head_heatmaps, ih_vs_icl
+    from mmicl_interp.plots.attention_view import pick_frames, run_attention_frames, run_attention_view
+    from mmicl_interp.plots.figures import MIN_ONSET_RISE, head_heatmaps, ih_vs_icl
     from mmicl_interp.report.causal import ablation_report, patching_report
     from mmicl_interp.report.html import write_report
 
@@ -278,23 +439,17 @@ def build_run_report(
     sections: list[tuple[str, Any]] = [
         ("Summary", [_summary_text(run, last), _n_text(n, n_seqs, recorded, n_ckpt)]),
         (f"Final accuracy at step {last} (n = {n} sequences per suite)", summary),
-        (
-            f"Circuit formation ({per_ckpt})",
-            [
-                f"Dashed lines: onsets, shown where the curve rises by >= {min_rise:g}; "
-                "the legend names each onset's step or why there is none.",
-                circuit_formation(
-                    scores,
-                    min_rise=min_rise,
-                    title=f"Circuit formation: {run.name} (n = {n} sequences per suite per checkpoint)",
-                ),
-            ],
-        ),
-        (f"Onsets and lead/lag (n = {n_ckpt} checkpoints)", onset_section(scores, min_rise)),
-        (
-            f"Induction strength vs icl accuracy (per head, 95% bootstrap CI; n = {n_ckpt} checkpoints of "
-            f"{n} icl sequences)",
-            C.ih_icl_correlation(scores),
+        *circuit_sections(
+            scores,
+            SYNTHETIC,
+            title=f"Circuit formation: {run.name} (n = {n} sequences per suite per checkpoint)",
+            per_ckpt=per_ckpt,
+            n_ckpt=n_ckpt,
+            min_rise=min_rise,
+            correlation_title=(
+                f"Induction strength vs icl accuracy (per head, 95% bootstrap CI; n = {n_ckpt} checkpoints "
+                f"of {n} icl sequences)"
+            ),
         ),
         (f"IH vs icl accuracy (n = {n_ckpt} checkpoints of {n} icl sequences)", ih_vs_icl(scores)),
     ]
@@ -343,8 +498,17 @@ def build_run_report(
         )
     )
     bar.update()
+    steps = pick_frames(run.steps, SLIDER_MAX_FRAMES)
+    frames = run_attention_frames(run, slider_heads(scores, SYNTHETIC), steps)
+    title, content = slider_section(frames, "icl sequence 0")
+    if len(steps) < len(run.steps):
+        content.insert(0, f"{len(steps)} of the run's {len(run.steps)} checkpoints, evenly spaced.")
+    sections.append((title, content))
     sections.append(
-        (f"Attention patterns at step {last} (icl sequence 0: n = 1)", run_attention_view(run, last))
+        (
+            f"Attention patterns at step {last}, every head (icl sequence 0: n = 1)",
+            run_attention_view(run, last),
+        )
     )
     path = write_report(out, sections, title=f"mmicl-interp report: {run.name}", subtitle=str(run.path))
     bar.update()

@@ -334,17 +334,21 @@ def judge_crossing_ratio(
             f"grid cells ({cells}), at most weak",
         )
     seeds = paired_log_ratio_interval(a, b, ci)
-    if rule == "cap":
-        v = verdict(
+
+    def ratio_verdict(bounds: Sequence[float], weak: bool) -> str:
+        return verdict(
             seeds.estimate,
-            seeds.bounds,
+            bounds,
             expected=expected,
             null=1.0,
             min_effect=min_effect,
             n_seeds=seeds.n,
             min_seeds=min_seeds,
-            at_most_weak=True,
+            at_most_weak=weak,
         )
+
+    if rule == "cap":
+        v = ratio_verdict(seeds.bounds, True)
         return Judgement(
             v,
             seeds.estimate,
@@ -354,16 +358,7 @@ def judge_crossing_ratio(
             "not the grid spacing, so the verdict is capped at weak",
         )
     wide = widen_to_cells(seeds.bounds, cell)
-    v = verdict(
-        seeds.estimate,
-        wide,
-        expected=expected,
-        null=1.0,
-        min_effect=min_effect,
-        n_seeds=seeds.n,
-        min_seeds=min_seeds,
-        at_most_weak=at_most_weak,
-    )
+    v = ratio_verdict(wide, at_most_weak)
     note = (
         f"grid rule: the crossings are interpolated inside grid cells ({cells}), so the interval is "
         f"widened to at least their ratio [{_fmt_num(cell[0])}, {_fmt_num(cell[1])}] (seeds alone: "
@@ -378,47 +373,29 @@ def judge_crossing_ratio(
     return Judgement(v, seeds.estimate, wide, seeds.kind + ", widened to the grid cells", note)
 
 
-def judge_difference(
-    a,
-    b,
-    *,
-    expected: Literal["positive", "negative"] = "positive",
-    min_effect: float = 0.0,
-    min_seeds: int = 3,
-    at_most_weak: bool = False,
-    ci: float = 0.95,
-    unit: str = "seeds",
-) -> Judgement:
+def judge_difference(a, b, *, ci: float = 0.95, unit: str = "seeds", **rule: Any) -> Judgement:
     """``b - a`` for two arms matched unit by unit (Series indexed by seed, or aligned arrays):
     the paired t interval of the per-unit differences
-    (:func:`~mmicl_interp.analyses.stats.paired_t_interval`) and :func:`verdict` on it."""
-    est = paired_t_interval(a, b, ci, unit)
-    return _judge(est, 0.0, expected, min_effect, min_seeds, at_most_weak, unit)
+    (:func:`~mmicl_interp.analyses.stats.paired_t_interval`) and :func:`verdict` on it; ``rule``:
+    ``expected`` ("positive" or "negative"), ``min_effect``, ``min_seeds``, ``at_most_weak``."""
+    return _judge(paired_t_interval(a, b, ci, unit), unit=unit, **rule)
 
 
-def judge_mean(
-    values,
+def judge_mean(values, *, null: float = 0.0, ci: float = 0.95, unit: str = "seeds", **rule: Any) -> Judgement:
+    """The mean of one value per seed with its t interval, against ``null``; ``rule`` as for
+    :func:`judge_difference`."""
+    return _judge(t_interval(values, ci, unit), null=null, unit=unit, **rule)
+
+
+def _judge(
+    est: Interval,
     *,
     null: float = 0.0,
     expected: Literal["positive", "negative"] = "positive",
     min_effect: float = 0.0,
     min_seeds: int = 3,
     at_most_weak: bool = False,
-    ci: float = 0.95,
     unit: str = "seeds",
-) -> Judgement:
-    """The mean of one value per seed with its t interval, against ``null``."""
-    return _judge(t_interval(values, ci, unit), null, expected, min_effect, min_seeds, at_most_weak, unit)
-
-
-def _judge(
-    est: Interval,
-    null: float,
-    expected: Literal["positive", "negative"],
-    min_effect: float,
-    min_seeds: int,
-    at_most_weak: bool,
-    unit: str,
 ) -> Judgement:
     """:func:`verdict` on an interval; ``n_seeds`` counts only when the units are seeds."""
     v = verdict(
@@ -775,7 +752,7 @@ def ratio_interval(num: Mapping[str, float], den: Mapping[str, float]) -> tuple[
 def still_moving(table: pd.DataFrame, suite: str = "icl", tail: float = 0.2, tol: float = 0.01) -> list[str]:
     """Runs whose ``suite`` accuracy still changed by ``tol`` or more over the last ``tail`` of
     their training: not at a plateau. The change is
-    :func:`~mmicl_interp.analyses.stats.trend_change` (the least-squares trend over the window,
+    :func:`~mmicl_interp.train.plateau.trend_change` (the least-squares trend over the window,
     not max - min of noisy evals), the same test as the training stop ``train.stop_plateau``.
     """
     from mmicl_interp.analyses.stats import trend_change

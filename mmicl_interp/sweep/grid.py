@@ -147,9 +147,7 @@ class Grid:
             if name in seen:
                 raise ConfigError("grid", f"points {seen[name]} and {values} get the same name {name!r}")
             seen[name] = values
-            overrides = fixed_overrides + [
-                o for k, v in values.items() for o in _overrides("grid", k, v)
-            ]
+            overrides = fixed_overrides + [o for k, v in values.items() for o in _overrides("grid", k, v)]
             config = self._load(overrides, name)
             config.name = name
             points.append(Point(name=name, values=values, config=config))

@@ -3,7 +3,16 @@
 Each point is an ordinary run directory trained with :func:`mmicl_interp.train.train`
 (``resume="auto"``): a complete run is skipped (checked here, without starting a worker), an
 unfinished one continues from its last checkpoint, a new one starts. The points that need
-training go to an :class:`~mmicl_interp.sweep.executors.Executor`. Afterwards the metrics
+training go to an :class:`~mmicl_interp.sweep.executors.Executor`.
+
+Stacking (``stack``, ``mmicl sweep --stack auto|on|off``): points whose models have the same
+shapes and whose training differs only in seeds and sampling (task.K, B, p_B, eps, alpha, ...;
+the rule is :func:`~mmicl_interp.train.stacked.stack_key`) train as one stacked model in one
+worker (:func:`~mmicl_interp.train.stacked.train_group`), each still written as its own run
+folder with the files a separate run writes, and resumed from its own checkpoints. Stacked
+weights equal separate runs' up to float rounding (batched matmuls), not bit for bit. ``auto``
+(the default) stacks with the local executor, ``on`` with any executor, ``off`` never.
+Afterwards the metrics
 of every run become one tidy DataFrame, written to ``OUT/sweep.parquet``::
 
     run, step, suite, metric, layer, ..., value, <one column per swept key, e.g. task.K>
@@ -14,7 +23,7 @@ of every run become one tidy DataFrame, written to ``OUT/sweep.parquet``::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +40,8 @@ from mmicl_interp.sweep.grid import Grid, Point, load_grid
 
 TABLE = "sweep.parquet"
 METRICS: tuple[str, ...] = ("accuracy", "loss")
+STACK_MODES: tuple[str, ...] = ("auto", "on", "off")
+"""Values of ``stack`` / ``--stack``: stack with the local executor only, always, never."""
 
 
 @dataclass
@@ -80,6 +91,68 @@ class _Failure:
         raise ConfigError(self.field, self.message)
 
 
+@dataclass
+class _GroupJob:
+    """Points trained as one stack (:func:`~mmicl_interp.train.stacked.train_group`)."""
+
+    jobs: list[_Job]
+
+
+def _train_job(job: _Job | _GroupJob) -> list[PointResult] | _Failure:
+    """Train one point or one stack of points (runs in a worker; top level so it pickles)."""
+    if isinstance(job, _Job):
+        done = _train_point(job)
+        return done if isinstance(done, _Failure) else [done]
+    from mmicl_interp.train.stacked import train_group
+
+    try:
+        results = train_group([j.config for j in job.jobs], [j.run_dir for j in job.jobs])
+    except ConfigError as err:
+        return _Failure("config", err.field, err.message)
+    except CorruptFileError as err:
+        return _Failure("corrupt", str(err.path), str(err))
+    return [
+        PointResult(j.name, j.run_dir, r.already_complete, r.steps_trained, r.wall_time_s)
+        for j, r in zip(job.jobs, results, strict=True)
+    ]
+
+
+def check_stack_mode(stack: str) -> str:
+    """``stack`` if it is one of :data:`STACK_MODES`, else a ConfigError naming ``--stack``."""
+    if stack not in STACK_MODES:
+        raise ConfigError("--stack", f"must be one of {', '.join(STACK_MODES)}; got {stack!r}")
+    return stack
+
+
+def stack_groups(configs: Sequence[RunConfig], parallel: int = 1) -> list[list[int]]:
+    """Indices of ``configs`` grouped into stacks (equal
+    :func:`~mmicl_interp.train.stacked.stack_key`), in order of each stack's first config; a
+    config that never stacks is a stack of its own. While there are fewer stacks than
+    ``parallel`` workers, the largest stack that trains on the CPU is split in two halves (in
+    order), so every worker has one to train (CPU workers run side by side; a GPU stack stays
+    whole: the workers share the GPU, and a bigger stack uses it better). Depends on the
+    configs and the machine alone: a rerun of a sweep forms the same stacks."""
+    from mmicl_interp.device import resolve_device
+    from mmicl_interp.train.stacked import stack_key
+
+    keyed: dict[object, list[int]] = {}
+    for i, config in enumerate(configs):
+        key = stack_key(config)
+        keyed.setdefault(("alone", i) if key is None else key, []).append(i)
+    groups = list(keyed.values())
+    on_cpu = {g[0]: resolve_device(configs[g[0]].train.device, "train.device").type == "cpu" for g in groups}
+    while len(groups) < parallel:
+        sizes = [len(g) if on_cpu[g[0]] else 0 for g in groups]
+        largest = sizes.index(max(sizes))  # the first of the largest
+        group = groups[largest]
+        if sizes[largest] < 2:
+            break
+        on_cpu[group[(len(group) + 1) // 2]] = True
+        half = (len(group) + 1) // 2
+        groups[largest : largest + 1] = [group[:half], group[half:]]
+    return sorted(groups, key=lambda g: g[0])
+
+
 def _train_point(job: _Job) -> PointResult | _Failure:
     """Train one point (runs in a worker process; top level so it pickles)."""
     from mmicl_interp.train.trainer import train
@@ -111,14 +184,19 @@ def run_sweep(
     *,
     executor: Executor | None = None,
     progress: bool = True,
+    stack: str = "auto",
+    log: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Train every point of ``grid`` into ``out/<point>``; write and return the sweep table.
 
     ``out`` defaults to ``checkpoints/<grid name>``; ``executor`` to a
-    :class:`LocalExecutor` with one worker per core. Every point's config is validated
-    before anything trains. Ctrl-C raises :class:`~mmicl_interp.io.Interrupted` saying how
-    many runs are complete (they are kept; rerunning the same sweep resumes the rest).
+    :class:`LocalExecutor` with one worker per core. ``stack`` (auto, on, off) says whether
+    points of one model shape train as one stacked model (module docstring); ``log`` gets one
+    line per stack. Every point's config is validated before anything trains. Ctrl-C raises
+    :class:`~mmicl_interp.io.Interrupted` saying how many runs are complete (they are kept;
+    rerunning the same sweep resumes the rest).
     """
+    check_stack_mode(stack)
     if not isinstance(grid, Grid):
         grid = load_grid(grid)
     out = Path(out) if out is not None else Path("checkpoints") / grid.name
@@ -132,6 +210,8 @@ def run_sweep(
                 progress=progress,
                 label=grid.name,
                 where=out,
+                stack=stack,
+                log=log,
             )
             table = sweep_table(points, out)
             atomic_write(out / TABLE, lambda tmp: table.to_parquet(tmp, index=False))
@@ -151,14 +231,18 @@ def train_runs(
     progress: bool = True,
     label: str = "runs",
     where: str | Path | None = None,
+    stack: str = "auto",
+    log: Callable[[str], None] | None = None,
 ) -> list[PointResult]:
     """Train each ``(name, config, run_dir)`` (``resume="auto"``) on ``executor``; results in order.
 
     The runs must not depend on each other (train a stage-1 run before the stage-2 runs that
-    load it: two calls). A complete run is skipped here, without starting a worker. Ctrl-C
-    raises :class:`~mmicl_interp.io.Interrupted` saying how many are complete (kept; the same
-    call resumes the rest); a worker's ConfigError is re-raised here.
+    load it: two calls). A complete run is skipped here, without starting a worker. The others
+    that stack (``stack``: see :func:`run_sweep`) go to a worker as one stack each, and ``log``
+    gets one line per stack. Ctrl-C raises :class:`~mmicl_interp.io.Interrupted` saying how many
+    are complete (kept; the same call resumes the rest); a worker's ConfigError is re-raised here.
     """
+    check_stack_mode(stack)
     jobs = [_Job(name, config, Path(run_dir)) for name, config, run_dir in runs]
     results: list[PointResult | None] = [None] * len(jobs)
     todo: list[int] = []
@@ -176,14 +260,16 @@ def train_runs(
     try:
         if todo:
             executor = executor or LocalExecutor()
-            finished = executor.map_unordered(_train_point, [jobs[i] for i in todo])
+            items, groups = _items(jobs, todo, stack, executor, log)
+            finished = executor.map_unordered(_train_job, items)
             with closing(finished):  # a failure stops the pool now, cancelling what has not started
-                for k, result in finished:
-                    if isinstance(result, _Failure):
-                        result.reraise()
-                    results[todo[k]] = result
-                    bar.set_postfix_str(result.name)
-                    bar.update(1)
+                for k, done in finished:
+                    if isinstance(done, _Failure):
+                        done.reraise()
+                    for index, result in zip(groups[k], done, strict=True):
+                        results[index] = result
+                        bar.set_postfix_str(result.name)
+                        bar.update(1)
     except KeyboardInterrupt:
         kept = sum(_is_complete(job.run_dir) for job in jobs)
         place = f" in {where}" if where is not None else ""
@@ -195,6 +281,35 @@ def train_runs(
     finally:
         bar.close()
     return [r for r in results if r is not None]
+
+
+def _items(
+    jobs: list[_Job], todo: list[int], stack: str, executor: Executor, log: Callable[[str], None] | None
+) -> tuple[list[_Job | _GroupJob], list[list[int]]]:
+    """What goes to the executor: each job of ``todo`` alone, or in its stack (the stacks are
+    formed over every job, complete or not, so a resumed stack has the points it had); with the
+    indices into ``jobs`` of each item's points."""
+    local = isinstance(executor, LocalExecutor)
+    if not (stack == "on" or (stack == "auto" and local)):
+        return [jobs[i] for i in todo], [[i] for i in todo]
+    parallel = executor.workers if local else 1
+    left = set(todo)
+    items: list[_Job | _GroupJob] = []
+    groups: list[list[int]] = []
+    for group in stack_groups([job.config for job in jobs], parallel):
+        members = [i for i in group if i in left]
+        if not members:
+            continue
+        groups.append(members)
+        if len(group) == 1:
+            items.append(jobs[members[0]])
+            continue
+        items.append(_GroupJob([jobs[i] for i in members]))
+        if log is not None:
+            names = ", ".join(jobs[i].name for i in members)
+            points = "1 point" if len(members) == 1 else f"{len(members)} points"
+            log(f"stacking {points} as one model: {names}")
+    return items, groups
 
 
 def sweep_table(points: list[Point], out: str | Path) -> pd.DataFrame:

@@ -351,15 +351,37 @@ def run_grids(
     runs: str | Path | None = None,
     workers: int | None = None,
     progress: bool = True,
+    stack: str = "off",
 ) -> GridsResult:
-    """Run each grid with the local executor into ``runs/<grid name>`` (default: checkpoints/)."""
+    """Run each grid with the local executor into ``runs/<grid name>`` (default: checkpoints/).
+
+    ``stack`` defaults to off: a stacked point equals its separate run only to float rounding
+    (about 1e-7 per step, :mod:`~mmicl_interp.train.stacked`), which long training can grow, so
+    the claims train each point alone and a rerun from a fresh clone reproduces the committed
+    runs exactly."""
     loaded = [load_grid(g) for g in grids]
     t0 = time.perf_counter()
     results = []
     for grid in loaded:
         out = None if runs is None else Path(runs) / grid.name
-        results.append(run_sweep(grid, out, executor=make_executor("local", workers), progress=progress))
+        executor = make_executor("local", workers)
+        results.append(run_sweep(grid, out, executor=executor, progress=progress, stack=stack))
     return GridsResult(loaded, results, time.perf_counter() - t0)
+
+
+def follow_up(table: pd.DataFrame, size: str, steps: int) -> list[str]:
+    """A fixed-K grid (no K axis): final icl / iwl and the step icl first reaches 0.5, per size."""
+    from mmicl_interp.analyses.correlation import crossing_step as _crossing_step
+
+    summary = wide(final_values(table, [size], suites=("icl", "iwl")), [size]).set_index(size)
+    icl = table[(table["suite"] == "icl") & (table["metric"] == "accuracy")]
+    reach = {}
+    for value, part in icl.groupby(size):
+        hits = [_crossing_step(run["step"], run["value"], 0.5) for _, run in part.groupby("run")]
+        reach[value] = ", ".join("never" if math.isnan(h) else f"{h:.0f}" for h in hits)
+    rows = [[v, summary.loc[v, "icl"], summary.loc[v, "iwl"], reach[v]] for v in summary.index]
+    header = [short(size), f"icl after {steps} steps", "iwl", "step icl reaches 0.5 (per seed)"]
+    return markdown_table(header, rows)
 
 
 def claim_parser(
@@ -501,6 +523,7 @@ __all__ = [
     "claim_parser",
     "final_rows",
     "final_values",
+    "follow_up",
     "format_threshold",
     "format_threshold_interval",
     "from_results_path",

@@ -32,8 +32,8 @@ import platform
 import signal
 import subprocess
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +43,6 @@ import torch.nn.functional as F
 
 from mmicl_interp import __version__
 from mmicl_interp import checkpoints as ck
-from mmicl_interp.analyses.stats import trend_change
 from mmicl_interp.config import (
     EXECUTION_FIELDS,
     ConfigError,
@@ -70,6 +69,7 @@ from mmicl_interp.progress import progress_bar
 from mmicl_interp.train.clamp import Clamp, clamped
 from mmicl_interp.train.evaluate import evaluate_suites
 from mmicl_interp.train.pipeline import build_task_and_model, freeze_parts
+from mmicl_interp.train.plateau import trend_change
 from mmicl_interp.train.schedule import checkpoint_steps, eval_steps
 
 KILL_ENV = "MMICL_TEST_KILL_AT_STEP"
@@ -283,6 +283,18 @@ def train(
     config.validate()
     device = resolve_device(config.train.device, "train.device")
     out = Path(out)
+    with run_folder(out, resume, log):
+        return _train_locked(config, out, device, resume, progress, log, resume_command)
+
+
+@contextmanager
+def run_folder(
+    out: Path, resume: bool | Literal["auto"], log: Callable[[str], None] | None
+) -> Iterator[None]:
+    """Hold ``out``'s writer lock for the ``with`` block, creating the folder if needed (and
+    removing it again if the block leaves it empty); ``train()`` runs inside it, and the stacked
+    trainer (:func:`~mmicl_interp.train.stacked.train_group`) holds one per run of its stack.
+    Another writer, a path that is a file, or ``resume=True`` without the folder: ConfigError."""
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", f"{out} exists and is not a directory")
     if resume is True and not out.exists():
@@ -299,7 +311,7 @@ def train(
                     f"took over the lock of {out} left by pid {stale.get('pid', '?')} on host "
                     f"{stale.get('host', '?')} (that process no longer holds it)"
                 )
-            return _train_locked(config, out, device, resume, progress, log, resume_command)
+            yield
     except RunBusy as busy:
         raise ConfigError(
             "--out",
@@ -326,10 +338,7 @@ def _train_locked(
     """:func:`train` under the run folder's writer lock."""
     manifest = _prepare_run_dir(out, config, resume, log)
     if manifest is not None and manifest.get("status") == "complete":
-        rows = ck.read_metrics(out)
-        last = max((r["step"] for r in rows), default=0)
-        final = {r["suite"]: r["accuracy"] for r in rows if r["step"] == last}
-        return TrainResult(out, final, 0.0, 0, already_complete=True)
+        return complete_result(out)
     check_resources(config, out, device)
 
     threads = torch.get_num_threads()
@@ -348,6 +357,14 @@ def _train_locked(
         raise _write_failed(err, config, out, where, resume_command) from None
     finally:
         torch.set_num_threads(threads)
+
+
+def complete_result(out: Path) -> TrainResult:
+    """What :func:`train` reports for a run that is already complete (nothing trained)."""
+    rows = ck.read_metrics(out)
+    last = max((r["step"] for r in rows), default=0)
+    final = {r["suite"]: r["accuracy"] for r in rows if r["step"] == last}
+    return TrainResult(out, final, 0.0, 0, already_complete=True)
 
 
 def _write_failed(
@@ -453,8 +470,9 @@ def make_update(
     return update
 
 
-def _execution(device: torch.device, tc: TrainConfig, start_step: int) -> dict[str, Any]:
-    """Where and how one training session ran (the manifest's ``trained_on`` list)."""
+def _execution(device: torch.device, tc: TrainConfig, start_step: int, stacked: int = 1) -> dict[str, Any]:
+    """Where and how one training session ran (the manifest's ``trained_on`` list); ``stacked``:
+    how many runs trained in one stacked model (:mod:`~mmicl_interp.train.stacked`), when > 1."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or None
     return {
         "from_step": start_step,
@@ -463,12 +481,224 @@ def _execution(device: torch.device, tc: TrainConfig, start_step: int) -> dict[s
         "precision": tc.precision,
         "compile": tc.compile,
         "torch_version": torch.__version__,
+        **({"stacked": stacked} if stacked > 1 else {}),
     }
 
 
 def _all_finite(model: torch.nn.Module) -> bool:
     """Whether every parameter is finite (one host sync)."""
     return bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())
+
+
+class _Session:
+    """One run's training in its folder, driven step by step by a loop that owns the updates.
+
+    It holds what a run trains with (task, model, optimiser, data generator, eval suites; built
+    fresh, or restored from the last checkpoint and train state) and writes what a run writes
+    (manifest, task, metrics, checkpoints, train state). :func:`_train` drives one session with
+    :func:`make_update`; the stacked trainer (:func:`~mmicl_interp.train.stacked.train_group`)
+    drives several with one stacked update, so both write the same files the same way.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        out: Path,
+        manifest: dict | None,
+        log: Callable[[str], None] | None,
+        where: _Where,
+    ):
+        tc = config.train
+        self.config, self.out, self.log, self.where = config, out, log, where
+        self.device = device = resolve_device(tc.device, "train.device")
+        self.ckpts = checkpoint_steps(tc)
+        self.evals = set(eval_steps(tc))
+        self.bar: Any = None
+        """The caller's progress bar (tqdm-like), or None."""
+        start_step = 0
+        self.resuming = resuming = (
+            manifest is not None
+            and (out / ck.TRAIN_STATE).is_file()
+            and any(s in self.ckpts for s in ck.list_checkpoints(out))
+        )
+        if resuming:
+            task = training_task(config, load_task(out / ck.TASK))
+            model = build_model(config)
+            provenance: dict = {}
+        else:  # a fresh run, or one killed before its first checkpoint: start over
+            task, model, provenance = build_task_and_model(config)
+        if isinstance(model, ICLTransformer):
+            model.readout_only = True  # the same logits for less work; the model is not returned
+            model.check_inputs = False  # shifts come from our sampler; the check would sync every step
+        frozen = freeze_parts(model, config.pipeline.freeze)
+        model.to(device)  # before the optimiser: its state lives beside the weights
+        self.task, self.model = task, model
+        self.optimizer = make_optimizer(model, config)
+        self.generator = torch.Generator().manual_seed(tc.seed)  # a CPU generator: see the module docstring
+        self.max_shift = model.max_shift_for(task.layout.n_ctx) if task.layout else 0
+        suites = task.suites(config.task.eval_seed, config.task.eval_size, max_shift=self.max_shift)
+        self.suites = {name: batch.to(device) for name, batch in suites.items()}
+
+        if resuming:
+            start_step = ck.load_train_state(out / ck.TRAIN_STATE, self.optimizer, self.generator)
+            where.last_step = start_step
+            ck.load_weights(model, ck.ckpt_path(out, start_step))
+            # rows past the checkpoint are retrained; a row written twice keeps its last copy
+            kept = [r for r in ck.read_metrics(out, warn=False) if r["step"] <= start_step]
+            ck.write_metrics(out, kept)
+            self.plateau_evals = [(r["step"], r["accuracy"]) for r in kept if r["suite"] == PLATEAU_SUITE]
+        else:
+            if manifest is None:  # the manifest first: from here on the folder is a (resumable) run
+                out.mkdir(parents=True, exist_ok=True)
+                schedule = {"checkpoints": self.ckpts, "eval": sorted(self.evals)}
+                manifest = _new_manifest(config, out, task, model, schedule, frozen, provenance)
+                ck.write_manifest(out, manifest)
+                where.started = True
+            manifest["last_step"] = None
+            where.last_step = None
+            ck.write_metrics(out, [])
+            task.save(out / ck.TASK)
+            self.plateau_evals = []
+        self.manifest = manifest
+        self.start_step = start_step
+        self.clamp = Clamp.from_config(tc)
+        self.final: dict[str, float] = {}
+        self.train_seen = 0
+        self.train_correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device
+        # each update's loss, kept on the device until the next eval step (the only host syncs):
+        # there the interval's train loss is summed and the first nan/inf loss, if any, is named
+        eval_list = sorted(self.evals)
+        window = max([1, *(b - a for a, b in zip(eval_list, eval_list[1:], strict=False))])
+        self.step_losses = torch.zeros(window, device=device)
+        self.pending = 0
+
+    def begin(self, stacked: int = 1) -> None:
+        """Record this training session in the manifest (status running) and start its clock."""
+        manifest = self.manifest
+        manifest.setdefault("run_id", self.out.name)
+        manifest.setdefault("trained_on", []).append(
+            _execution(self.device, self.config.train, self.start_step, stacked)
+        )
+        manifest["status"] = "running"
+        ck.write_manifest(self.out, manifest)
+        self.where.started = True
+        self.where.step = self.start_step
+        self.wall_before = float(manifest.get("wall_time_s") or 0.0)
+        self.t0 = time.perf_counter()
+        self.model.train()
+
+    def _clamp_around(self, at: int) -> Callable | None:
+        """Inside the clamp's steps an eval scores the model as that step trains it: clamped."""
+        clamp = self.clamp
+        if clamp is None or not clamp.active(at):
+            return None
+        return lambda part: clamped(self.model, clamp, self.task.layout, part)
+
+    def diverge(self, what: str, at: int) -> Diverged:
+        """Mark the run diverged in its manifest; the error to raise."""
+        manifest = self.manifest
+        manifest["status"] = "diverged"
+        manifest["diverged"] = f"{what} at step {at}"
+        manifest["wall_time_s"] = self.wall_before + time.perf_counter() - self.t0
+        ck.write_manifest(self.out, manifest)
+        return Diverged(what, at, manifest.get("last_step"), self.out)
+
+    def boundary(self, step: int) -> bool:
+        """Before the update from ``step``: score the suites and write a checkpoint where the
+        schedule says (not again at a resumed run's first step: they exist); whether training
+        stops here (the last step, or a plateau: ``train.stop_plateau``)."""
+        tc = self.config.train
+        self.where.step = step
+        fresh = not (self.resuming and step == self.start_step)  # a resumed step's eval and checkpoint exist
+        if step in self.evals and fresh:
+            self._evaluate(step)
+        if step in self.ckpts and fresh:
+            self._checkpoint(step)
+        if step >= tc.steps:
+            return True
+        # a resumed step decides as it did before: the evals are on disk
+        return step in self.ckpts and _at_plateau(tc, step, self.plateau_evals, self.manifest)
+
+    def _evaluate(self, step: int) -> None:
+        pending = self.pending
+        losses = self.step_losses[:pending].tolist()  # one host sync for the whole interval
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if bad is not None:
+            raise self.diverge(f"loss became {losses[bad]}", step - pending + bad + 1)
+        if step > self.start_step and not _all_finite(self.model):
+            raise self.diverge("a weight became nan or inf", step)
+        rows = evaluate_suites(self.model, self.suites, step, self._clamp_around(step))
+        if self.train_seen:
+            per_step = self.train_seen // pending
+            rows.append(
+                {
+                    "step": step,
+                    "suite": "train",
+                    "accuracy": int(self.train_correct) / self.train_seen,
+                    "loss": sum(v * per_step for v in losses) / self.train_seen,
+                    "chance": rows[0]["chance"],
+                }
+            )
+            self.train_seen, self.pending = 0, 0
+            self.train_correct.zero_()
+        ck.append_metrics(self.out, rows)
+        self.final = {r["suite"]: r["accuracy"] for r in rows}
+        self.plateau_evals += [(step, r["accuracy"]) for r in rows if r["suite"] == PLATEAU_SUITE]
+        line = f"step {step:>7d} | " + "  ".join(
+            f"{r['suite']} {r['accuracy']:.3f}" for r in rows if r["suite"] != "train"
+        )
+        bar = self.bar
+        if bar is not None:
+            bar.set_postfix_str(
+                "  ".join(f"{k} {v:.2f}" for k, v in self.final.items() if k in ("icl", "iwl"))
+            )
+        if self.log is not None:
+            if bar is not None:
+                bar.clear()  # a tqdm bar: keep the log line off the bar's line
+            self.log(line)
+            if bar is not None:
+                bar.refresh()
+
+    def _checkpoint(self, step: int) -> None:
+        ck.save_weights(self.model, ck.ckpt_path(self.out, step), step)
+        ck.save_train_state(self.out / ck.TRAIN_STATE, step, self.optimizer, self.generator)
+        self.manifest["last_step"] = step
+        self.where.last_step = step
+        self.manifest["wall_time_s"] = self.wall_before + time.perf_counter() - self.t0
+        ck.write_manifest(self.out, self.manifest)
+
+    def record(self, loss: torch.Tensor, correct: torch.Tensor) -> None:
+        """Count one update's loss and correct predictions (device tensors; no host sync)."""
+        self.step_losses[self.pending] = loss  # checked at the next eval step
+        self.pending += 1
+        self.train_correct += correct
+        self.train_seen += self.config.train.batch_size
+
+    def finish(self, step: int) -> TrainResult:
+        """Mark the run complete (it stopped at ``step``) and report it."""
+        wall = time.perf_counter() - self.t0
+        self.manifest["status"] = "complete"
+        self.manifest["wall_time_s"] = self.wall_before + wall
+        ck.write_manifest(self.out, self.manifest)
+        final = self.final
+        if not final:
+            rows = ck.read_metrics(self.out)
+            final = {r["suite"]: r["accuracy"] for r in rows if r["step"] == step}
+        return TrainResult(self.out, final, wall, step - self.start_step)
+
+
+def crash_hooks() -> tuple[int, int]:
+    """The steps of the crash-test hooks (:data:`KILL_ENV`, :data:`INTERRUPT_ENV`; -1: off)."""
+    return int(os.environ.get(KILL_ENV, "-1")), int(os.environ.get(INTERRUPT_ENV, "-1"))
+
+
+def fire_test_hooks(step: int, hooks: tuple[int, int]) -> None:
+    """SIGKILL or SIGINT this process after the update that reached ``step``, if a hook says so."""
+    kill_at, interrupt_at = hooks
+    if step == kill_at:
+        os.kill(os.getpid(), 9)
+    if step == interrupt_at:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _train(
@@ -480,162 +710,24 @@ def _train(
     where: _Where,
 ) -> TrainResult:
     tc = config.train
-    device = resolve_device(tc.device, "train.device")
-    ckpts = checkpoint_steps(tc)
-    evals = set(eval_steps(tc))
-
-    start_step = 0
-    resuming = (
-        manifest is not None
-        and (out / ck.TRAIN_STATE).is_file()
-        and any(s in ckpts for s in ck.list_checkpoints(out))
-    )
-    if resuming:
-        task = training_task(config, load_task(out / ck.TASK))
-        model = build_model(config)
-        provenance: dict = {}
-    else:  # a fresh run, or one killed before its first checkpoint: start over
-        task, model, provenance = build_task_and_model(config)
-    if isinstance(model, ICLTransformer):
-        model.readout_only = True  # the same logits for less work; the model is not returned
-        model.check_inputs = False  # shifts come from our sampler; the check would sync every step
-    frozen = freeze_parts(model, config.pipeline.freeze)
-    model.to(device)  # before the optimiser: its state lives beside the weights
-    optimizer = make_optimizer(model, config)
-    generator = torch.Generator().manual_seed(tc.seed)  # a CPU generator: see the module docstring
-    max_shift = model.max_shift_for(task.layout.n_ctx) if task.layout else 0
-    suites = task.suites(config.task.eval_seed, config.task.eval_size, max_shift=max_shift)
-    suites = {name: batch.to(device) for name, batch in suites.items()}
-
-    if resuming:
-        start_step = ck.load_train_state(out / ck.TRAIN_STATE, optimizer, generator)
-        where.last_step = start_step
-        ck.load_weights(model, ck.ckpt_path(out, start_step))
-        # rows past the checkpoint are retrained; a row written twice keeps its last copy
-        kept = [r for r in ck.read_metrics(out, warn=False) if r["step"] <= start_step]
-        ck.write_metrics(out, kept)
-        plateau_evals = [(r["step"], r["accuracy"]) for r in kept if r["suite"] == PLATEAU_SUITE]
-    else:
-        if manifest is None:  # the manifest first: from here on the folder is a (resumable) run
-            out.mkdir(parents=True, exist_ok=True)
-            schedule = {"checkpoints": ckpts, "eval": sorted(evals)}
-            manifest = _new_manifest(config, out, task, model, schedule, frozen, provenance)
-            ck.write_manifest(out, manifest)
-            where.started = True
-        manifest["last_step"] = None
-        where.last_step = None
-        ck.write_metrics(out, [])
-        task.save(out / ck.TASK)
-        plateau_evals = []
-    manifest.setdefault("run_id", out.name)
-    manifest.setdefault("trained_on", []).append(_execution(device, tc, start_step))
-    manifest["status"] = "running"
-    ck.write_manifest(out, manifest)
-    where.started = True
-
-    kill_at = int(os.environ.get(KILL_ENV, "-1"))
-    interrupt_at = int(os.environ.get(INTERRUPT_ENV, "-1"))
-    wall_before = float(manifest.get("wall_time_s") or 0.0)
-    t0 = time.perf_counter()
-    model.train()
-    bar = progress_bar(tc.steps, config.name, progress, initial=start_step, unit="step")
-    train_seen = 0
-    train_correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device
-    # each update's loss, kept on the device until the next eval step (the only host syncs):
-    # there the interval's train loss is summed and the first nan/inf loss, if any, is named
-    eval_list = sorted(evals)
-    window = max([1, *(b - a for a, b in zip(eval_list, eval_list[1:], strict=False))])
-    step_losses = torch.zeros(window, device=device)
-    pending = 0
-    update = make_update(model, optimizer, task, tc, device, generator, max_shift)
-    clamp = Clamp.from_config(tc)
-
-    def clamp_around(at: int) -> Callable | None:
-        """Inside the clamp's steps an eval scores the model as that step trains it: clamped."""
-        if clamp is None or not clamp.active(at):
-            return None
-        return lambda part: clamped(model, clamp, task.layout, part)
-    final: dict[str, float] = {}
-    step = start_step
-    where.step = step
-
-    def diverge(what: str, at: int) -> Diverged:
-        manifest["status"] = "diverged"
-        manifest["diverged"] = f"{what} at step {at}"
-        manifest["wall_time_s"] = wall_before + time.perf_counter() - t0
-        ck.write_manifest(out, manifest)
-        return Diverged(what, at, manifest.get("last_step"), out)
-
+    run = _Session(config, out, manifest, log, where)
+    run.begin()
+    hooks = crash_hooks()
+    bar = progress_bar(tc.steps, config.name, progress, initial=run.start_step, unit="step")
+    run.bar = bar
+    update = make_update(run.model, run.optimizer, run.task, tc, run.device, run.generator, run.max_shift)
+    step = run.start_step
     try:
-        while True:
-            fresh = not (resuming and step == start_step)  # a resumed step's eval and checkpoint exist
-            if step in evals and fresh:
-                losses = step_losses[:pending].tolist()  # one host sync for the whole interval
-                bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
-                if bad is not None:
-                    raise diverge(f"loss became {losses[bad]}", step - pending + bad + 1)
-                if step > start_step and not _all_finite(model):
-                    raise diverge("a weight became nan or inf", step)
-                rows = evaluate_suites(model, suites, step, clamp_around(step))
-                if train_seen:
-                    per_step = train_seen // pending
-                    rows.append(
-                        {
-                            "step": step,
-                            "suite": "train",
-                            "accuracy": int(train_correct) / train_seen,
-                            "loss": sum(v * per_step for v in losses) / train_seen,
-                            "chance": rows[0]["chance"],
-                        }
-                    )
-                    train_seen, pending = 0, 0
-                    train_correct.zero_()
-                ck.append_metrics(out, rows)
-                final = {r["suite"]: r["accuracy"] for r in rows}
-                plateau_evals += [(step, r["accuracy"]) for r in rows if r["suite"] == PLATEAU_SUITE]
-                line = f"step {step:>7d} | " + "  ".join(
-                    f"{r['suite']} {r['accuracy']:.3f}" for r in rows if r["suite"] != "train"
-                )
-                bar.set_postfix_str(
-                    "  ".join(f"{k} {v:.2f}" for k, v in final.items() if k in ("icl", "iwl"))
-                )
-                if log is not None:
-                    bar.clear()  # a tqdm bar: keep the log line off the bar's line
-                    log(line)
-                    bar.refresh()
-            if step in ckpts and fresh:
-                ck.save_weights(model, ck.ckpt_path(out, step), step)
-                ck.save_train_state(out / ck.TRAIN_STATE, step, optimizer, generator)
-                manifest["last_step"] = step
-                where.last_step = step
-                manifest["wall_time_s"] = wall_before + time.perf_counter() - t0
-                ck.write_manifest(out, manifest)
-            if step >= tc.steps:
-                break
-            if step in ckpts and _at_plateau(tc, step, plateau_evals, manifest):
-                break  # a resumed step decides as it did before: the evals are on disk
+        while not run.boundary(step):
             loss, correct = update(step)
-            step_losses[pending] = loss  # no host sync: checked at the next eval step
-            pending += 1
-            train_correct += correct
-            train_seen += tc.batch_size
+            run.record(loss, correct)
             step += 1
             where.step = step
             bar.update(1)
-            if step == kill_at:
-                os.kill(os.getpid(), 9)
-            if step == interrupt_at:
-                os.kill(os.getpid(), signal.SIGINT)
+            fire_test_hooks(step, hooks)
     finally:
         bar.close()
-    wall = time.perf_counter() - t0
-    manifest["status"] = "complete"
-    manifest["wall_time_s"] = wall_before + wall
-    ck.write_manifest(out, manifest)
-    if not final:
-        rows = ck.read_metrics(out)
-        final = {r["suite"]: r["accuracy"] for r in rows if r["step"] == step}
-    return TrainResult(out, final, wall, step - start_step)
+    return run.finish(step)
 
 
 PLATEAU_SUITE = "icl"

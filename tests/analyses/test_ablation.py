@@ -93,7 +93,7 @@ def test_mean_and_resample_values_come_from_the_clean_run(tiny_model, tiny_suite
 
 def test_mean_and_resample_ablation_change_nothing_on_identical_sequences(tiny_model, tiny_suites):
     one = tiny_suites["icl"][torch.tensor([0])]
-    same = Batch(**{k: v.repeat(8, *[1] * (v.ndim - 1)) for k, v in one.__dict__.items()})
+    same = Batch(**{k: v.repeat(8, *[1] * (v.ndim - 1)) for k, v in one.tensors().items()}, layout=one.layout)
     for method in ("mean", "resample"):
         df = ablate_heads(tiny_model, same, "L0H0,L1H1", method)
         assert df["delta"].abs().max() < 1e-5

@@ -1,9 +1,10 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from mmicl_interp.data import Layout, Task, zipf_probs
+from mmicl_interp.data import Batch, Layout, Task, zipf_probs
 from mmicl_interp.io import CorruptFileError
 from tests.conftest import tiny_task_config
 
@@ -101,10 +102,22 @@ def test_suites_have_the_statistics_of_section_two(tiny_task):
 def test_same_seed_same_batches_and_suites(tiny_task):
     a = tiny_task.sample(8, torch.Generator().manual_seed(3), max_shift=4)
     b = tiny_task.sample(8, torch.Generator().manual_seed(3), max_shift=4)
-    for name in a.__dict__:
-        assert torch.equal(getattr(a, name), getattr(b, name))
+    assert set(a.tensors()) == set(b.tensors()) and a.layout == b.layout == tiny_task.layout
+    for name, value in a.tensors().items():
+        assert torch.equal(value, getattr(b, name))
     s1, s2 = tiny_task.suites(2, 16), tiny_task.suites(2, 16)
     assert torch.equal(s1["icl"].inputs, s2["icl"].inputs)
+
+
+def test_a_batch_keeps_its_layout_through_slicing_moving_and_replace(tiny_task):
+    batch = tiny_task.sample(6, torch.Generator().manual_seed(0))
+    assert batch.layout == tiny_task.layout
+    assert set(batch.tensors()) == {f for f in vars(batch) if f != "layout"}  # tensors only
+    moved = (batch[1:4], batch[torch.tensor([0, 2])], batch.to("meta"), replace(batch, pos_shift=batch.novel))
+    for other in moved:
+        assert other.layout == tiny_task.layout
+    plain = Batch(**batch.tensors())  # built by hand: no layout, and none in its fields
+    assert plain.layout is None and "layout" not in vars(plain) and plain[:2].layout is None
 
 
 def test_task_round_trips_through_safetensors_and_keeps_its_vectors(tmp_path, tiny_task):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mmicl_interp.real.text import vocabulary_words
-from tests.real.tiny_vlm import word_tokenizer
+from tests.real.tiny_vlm import tiny_decoder, word_tokenizer
 
 
 def tiny_tokenizer(extra: tuple[str, ...] = ()):
@@ -26,16 +26,7 @@ def tiny_hf_model(arch: str, vocab_size: int, seed: int = 0):
 
     torch.manual_seed(seed)
     if arch == "llama":
-        config = LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            attn_implementation="eager",
-        )
+        config = LlamaConfig(**tiny_decoder(vocab_size, 32, 256), attn_implementation="eager")
         return LlamaForCausalLM(config).eval()
     config = GPT2Config(
         vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=256, attn_implementation="eager"

@@ -457,3 +457,27 @@ def test_shipped_series_forms_induction_heads(tmp_path):
     assert end["rep_loss_second"] < summ["rep_loss_second"].max() - 3.0  # a visible drop once heads form
     assert end["rep_loss_second"] < end["rep_loss_first"] - 3.0  # the second copy is predicted from the first
     assert end["prev_token"] > 5 * end["prev_token_uniform"]
+
+
+# ---------------------------------------------------------------------- the plain model and the bridge agree
+def test_plain_transformers_scores_equal_the_bridges_hook_pattern_scores():
+    """The series scores a plain transformers copy (eager ``output_attentions``): on a trained
+    shipped checkpoint its head scores and copy losses equal the TransformerLens bridge's
+    (``hook_pattern`` reduced in the hook), batch by batch, to 1e-5."""
+    from mmicl_interp.real.load import load_model
+
+    folder = Path(__file__).resolve().parents[2] / "examples" / "stdlib_lm" / "step_8000"
+    loaded = load_model(str(folder), progress=False)
+    tok = loaded.tokenizer
+    seqs = repeated_tokens(ordinary_token_ids(tok, len(tok)), 12, 6, tok.bos_token_id, seed=1)
+    bridge = S.repeated_scores(loaded.bridge, seqs, 12, batch_size=4)
+    plain = S.hf_scores(
+        S.load_scorer(folder, "step_8000", "cpu", "float32"), seqs, 12, "step_8000", batch_size=4
+    )
+    assert (
+        float(bridge["rep_induction"].max()) > 0.3
+    )  # a formed induction head: the scores are not all ~uniform
+    for metric in ("rep_induction", "rep_prev_token"):
+        np.testing.assert_allclose(plain[metric].numpy(), bridge[metric].numpy(), atol=1e-5, rtol=0)
+    for metric in ("rep_loss_first", "rep_loss_second", "rep_induction_uniform", "rep_prev_token_uniform"):
+        assert plain[metric] == pytest.approx(bridge[metric], abs=1e-5)

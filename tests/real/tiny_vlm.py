@@ -88,6 +88,29 @@ def word_tokenizer(special: tuple[str, ...], template: str | None, words: tuple[
     return tok
 
 
+SPECIAL_IDS = {"bos_token_id": 2, "eos_token_id": 3, "pad_token_id": 1}
+"""The ids of :func:`word_tokenizer`'s ``<s>``, ``</s>`` and ``<pad>``."""
+
+
+def tiny_decoder(vocab_size: int, hidden_size: int, max_positions: int, **extra) -> dict:
+    """The text-model config every tiny test model shares: 2 layers, 4 query heads over 2
+    key/value heads (GQA), an MLP twice as wide; ``extra`` adds keys (token ids, rope)."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": max_positions,
+        **extra,
+    }
+
+
+TINY_VISION = {"hidden_size": 32, "intermediate_size": 64}
+"""The widths of both tiny vision towers (2 layers, 2 heads each)."""
+
+
 def _eager(model):
     model.config._attn_implementation = "eager"
     return model.eval()
@@ -106,25 +129,9 @@ def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
 
     tok = word_tokenizer(("<image>",), LLAVA_TEMPLATE)
     vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=16,
-        patch_size=8,
+        **TINY_VISION, num_hidden_layers=2, num_attention_heads=2, image_size=16, patch_size=8
     )
-    text = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=2,
-        eos_token_id=3,
-        pad_token_id=1,
-    )
+    text = LlamaConfig(**tiny_decoder(len(tok), 64, 512, **SPECIAL_IDS))
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -161,23 +168,16 @@ def save_tiny_qwen(folder: Path, seed: int = 0) -> Path:
     tok = word_tokenizer(QWEN_SPECIAL, QWEN_TEMPLATE)
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
     config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=len(tok),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            bos_token_id=2,
-            eos_token_id=3,
-            pad_token_id=1,
+        text_config=tiny_decoder(
+            len(tok),
+            64,
+            1024,
+            **SPECIAL_IDS,
             rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
         ),
         vision_config=dict(
+            **TINY_VISION,
             depth=2,
-            hidden_size=32,
-            intermediate_size=64,
             num_heads=2,
             out_hidden_size=64,
             fullatt_block_indexes=[1],
