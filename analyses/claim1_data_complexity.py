@@ -27,32 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmicl_interp.sweep import claims as C
+from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
-from mmicl_interp.sweep.claims import (
-    SEED_KEYS,
-    SubClaim,
-    crossing_text,
-    judge_difference,
-    judge_mean,
-    n_seeds,
-    n_unique_configs,
-)
 from mmicl_interp.sweep.figures import add_level, panels
 from mmicl_interp.sweep.measures import final_accuracies, with_common_suite, with_plateau
-from mmicl_interp.sweep.summary import (
-    final_values,
-    format_threshold,
-    markdown_table,
-    seed_crossings,
-    seed_key,
-    short,
-    spread,
-    spread_trace,
-    swept_keys,
-    threshold,
-    whole_numbers,
-    wide,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [ROOT / "analyses" / "grids" / f"claim1_{part}.toml" for part in ("K", "B", "eps", "alpha")]
@@ -73,12 +52,12 @@ def per_run(grid, result) -> pd.DataFrame:
     that plateau; a ``grid`` column names the sweep; the B and eps sweeps also on the common suite."""
     runs = with_plateau(final_accuracies(result.table), grid)
     runs.insert(0, "grid", grid.name)
-    if swept_keys(result.table, exclude=SEED_KEYS) in (["task.B"], ["task.eps"]):
+    if S.swept_keys(result.table, exclude=C.SEED_KEYS) in (["task.B"], ["task.eps"]):
         runs = with_common_suite(grid, result, runs, COMMON_B, N_COMMON)
     return runs
 
 
-def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> list[SubClaim]:
+def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> list[C.SubClaim]:
     """Sub-claims 1a-1f from the per-run table of whichever of the K / B / eps / alpha grids were
     run (``claim1_data_complexity_runs.csv``: a ``grid`` column, the swept keys, the seed, icl,
     iwl, icl_rel, plateau, and for B / eps icl_b2, ih_b2, icl_b2_rel on the common B = 2 suite).
@@ -86,14 +65,14 @@ def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> li
     t); a mean over seeds gets the t interval. ``evidence[grid]``: the fields the table cannot
     give (unique configs, steps, command, wall time)."""
     subs = []
-    common_suite: list[SubClaim] = []
+    common_suite: list[C.SubClaim] = []
     for name, part in runs.groupby("grid", sort=False):
-        part = whole_numbers(
+        part = S.whole_numbers(
             part.dropna(axis=1, how="all"), ["task.K", "task.B"]
         )  # the other sweeps' columns
         keys = [k for k in TASK_KEYS if k in part.columns]
-        seed = seed_key(part)
-        common = dict(n_runs=len(part), n_seeds=n_seeds(part, keys), **(evidence or {}).get(name, {}))
+        seed = S.seed_key(part)
+        common = dict(n_runs=len(part), n_seeds=C.n_seeds(part, keys), **(evidence or {}).get(name, {}))
 
         def at(column: str, key: str, value, rows: pd.DataFrame = part, seed: str = seed) -> pd.Series:
             """``column`` of the runs at ``key == value``, indexed by seed (for pairing)."""
@@ -101,17 +80,17 @@ def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> li
 
         if keys == ["task.K"]:
             k = part["task.K"]
-            judged = judge_difference(
+            judged = C.judge_difference(
                 at("icl", "task.K", k.min()), at("icl", "task.K", k.max()), min_effect=0.2
             )
-            crossings = seed_crossings(part, "task.K", value="icl")
+            crossings = S.seed_crossings(part, "task.K", value="icl")
             small = part[k == k.min()]
             subs.append(
                 judged.subclaim(
                     "1a",
                     "small K gives IWL, large K gives ICL",
                     f"final icl, K = {k.max()} minus K = {k.min()}",
-                    f"icl crosses 0.5 at K {crossing_text(crossings)} per seed; at K = {k.min()} iwl "
+                    f"icl crosses 0.5 at K {C.crossing_text(crossings)} per seed; at K = {k.min()} iwl "
                     f"{small['iwl'].mean():.3f}, icl {small['icl'].mean():.3f}",
                     **common,
                 )
@@ -127,31 +106,31 @@ def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> li
                 "the largest B" if key == "task.B" else "the eps with the highest mean, chosen after the fact"
             )
             lowest = part[part[key] == part[key].min()]
-            judged = judge_mean(top["icl_rel"], min_effect=0.1, at_most_weak=after_the_fact)
+            judged = C.judge_mean(top["icl_rel"], min_effect=0.1, at_most_weak=after_the_fact)
             subs.append(
                 judged.subclaim(
                     "1b" if key == "task.B" else "1c",
                     f"{what} moves a model to ICL",
-                    f"icl relative to the context-label plateau at {short(key)} = {best} ({chosen})",
+                    f"icl relative to the context-label plateau at {S.short(key)} = {best} ({chosen})",
                     f"raw icl {lowest['icl'].mean():.3f} -> {top['icl'].mean():.3f} and iwl "
-                    f"{lowest['iwl'].mean():.3f} -> {top['iwl'].mean():.3f} from {short(key)} = "
+                    f"{lowest['iwl'].mean():.3f} -> {top['iwl'].mean():.3f} from {S.short(key)} = "
                     f"{part[key].min()} to {best}; plateau B/N = {top['plateau'].iloc[0]:.3f}",
                     **common,
                 )
             )
             if "icl_b2_rel" not in part:
                 continue
-            judged = judge_mean(top["icl_b2_rel"], min_effect=0.1, at_most_weak=after_the_fact)
+            judged = C.judge_mean(top["icl_b2_rel"], min_effect=0.1, at_most_weak=after_the_fact)
             per_value = part.groupby(key)[["icl_b2", "ih_b2"]].mean()
             common_suite.append(
                 judged.subclaim(
                     "1e" if key == "task.B" else "1f",
                     f"{what} moves a model to ICL, scored on one common B = {COMMON_B} icl suite",
                     f"icl on the common B = {COMMON_B} suite relative to its context-label plateau "
-                    f"({COMMON_B}/N), at {short(key)} = {best} ({chosen})",
+                    f"({COMMON_B}/N), at {S.short(key)} = {best} ({chosen})",
                     "per value (icl, best ih) on the common suite: "
                     + "; ".join(
-                        f"{short(key)} = {v}: {r['icl_b2']:.3f}, {r['ih_b2']:.3f}"
+                        f"{S.short(key)} = {v}: {r['icl_b2']:.3f}, {r['ih_b2']:.3f}"
                         for v, r in per_value.iterrows()
                     )
                     + f"; its plateau is {COMMON_B}/N",
@@ -172,11 +151,13 @@ def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> li
             notes = f"Zipf runs below icl 0.5 are IWL, not coexistence ({below or 'none'})"
             if learned.empty:
                 subs.append(
-                    SubClaim("1d", text, "not tested", notes=f"no K with Zipf icl >= 0.5; {notes}", **common)
+                    C.SubClaim(
+                        "1d", text, "not tested", notes=f"no K with Zipf icl >= 0.5; {notes}", **common
+                    )
                 )
                 continue
             kk = learned.index.min()
-            judged = judge_difference(
+            judged = C.judge_difference(
                 at("iwl", "task.K", kk, uniform), at("iwl", "task.K", kk, zipf), min_effect=0.1
             )
             subs.append(
@@ -204,22 +185,22 @@ def report(done, args, command: str) -> Outcome:
     fig = panels([g.name for g in done.grids])
     every, evidence = [], {}
     for col, (grid, result) in enumerate(zip(done.grids, done.results, strict=True), start=1):
-        keys = swept_keys(result.table, exclude=SEED_KEYS)
-        summary = final_values(result.table, keys, suites=SUITES)
-        table = wide(summary, keys)
+        keys = S.swept_keys(result.table, exclude=C.SEED_KEYS)
+        summary = S.final_values(result.table, keys, suites=SUITES)
+        table = S.wide(summary, keys)
         runs = per_run(grid, result)
         every.append(runs)
         evidence[grid.name] = dict(
-            n_unique_configs=n_unique_configs([r.run_dir for r in result.results]),
+            n_unique_configs=C.n_unique_configs([r.run_dir for r in result.results]),
             steps=grid.points()[0].config.train.steps,
             command=command,
         )
         rel = runs.groupby(keys)["icl_rel"].agg(["mean", "min", "max", "count"])
-        rel_text = {i: spread(r) for i, r in rel.iterrows()}
-        fixed = ", ".join(f"{short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
-        lines += ["", f"## {', '.join(short(k) for k in keys)}" + (f" (at {fixed})" if fixed else ""), ""]
-        lines += markdown_table(
-            [short(k) for k in keys] + list(SUITES) + ["icl rel. to plateau"],
+        rel_text = {i: S.spread(r) for i, r in rel.iterrows()}
+        fixed = ", ".join(f"{S.short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
+        lines += ["", f"## {', '.join(S.short(k) for k in keys)}" + (f" (at {fixed})" if fixed else ""), ""]
+        lines += S.markdown_table(
+            [S.short(k) for k in keys] + list(SUITES) + ["icl rel. to plateau"],
             [
                 [r[k] for k in keys]
                 + [r.get(s, "-") for s in SUITES]
@@ -229,22 +210,22 @@ def report(done, args, command: str) -> Outcome:
         )
         if keys == ["task.K"]:
             largest = summary["task.K"].max()
-            k = threshold(summary, "task.K")[None]
-            k_log = threshold(summary, "task.K", interpolate=True)[None]
-            crossings = seed_crossings(runs, "task.K", value="icl")
+            k = S.threshold(summary, "task.K")[None]
+            k_log = S.threshold(summary, "task.K", interpolate=True)[None]
+            crossings = S.seed_crossings(runs, "task.K", value="icl")
             lines += [
                 "",
-                f"Smallest K with mean icl >= 0.5: {format_threshold(k, largest)} (log-interpolated "
-                f"crossing: K = {format_threshold(k_log, largest)}; each seed's own crossing: "
-                f"{crossing_text(crossings)}).",
+                f"Smallest K with mean icl >= 0.5: {S.format_threshold(k, largest)} (log-interpolated "
+                f"crossing: K = {S.format_threshold(k_log, largest)}; each seed's own crossing: "
+                f"{C.crossing_text(crossings)}).",
             ]
         x, groups = keys[0], keys[1:]
         for gi, (group, part) in enumerate(summary.groupby(groups, sort=True) if groups else [((), summary)]):
             group = group if isinstance(group, tuple) else (group,)
-            label = ", ".join(f"{short(k)}={v}" for k, v in zip(groups, group, strict=True))
+            label = ", ".join(f"{S.short(k)}={v}" for k, v in zip(groups, group, strict=True))
             for suite, colour in COLOURS.items():
                 fig.add_trace(
-                    spread_trace(
+                    S.spread_trace(
                         part[part["suite"] == suite],
                         x,
                         f"{suite} {label}".strip(),
@@ -255,13 +236,13 @@ def report(done, args, command: str) -> Outcome:
                     row=1,
                     col=col,
                 )
-        fig.update_xaxes(title_text=short(x), type="log" if x == "task.K" else "linear", row=1, col=col)
+        fig.update_xaxes(title_text=S.short(x), type="log" if x == "task.K" else "linear", row=1, col=col)
     add_level(fig)
     fig.update_yaxes(range=[0, 1.05])
     fig.update_yaxes(title_text="final accuracy", row=1, col=1)
     runs = pd.concat(every, ignore_index=True)
 
-    def judged(wall: float) -> list[SubClaim]:
+    def judged(wall: float) -> list[C.SubClaim]:
         return subclaims(runs, {name: {**fields, "wall_time_s": wall} for name, fields in evidence.items()})
 
     return Outcome(

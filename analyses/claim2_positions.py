@@ -36,30 +36,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmicl_interp.sweep import claims as C
+from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, moving_line, plateau_note, sweep_evidence
-from mmicl_interp.sweep.claims import (
-    SubClaim,
-    budget_text,
-    crossing_text,
-    judge_crossing_ratio,
-    judge_delay,
-    judge_difference,
-    moving_runs,
-    n_seeds,
-    still_moving,
-)
 from mmicl_interp.sweep.figures import OTHER, POSITION_COLOURS, add_run_curves, panels
 from mmicl_interp.sweep.measures import best_head_curves, circuit_runs
-from mmicl_interp.sweep.summary import (
-    final_values,
-    format_threshold,
-    markdown_table,
-    seed_crossings,
-    seed_key,
-    spread_trace,
-    threshold,
-    wide,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [ROOT / "analyses" / "grids" / "claim2_positions.toml"]
@@ -116,8 +97,8 @@ def verdict(
         any_spacing = any(spacing(pos, k) > 0 for k in common) if common else False
         within = " or within the checkpoint resolution" if any_spacing else ""
         lines.append(
-            f"- Under {label}: threshold K {format_threshold(t, largest)} vs one-hot "
-            f"{format_threshold(base_t, largest)} ({'raised' if raised else 'not raised'}); "
+            f"- Under {label}: threshold K {S.format_threshold(t, largest)} vs one-hot "
+            f"{S.format_threshold(base_t, largest)} ({'raised' if raised else 'not raised'}); "
             f"icl onset vs one-hot: {delay_text} "
             f"({'delayed' if delayed else f'not delayed at every K{within}'}). "
             f"Claim 2 {'holds' if raised and delayed else 'holds in part' if raised or delayed else 'fails'}."
@@ -125,7 +106,7 @@ def verdict(
     return lines
 
 
-def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> list[SubClaim]:
+def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> list[C.SubClaim]:
     """Claim 2's sub-claims per RoPE variant against one-hot APE, from the per-run table alone
     (``runs``: one row per run with its positions, K, seed, final icl, onsets and final head
     scores; the columns of ``claim2_positions_runs.csv``), seed by seed: the threshold raised
@@ -134,23 +115,23 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
     pattern weaker (e-f: paired per-seed final ih). ``moving``: the runs still moving at the
     end (None: not known), which cap the verdicts of the arms they belong to at weak."""
     run_pos = dict(zip(runs["run"], runs[POS], strict=False))
-    crossings = seed_crossings(runs, K, by=[POS], value="final_icl")
+    crossings = S.seed_crossings(runs, K, by=[POS], value="final_icl")
     arms = {pos: part for pos, part in crossings.groupby(POS)}
 
-    subs: list[SubClaim] = []
+    subs: list[C.SubClaim] = []
     present = [(pos, label) for pos, label in VARIANTS if pos in arms and "onehot" in arms]
     for i, (pos, label) in enumerate(present):
         # only the runs compared cap it
         pair = None if moving is None else [r for r in moving if run_pos.get(r) in (pos, "onehot")]
-        judged = judge_crossing_ratio(arms[pos], arms["onehot"], at_most_weak=pair is None or bool(pair))
+        judged = C.judge_crossing_ratio(arms[pos], arms["onehot"], at_most_weak=pair is None or bool(pair))
         others = 0 if pair is None else len(moving) - len(pair)
         subs.append(
             judged.subclaim(
                 f"2{'ab'[i]}",
                 f"{label} raises the data-complexity threshold",
                 "crossing K, RoPE / one-hot (geometric mean of the per-seed ratios)",
-                f"crossing K per seed: {pos} {crossing_text(arms[pos])} vs one-hot "
-                f"{crossing_text(arms['onehot'])}; {plateau_note(pair, others)}",
+                f"crossing K per seed: {pos} {C.crossing_text(arms[pos])} vs one-hot "
+                f"{C.crossing_text(arms['onehot'])}; {plateau_note(pair, others)}",
                 **common,
             )
         )
@@ -164,7 +145,7 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
         if not both:
             for ids, what in (("cd", "delays the ICL onset"), ("ef", "weakens the induction pattern")):
                 subs.append(
-                    SubClaim(
+                    C.SubClaim(
                         f"2{ids[i]}",
                         f"{label} {what}",
                         "not tested",
@@ -174,10 +155,10 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
                 )
             continue
         k = both[-1]
-        a = runs[(runs[POS] == "onehot") & (runs[K] == k)].set_index(seed_key(runs))
-        b = runs[(runs[POS] == pos) & (runs[K] == k)].set_index(seed_key(runs))
+        a = runs[(runs[POS] == "onehot") & (runs[K] == k)].set_index(S.seed_key(runs))
+        b = runs[(runs[POS] == pos) & (runs[K] == k)].set_index(S.seed_key(runs))
         res = float(pd.concat([a["icl_resolution"], b["icl_resolution"]]).max())
-        judged = judge_delay(a["icl_onset"], b["icl_onset"], res)
+        judged = C.judge_delay(a["icl_onset"], b["icl_onset"], res)
         per_seed = (b["icl_onset"] - a["icl_onset"]).dropna()
         plateau_d = b["icl_onset_plateau"].mean() - a["icl_onset_plateau"].mean()
         abs_d = b["steps_to_icl_half"].mean() - a["steps_to_icl_half"].mean()
@@ -192,7 +173,7 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
                 **common,
             )
         )
-        judged = judge_difference(a["final_ih"], b["final_ih"], expected="negative", min_effect=0.05)
+        judged = C.judge_difference(a["final_ih"], b["final_ih"], expected="negative", min_effect=0.05)
         ph = b["final_prev_token_label"].mean() - a["final_prev_token_label"].mean()
         subs.append(
             judged.subclaim(
@@ -207,25 +188,25 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
     return sorted(subs, key=lambda sc: sc.id)
 
 
-def judged_runs(runs: pd.DataFrame, csv: Path) -> list[SubClaim]:
+def judged_runs(runs: pd.DataFrame, csv: Path) -> list[C.SubClaim]:
     """The sub-claims of the per-run table ``runs`` (read from ``csv``; the still-moving runs
     come from the Markdown beside it)."""
-    moving = moving_runs(runs, csv.parent / "claim2_positions.md")
-    return subclaims(runs, dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K])), moving)
+    moving = C.moving_runs(runs, csv.parent / "claim2_positions.md")
+    return subclaims(runs, dict(n_runs=len(runs), n_seeds=C.n_seeds(runs, [POS, K])), moving)
 
 
 def report(done, args, command: str) -> Outcome:
     result = done.results[0]
-    summary = final_values(result.table, [POS, K], suites=("icl", "iwl"))
-    found = threshold(summary, K, by=[POS])
-    crossing = threshold(summary, K, by=[POS], interpolate=True)
-    moving = still_moving(result.table)
+    summary = S.final_values(result.table, [POS, K], suites=("icl", "iwl"))
+    found = S.threshold(summary, K, by=[POS])
+    crossing = S.threshold(summary, K, by=[POS], interpolate=True)
+    moving = C.still_moving(result.table)
     largest = summary[K].max()
     scores, runs = circuit_runs(done.grids[0], result, N_SEQS, workers=args.workers)
-    per_seed = {p: part for p, part in seed_crossings(runs, K, by=[POS], value="final_icl").groupby(POS)}
+    per_seed = {p: part for p, part in S.seed_crossings(runs, K, by=[POS], value="final_icl").groupby(POS)}
     positions = list(dict.fromkeys(result.table[POS]))
     min_step = done.grids[0].points()[0].config.train.stop_min_step
-    budget = budget_text(done.steps(), min_step, runs["last_step"])
+    budget = C.budget_text(done.steps(), min_step, runs["last_step"])
     lines = [
         "# Claim 2: position encoding vs the data-complexity threshold and the ICL circuit's onset",
         "",
@@ -240,7 +221,7 @@ def report(done, args, command: str) -> Outcome:
         "",
         "## Threshold K (smallest K with mean final icl >= 0.5)",
         "",
-        *markdown_table(
+        *S.markdown_table(
             [
                 "positions",
                 "threshold K",
@@ -250,9 +231,9 @@ def report(done, args, command: str) -> Outcome:
             [
                 [
                     p,
-                    format_threshold(found[p], largest),
-                    format_threshold(crossing[p], largest),
-                    crossing_text(per_seed[p]),
+                    S.format_threshold(found[p], largest),
+                    S.format_threshold(crossing[p], largest),
+                    C.crossing_text(per_seed[p]),
                 ]
                 for p in positions
             ],
@@ -260,7 +241,7 @@ def report(done, args, command: str) -> Outcome:
         "",
         moving_line(moving, result.table["run"].nunique()),
     ]
-    table = wide(summary, [POS, K]).set_index([POS, K])
+    table = S.wide(summary, [POS, K]).set_index([POS, K])
     onset = {c: mean_over_learners(runs, c) for c in ONSETS}
     finals = {c: runs.groupby([POS, K])[c].mean() for c in ("final_ih", "final_prev_token_label")}
     body = []
@@ -278,7 +259,7 @@ def report(done, args, command: str) -> Outcome:
         "",
         "## Final accuracy, onsets and end-of-training head scores",
         "",
-        *markdown_table(header, body),
+        *S.markdown_table(header, body),
     ]
     learners = runs[runs["final_icl"] >= 0.5]
     resolution = learners.groupby([POS, K])["icl_resolution"].max()  # spacing around each cell's onsets
@@ -296,7 +277,7 @@ def report(done, args, command: str) -> Outcome:
     for pos in positions:
         colour = POSITION_COLOURS.get(pos, OTHER)
         rows = summary[(summary[POS] == pos) & (summary["suite"] == "icl")]
-        fig.add_trace(spread_trace(rows, K, pos, line=dict(color=colour), legendgroup=pos), row=1, col=1)
+        fig.add_trace(S.spread_trace(rows, K, pos, line=dict(color=colour), legendgroup=pos), row=1, col=1)
         part = scores[(scores[POS] == pos) & (scores[K] == k_max)]
         for col, metric in ((2, "accuracy"), (3, "ih")):
             add_run_curves(fig, best_head_curves(part, metric), pos, colour, row=1, col=col)

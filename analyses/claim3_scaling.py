@@ -41,36 +41,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmicl_interp.sweep import claims as C
+from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, moving_line, plateau_note
-from mmicl_interp.sweep.claims import (
-    SEED_KEYS,
-    Section,
-    SubClaim,
-    command_line,
-    crossing_text,
-    judge_crossing_ratio,
-    n_seeds,
-    n_unique_configs,
-    read_claims,
-    rejudge_section,
-    write_section,
-)
 from mmicl_interp.sweep.figures import add_level, panels, value_colours
 from mmicl_interp.sweep.measures import moving_runs_table as per_run
-from mmicl_interp.sweep.summary import (
-    final_values,
-    follow_up,
-    format_threshold,
-    from_results_path,
-    markdown_table,
-    seed_crossings,
-    short,
-    spread_trace,
-    swept_keys,
-    threshold,
-    whole_numbers,
-    wide,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [
@@ -105,17 +80,17 @@ RUNS_CSV = "claim3_scaling_runs.csv"
 SIZES = ("model.n_heads", "model.n_layers")
 
 
-def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict, grid: str = "") -> SubClaim:
+def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict, grid: str = "") -> C.SubClaim:
     """The crossing K of the largest ``size`` over the smallest's, paired by seed (the per-seed
     log ratio, t interval, with the grid rule), from the per-run rows of one K sweep (``runs``:
     ``size``, K, seed, icl, still_moving). A compared run still moving at the end caps it at weak."""
-    crossings = seed_crossings(runs, K, by=[size], value="icl")
+    crossings = S.seed_crossings(runs, K, by=[size], value="icl")
     arms = {v: part for v, part in crossings.groupby(size)}
     small, big = min(arms), max(arms)
     compared = runs[runs[size].isin([small, big])]
     moving = compared[compared["still_moving"].astype(bool)]["run"].tolist()
-    judged = judge_crossing_ratio(arms[big], arms[small], at_most_weak=bool(moving))
-    cells = "; ".join(f"{short(size)} {v}: {crossing_text(part)}" for v, part in arms.items())
+    judged = C.judge_crossing_ratio(arms[big], arms[small], at_most_weak=bool(moving))
+    cells = "; ".join(f"{S.short(size)} {v}: {C.crossing_text(part)}" for v, part in arms.items())
     icl = runs.groupby([size, K])["icl"].mean().unstack(K).sort_index()
     spread = icl.max() - icl.min()
     k = spread.idxmax()
@@ -127,48 +102,48 @@ def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict, grid: s
         + (
             f"{'a small shift' if effect < SMALL_SHIFT else 'a shift'} ({effect:.2f}x)"
             if not math.isnan(effect)
-            else f"no per-seed ratio ({short(size)} {big} or {small} never reaches icl 0.5 in some seed)"
+            else f"no per-seed ratio ({S.short(size)} {big} or {small} never reaches icl 0.5 in some seed)"
         )
-        + f"; at K = {k} icl goes {trend} from {short(size)} {icl.index[0]} to "
+        + f"; at K = {k} icl goes {trend} from {S.short(size)} {icl.index[0]} to "
         f"{icl.index[-1]}; {plateau_note(moving)}"
     )
     return judged.subclaim(
         sid,
-        GRID_TEXT.get(grid) or SIZE_TEXT.get(size, f"larger {short(size)} raises the K threshold"),
-        f"crossing K, {short(size)} = {big} / {small} (geometric mean of the per-seed ratios)",
+        GRID_TEXT.get(grid) or SIZE_TEXT.get(size, f"larger {S.short(size)} raises the K threshold"),
+        f"crossing K, {S.short(size)} = {big} / {small} (geometric mean of the per-seed ratios)",
         notes,
         **common,
     )
 
 
-def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> list[SubClaim]:
+def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> list[C.SubClaim]:
     """3a, 3b, ...: one per K sweep in the per-run table (``claim3_scaling_runs.csv``: a ``grid``
     column, the size key, K, seed, icl, still_moving), in the order of the table; n_runs and
     n_seeds are counted here, ``evidence[grid]`` adds the other fields (steps, command, ...)."""
-    subs: list[SubClaim] = []
+    subs: list[C.SubClaim] = []
     names = list(dict.fromkeys(runs["grid"]))
     free = iter(c for c in "abcdefgh" if f"3{c}" not in {SUBCLAIM_IDS.get(n) for n in names})
     for name, part in runs.groupby("grid", sort=False):
-        part = whole_numbers(part.dropna(axis=1, how="all"), [*SIZES, K])  # the other sweeps' columns
+        part = S.whole_numbers(part.dropna(axis=1, how="all"), [*SIZES, K])  # the other sweeps' columns
         size = next((k for k in SIZES if k in part and part[k].nunique() > 1), None)
         if size is None or K not in part or part[K].nunique() < 2:
             continue  # a fixed-K follow-up: reported, not a sub-claim
-        fields = dict(n_runs=len(part), n_seeds=n_seeds(part, [size, K]), **(evidence or {}).get(name, {}))
+        fields = dict(n_runs=len(part), n_seeds=C.n_seeds(part, [size, K]), **(evidence or {}).get(name, {}))
         sid = SUBCLAIM_IDS.get(name) or f"3{next(free)}"
         subs.append(size_subclaim(sid, size, part, fields, grid=name))
     return sorted(subs, key=lambda sc: sc.id)
 
 
-def keep_others(path: Path, section: Section) -> Section:
+def keep_others(path: Path, section: C.Section) -> C.Section:
     """``section`` with the sub-claims of section 3 already in ``path`` that it does not judge
     (their grids were not run or are not in the per-run table) kept as they are, in id order;
     the section's wall time then adds theirs, and its command is the full command."""
-    old = read_claims(path)["claims"].get(section.key, {})
+    old = C.read_claims(path)["claims"].get(section.key, {})
     judged = {sc.id for sc in section.subclaims}
-    kept = [SubClaim(**sc) for sc in old.get("subclaims", []) if sc.get("id") not in judged]
+    kept = [C.SubClaim(**sc) for sc in old.get("subclaims", []) if sc.get("id") not in judged]
     if kept:
         section.subclaims = sorted([*section.subclaims, *kept], key=lambda sc: sc.id)
-        section.command = old.get("command") or command_line("claim3_scaling")
+        section.command = old.get("command") or C.command_line("claim3_scaling")
         if old.get("wall_time_s") is not None and section.wall_time_s is not None:
             section.wall_time_s += float(old["wall_time_s"])
     return section
@@ -178,25 +153,25 @@ def from_results(args) -> None:
     """``--from-results``: section 3 of claims.json re-judged from the per-run CSV alone (without
     a CSV: every ``claim3_*_runs.csv`` in ``--out``); sub-claims of grids not in them are kept."""
     if args.from_results:
-        csvs = [from_results_path(args, RUNS_CSV)]
+        csvs = [S.from_results_path(args, RUNS_CSV)]
     else:
         csvs = sorted(Path(args.out).glob("claim3_*_runs.csv"))
         if not csvs:
             raise SystemExit(f"--from-results: no claim3_*_runs.csv in {args.out}")
     runs = pd.concat([pd.read_csv(c) for c in csvs], ignore_index=True).drop_duplicates(["grid", "run"])
     path = Path(args.out) / "claims.json"
-    section = Section("3", TITLE, subclaims(runs), command_line("claim3_scaling"))
+    section = C.Section("3", TITLE, subclaims(runs), C.command_line("claim3_scaling"))
     judged = {sc.id for sc in section.subclaims}
     kept = [
-        SubClaim(**sc)
-        for sc in read_claims(path)["claims"].get("3", {}).get("subclaims", [])
+        C.SubClaim(**sc)
+        for sc in C.read_claims(path)["claims"].get("3", {}).get("subclaims", [])
         if sc.get("id") not in judged
     ]
-    rejudge_section(path, section, " and ".join(c.name for c in csvs))
+    C.rejudge_section(path, section, " and ".join(c.name for c in csvs))
     if kept:  # rejudge_section marks every sub-claim it writes as judged from the CSV: add the rest after
-        data = read_claims(path)["claims"]["3"]
+        data = C.read_claims(path)["claims"]["3"]
         data["subclaims"] = sorted([*data["subclaims"], *(k.to_dict() for k in kept)], key=lambda d: d["id"])
-        write_section(path, ("3", data))
+        C.write_section(path, ("3", data))
     print(f"re-judged section 3 of {path} from {', '.join(str(c) for c in csvs)}")
 
 
@@ -213,29 +188,29 @@ def report(done, args, command: str) -> Outcome:
         f"`{command}`; wall time {done.timing()}.",
     ]
     pairs = list(zip(done.grids, done.results, strict=True))
-    k_grids = [(g, r) for g, r in pairs if K in swept_keys(r.table, SEED_KEYS)]
+    k_grids = [(g, r) for g, r in pairs if K in S.swept_keys(r.table, C.SEED_KEYS)]
     fig = panels([f"{g.name}: {suite}" for g, _ in k_grids for suite in ("icl", "iwl")])
     every, evidence = [], {}
     for grid, result in pairs:
         runs = per_run(grid.name, result.table)
         every.append(runs)
-        size = next(k for k in swept_keys(result.table, SEED_KEYS) if k != K)
+        size = next(k for k in S.swept_keys(result.table, C.SEED_KEYS) if k != K)
         moving = moving_line(runs[runs["still_moving"]]["run"].tolist(), len(runs))
         if (grid, result) not in k_grids:
-            fixed = ", ".join(f"{short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
+            fixed = ", ".join(f"{S.short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
             steps = grid.points()[0].config.train.steps
             where = f" at {fixed}" if fixed else ""
-            lines += ["", f"## {short(size)}, {steps} steps{where} ({grid.name})", ""]
-            lines += [*follow_up(result.table, size, steps), "", moving]
+            lines += ["", f"## {S.short(size)}, {steps} steps{where} ({grid.name})", ""]
+            lines += [*S.follow_up(result.table, size, steps), "", moving]
             continue
         gi = k_grids.index((grid, result))
-        summary = final_values(result.table, [size, K])
-        found = threshold(summary, K, by=[size])
-        crossing = threshold(summary, K, by=[size], interpolate=True)
+        summary = S.final_values(result.table, [size, K])
+        found = S.threshold(summary, K, by=[size])
+        crossing = S.threshold(summary, K, by=[size], interpolate=True)
         largest = summary[K].max()
-        per_seed = {v: part for v, part in seed_crossings(runs, K, by=[size], value="icl").groupby(size)}
+        per_seed = {v: part for v, part in S.seed_crossings(runs, K, by=[size], value="icl").groupby(size)}
         header = [
-            short(size),
+            S.short(size),
             "threshold K",
             "crossing K (log-interpolated)",
             "crossing K per seed [95% t], grid cell",
@@ -243,20 +218,28 @@ def report(done, args, command: str) -> Outcome:
         rows = [
             [
                 v,
-                format_threshold(t, largest),
-                format_threshold(crossing[v], largest),
-                crossing_text(per_seed[v]),
+                S.format_threshold(t, largest),
+                S.format_threshold(crossing[v], largest),
+                C.crossing_text(per_seed[v]),
             ]
             for v, t in found.items()
         ]
-        table = wide(summary, [size, K])
-        lines += ["", f"## {short(size)} ({grid.name})", "", *markdown_table(header, rows), "", moving, ""]
-        lines += markdown_table(
-            [short(size), "K", "icl", "iwl"],
+        table = S.wide(summary, [size, K])
+        lines += [
+            "",
+            f"## {S.short(size)} ({grid.name})",
+            "",
+            *S.markdown_table(header, rows),
+            "",
+            moving,
+            "",
+        ]
+        lines += S.markdown_table(
+            [S.short(size), "K", "icl", "iwl"],
             [[r[size], r[K], r["icl"], r["iwl"]] for _, r in table.iterrows()],
         )
         evidence[grid.name] = dict(
-            n_unique_configs=n_unique_configs([r.run_dir for r in result.results]),
+            n_unique_configs=C.n_unique_configs([r.run_dir for r in result.results]),
             steps=grid.points()[0].config.train.steps,
             command=command,
         )
@@ -265,8 +248,8 @@ def report(done, args, command: str) -> Outcome:
             for si, suite in enumerate(("icl", "iwl")):
                 rows = summary[(summary[size] == value) & (summary["suite"] == suite)]
                 fig.add_trace(
-                    spread_trace(
-                        rows, K, f"{short(size)}={value}", line=dict(color=colour), showlegend=si == 0
+                    S.spread_trace(
+                        rows, K, f"{S.short(size)}={value}", line=dict(color=colour), showlegend=si == 0
                     ),
                     row=1,
                     col=2 * gi + si + 1,
@@ -277,7 +260,7 @@ def report(done, args, command: str) -> Outcome:
     add_level(fig)
     runs = pd.concat(every, ignore_index=True)
 
-    def judged(wall: float) -> list[SubClaim]:
+    def judged(wall: float) -> list[C.SubClaim]:
         subs = subclaims(runs, evidence)
         for sc in subs:
             sc.wall_time_s = wall

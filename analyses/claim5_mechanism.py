@@ -50,18 +50,8 @@ from mmicl_interp.analyses.correlation import correlation
 from mmicl_interp.analyses.stats import bca_interval
 from mmicl_interp.config import load_config
 from mmicl_interp.runs import load_run
+from mmicl_interp.sweep import claims as C
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
-from mmicl_interp.sweep.claims import (
-    Section,
-    SubClaim,
-    command_line,
-    judge_difference,
-    judge_mean,
-    range_text,
-    read_claims,
-    rejudge_section,
-    verdict,
-)
 from mmicl_interp.sweep.figures import panels
 from mmicl_interp.sweep.head_ablation import (  # noqa: F401  (control_head: the tests use it here)
     IH_THRESHOLD,
@@ -110,7 +100,7 @@ def _mm_evidence(mm: pd.DataFrame, command: str, wall: float) -> dict:
     )
 
 
-def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim:
+def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> C.SubClaim:
     """5c: in the stage-2 runs that learned multimodal ICL from a stage-1 run that learned ICL,
     ablating the stage-1 run's best induction head costs multimodal icl, not iwl. The seed is the
     unit (the runs of one seed share a stage-1 decoder and its head): per seed the mean over its
@@ -118,7 +108,7 @@ def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim
     claim = "uni- and multimodal ICL run on the same induction circuit"
     both = _mm_learners(mm)
     if both.empty:
-        return SubClaim(
+        return C.SubClaim(
             "5c",
             claim,
             "not tested",
@@ -129,7 +119,7 @@ def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim
             else f"none of the {len(mm)} stage-2 runs learned multimodal ICL from a stage-1 ICL learner",
         )
     per_seed = (both["icl_drop"] - both["iwl_drop"]).groupby(both["seed"]).mean()
-    judged = judge_mean(per_seed, min_effect=0.1)
+    judged = C.judge_mean(per_seed, min_effect=0.1)
     # the joint ablation is a separate result only where it ablates more than the best head
     repeats = (
         bool((both["joint_heads"] == both["stage1_best_head"]).all())
@@ -137,7 +127,7 @@ def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim
         else False
     )
     joint_text = (
-        f"; its heads with ih >= {IH_THRESHOLD} together {range_text(both['icl_joint_drop'])}"
+        f"; its heads with ih >= {IH_THRESHOLD} together {C.range_text(both['icl_joint_drop'])}"
         if not repeats
         else f"; the stage-1 heads with ih >= {IH_THRESHOLD} are that one head in every run, so the joint "
         "ablation repeats it (no separate test)"
@@ -148,8 +138,8 @@ def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim
         f"multimodal icl drop minus iwl drop, the stage-1 run's best induction head ablated in the stage-2 "
         f"model ({len(both)} runs that learned multimodal ICL; per seed the mean of its runs)",
         f"same best head in stage 1 and stage 2 in {int(both['same_head'].sum())} of {len(both)}; "
-        f"multimodal icl drop with the stage-1 head ablated {range_text(both['icl_drop'])}{joint_text}; "
-        f"the same head costs the stage-1 run {range_text(both['stage1_icl_drop'])} unimodal icl",
+        f"multimodal icl drop with the stage-1 head ablated {C.range_text(both['icl_drop'])}{joint_text}; "
+        f"the same head costs the stage-1 run {C.range_text(both['stage1_icl_drop'])} unimodal icl",
         **_mm_evidence(mm, command, wall),
     )
 
@@ -163,7 +153,7 @@ def stage1_heads(mm: pd.DataFrame) -> pd.Series:
     return pd.Series(load_config("mm_stage1").model.n_heads, index=mm.index)
 
 
-def control_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim:
+def control_subclaim(mm: pd.DataFrame, command: str, wall: float) -> C.SubClaim:
     """5e: the stage-1 induction head, not any head of its layer, carries multimodal ICL: the
     stage-2 model's multimodal icl drop when the stage-1 best induction head is ablated minus the
     drop when a non-induction head of the same layer (the control, :func:`control_head`) is
@@ -173,14 +163,16 @@ def control_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim:
     claim = "the stage-1 induction head, not any head of its layer, carries multimodal ICL (control head)"
     both = _mm_learners(mm)
     if both.empty:
-        return SubClaim("5e", claim, "not tested", command=command, notes="no stage-2 ICL learners (see 5c)")
+        return C.SubClaim(
+            "5e", claim, "not tested", command=command, notes="no stage-2 ICL learners (see 5c)"
+        )
     heads = stage1_heads(both)
     with_control = both[
         (heads > 1) & both.get("icl_control_drop", pd.Series(math.nan, index=both.index)).notna()
     ]
     if with_control.empty:
         one = int((heads == 1).sum())
-        return SubClaim(
+        return C.SubClaim(
             "5e",
             claim,
             "not tested",
@@ -194,15 +186,15 @@ def control_subclaim(mm: pd.DataFrame, command: str, wall: float) -> SubClaim:
         )
     diff = with_control["icl_drop"] - with_control["icl_control_drop"]
     per_seed = diff.groupby(with_control["seed"]).mean()
-    judged = judge_mean(per_seed, min_effect=0.1)
+    judged = C.judge_mean(per_seed, min_effect=0.1)
     return judged.subclaim(
         "5e",
         claim,
         f"multimodal icl drop, stage-1 induction head minus a non-induction head of the same layer "
         f"({len(with_control)} runs; per seed the mean of its runs)",
-        f"induction head {range_text(with_control['icl_drop'])}, control head "
-        f"{range_text(with_control['icl_control_drop'])}; iwl drop of the control "
-        f"{range_text(with_control['iwl_control_drop'])}",
+        f"induction head {C.range_text(with_control['icl_drop'])}, control head "
+        f"{C.range_text(with_control['icl_control_drop'])}; iwl drop of the control "
+        f"{C.range_text(with_control['iwl_control_drop'])}",
         **_mm_evidence(with_control, command, wall),
     )
 
@@ -216,7 +208,7 @@ def _pearson(x, y, axis=-1):
 
 def subclaims(
     runs: pd.DataFrame, unique: pd.DataFrame, command: str, wall: float, mm: pd.DataFrame | None = None
-) -> list[SubClaim]:
+) -> list[C.SubClaim]:
     """5a: icl tracks induction strength across runs (Pearson r over the unique runs, BCa
     bootstrap); 5b: ablating the best head costs icl, not iwl (per run icl drop minus iwl drop,
     paired t over runs); 5c: the stage-1 induction head carries multimodal ICL (``mm``:
@@ -226,7 +218,7 @@ def subclaims(
     common["steps"] = int(unique["step"].max()) if len(unique) else None
     r = bca_interval(unique["best_ih"], unique["icl"], statistic=_pearson, paired=True, unit="unique runs")
     learners = unique[unique["icl"] >= LEARNED]
-    drop = judge_difference(learners["iwl_drop"], learners["icl_drop"], min_effect=0.1, unit="runs")
+    drop = C.judge_difference(learners["iwl_drop"], learners["icl_drop"], min_effect=0.1, unit="runs")
     multi = learners[learners["n_heads"] > 1]
     multi_text = (
         f"in multi-head learners ({len(multi)}) one head costs {multi['icl_drop'].mean():.3f} icl on average"
@@ -235,10 +227,10 @@ def subclaims(
     )
     mm = pd.DataFrame() if mm is None else mm
     return [
-        SubClaim(
+        C.SubClaim(
             "5a",
             "final icl tracks best induction strength across runs",
-            verdict(r.estimate, r.bounds, min_effect=0.3),
+            C.verdict(r.estimate, r.bounds, min_effect=0.3),
             r.estimate,
             "Pearson r, final icl vs best-head ih, unique runs",
             r.bounds,
@@ -266,28 +258,28 @@ def many_heads(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["n_heads"] * runs["n_layers"] > 2]
 
 
-def joint_subclaim(learners: pd.DataFrame, common: dict) -> SubClaim:
+def joint_subclaim(learners: pd.DataFrame, common: dict) -> C.SubClaim:
     """5d: mean-ablating all heads with ih >= IH_THRESHOLD together, in the learners with more
     than one head in total (several heads or layers): per run icl drop minus iwl drop, paired t
     over runs."""
     many = many_heads(learners)
     text = "jointly ablating every induction head costs icl in multi-head and deeper models"
     if many.empty:
-        return SubClaim(
+        return C.SubClaim(
             "5d",
             text,
             "not tested",
             command=common["command"],
             notes="no multi-head or deeper run learned ICL",
         )
-    judged = judge_difference(many["iwl_joint_drop"], many["icl_joint_drop"], min_effect=0.1, unit="runs")
+    judged = C.judge_difference(many["iwl_joint_drop"], many["icl_joint_drop"], min_effect=0.1, unit="runs")
     return judged.subclaim(
         "5d",
         text,
         f"icl drop minus iwl drop, all heads with ih >= {IH_THRESHOLD} ablated together "
         f"({len(many)} multi-head or deeper learners)",
         f"{many['n_joint'].mean():.1f} heads per run on average; icl drop "
-        f"{range_text(many['icl_joint_drop'])}, best head alone {range_text(many['icl_drop'])}",
+        f"{C.range_text(many['icl_joint_drop'])}, best head alone {C.range_text(many['icl_drop'])}",
         **common,
     )
 
@@ -302,16 +294,16 @@ def from_results(args) -> None:
     for frame in (runs, mm):
         if "control_head" in frame:
             frame["control_head"] = frame["control_head"].fillna("")
-    old = read_claims(Path(args.out) / "claims.json")["claims"].get("5", {})
+    old = C.read_claims(Path(args.out) / "claims.json")["claims"].get("5", {})
     wall = old.get("wall_time_s")
-    subs = subclaims(runs, runs.drop_duplicates("config_hash"), command_line("claim5_mechanism"), wall, mm)
+    subs = subclaims(runs, runs.drop_duplicates("config_hash"), C.command_line("claim5_mechanism"), wall, mm)
     for sub in subs:  # the steps of the runs behind it, as the full run wrote them
         sub.steps = next(
             (o.get("steps") for o in old.get("subclaims", []) if o.get("id") == sub.id), sub.steps
         )
     name = csv.name + (f" and {mm_csv.name}" if len(mm) else "")
-    rejudge_section(
-        Path(args.out) / "claims.json", Section("5", TITLE, subs, command_line("claim5_mechanism")), name
+    C.rejudge_section(
+        Path(args.out) / "claims.json", C.Section("5", TITLE, subs, C.command_line("claim5_mechanism")), name
     )
     print(f"re-judged section 5 of {Path(args.out) / 'claims.json'} from {name}")
 

@@ -27,28 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmicl_interp.sweep import claims as C
+from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, sweep_evidence
-from mmicl_interp.sweep.claims import (
-    SubClaim,
-    budget_text,
-    crossing_estimate,
-    crossing_text,
-    judge_crossing_ratio,
-    moving_runs,
-    n_seeds,
-    still_moving,
-    widen_to_cells,
-)
 from mmicl_interp.sweep.figures import OTHER, POSITION_COLOURS, add_level, panels
 from mmicl_interp.sweep.measures import best_ih, final_accuracies, run_dirs, with_plateau
-from mmicl_interp.sweep.summary import (
-    final_values,
-    markdown_table,
-    seed_crossings,
-    spread,
-    spread_trace,
-    wide,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [ROOT / "analyses" / "grids" / "paper_arch.toml"]
@@ -76,15 +59,15 @@ def per_run(grid, result, n_seqs: int = N_SEQS) -> pd.DataFrame:
     return runs
 
 
-def boundary_subclaim(rows: pd.DataFrame, common: dict, extra: str = "") -> SubClaim:
+def boundary_subclaim(rows: pd.DataFrame, common: dict, extra: str = "") -> C.SubClaim:
     """Does the one-hot crossing lie in the published code's K bracket ``(a, b]``? ``rows``: the
     one-hot runs' per-seed crossings (:func:`~mmicl_interp.sweep.summary.seed_crossings`). The
     crossing: geometric mean over seeds with the t interval of log K, widened to the grid cells
     of the seeds' crossings (the grid rule: an interpolated crossing is only known to lie in its
     cell ``(lo, hi]``). Inside ``(a, b]``: supported (weak under 3 seeds); disjoint from it
     (``hi <= a`` or ``lo >= b``): not supported; overlapping: weak."""
-    est, cell = crossing_estimate(rows)
-    lo, hi = widen_to_cells(est.bounds, cell)
+    est, cell = C.crossing_estimate(rows)
+    lo, hi = C.widen_to_cells(est.bounds, cell)
     a, b = PUBLISHED
     if math.isnan(est.estimate):
         v = "not supported" if lo >= b else "not tested"
@@ -94,7 +77,7 @@ def boundary_subclaim(rows: pd.DataFrame, common: dict, extra: str = "") -> SubC
         v = "not supported"
     else:
         v = "weak"
-    return SubClaim(
+    return C.SubClaim(
         "P1",
         f"on the paper's model, one-hot icl crosses between K = {a} and {b}, as in the published code",
         v,
@@ -102,7 +85,7 @@ def boundary_subclaim(rows: pd.DataFrame, common: dict, extra: str = "") -> SubC
         "crossing K, one-hot (geometric mean over seeds)",
         [lo, hi],
         f"{est.kind}, widened to the grid cells",
-        notes=f"crossing K per seed {crossing_text(rows)}; grid rule: the crossing is interpolated "
+        notes=f"crossing K per seed {C.crossing_text(rows)}; grid rule: the crossing is interpolated "
         f"inside that cell, so the interval is widened to at least it (seeds alone: "
         f"[{est.lo:.0f}, {est.hi:.0f}]); compared with the published bracket ({a}, {b}] as half-open "
         f"cells{extra}; {PUBLISHED_TEXT}; {DEFAULT_TEXT}",
@@ -123,12 +106,12 @@ def moving_text(moving: list[str] | None, n_runs: int) -> str:
     )
 
 
-def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> list[SubClaim]:
+def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> list[C.SubClaim]:
     """P1 (the one-hot crossing vs the published code's bracket) and P2 (RoPE / one-hot crossing
     K, paired by seed, with the grid rule), from the per-run table alone (``paper_arch_runs.csv``:
     positions, K, seed, final icl per run). ``moving``: runs still moving at the end (None: not
     known); a RoPE or one-hot run still moving caps P2 at weak."""
-    crossings = seed_crossings(runs, K, by=[POS], value="icl")
+    crossings = S.seed_crossings(runs, K, by=[POS], value="icl")
     arms = {pos: part for pos, part in crossings.groupby(POS)}
     text = moving_text(moving, len(runs))
     subs = []
@@ -138,39 +121,39 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
         run_pos = dict(zip(runs["run"], runs[POS], strict=False))
         # a crossing measured on runs that are still rising is not a plateau's crossing
         capped = moving is None or any(run_pos.get(r) in ("rope", "onehot") for r in moving)
-        judged = judge_crossing_ratio(arms["rope"], arms["onehot"], at_most_weak=capped)
+        judged = C.judge_crossing_ratio(arms["rope"], arms["onehot"], at_most_weak=capped)
         subs.append(
             judged.subclaim(
                 "P2",
                 "on the paper's model, RoPE raises the data-complexity threshold",
                 "crossing K, RoPE / one-hot (geometric mean of the per-seed ratios)",
-                f"crossing K per seed: RoPE {crossing_text(arms['rope'])} vs one-hot "
-                f"{crossing_text(arms['onehot'])}" + text,
+                f"crossing K per seed: RoPE {C.crossing_text(arms['rope'])} vs one-hot "
+                f"{C.crossing_text(arms['onehot'])}" + text,
                 **common,
             )
         )
     return subs
 
 
-def judged_runs(runs: pd.DataFrame, csv: Path) -> list[SubClaim]:
+def judged_runs(runs: pd.DataFrame, csv: Path) -> list[C.SubClaim]:
     """The sub-claims of the per-run table ``runs`` (read from ``csv``; the still-moving runs
     come from the Markdown beside it)."""
-    moving = moving_runs(runs, csv.parent / "paper_arch.md")
-    return subclaims(runs, dict(n_runs=len(runs), n_seeds=n_seeds(runs, [POS, K])), moving)
+    moving = C.moving_runs(runs, csv.parent / "paper_arch.md")
+    return subclaims(runs, dict(n_runs=len(runs), n_seeds=C.n_seeds(runs, [POS, K])), moving)
 
 
 def report(done, args, command: str) -> Outcome:
     grid, result = done.grids[0], done.results[0]
-    summary = final_values(result.table, [POS, K], suites=("icl", "iwl"))
-    table = wide(summary, [POS, K]).set_index([POS, K])
+    summary = S.final_values(result.table, [POS, K], suites=("icl", "iwl"))
+    table = S.wide(summary, [POS, K]).set_index([POS, K])
     runs = per_run(grid, result)
     by = runs.groupby([POS, K])
-    rel = {i: spread(r) for i, r in by["icl_rel"].agg(["mean", "min", "max", "count"]).iterrows()}
-    ih = {i: spread(r) for i, r in by["best_ih"].agg(["mean", "min", "max", "count"]).iterrows()}
-    per_seed = {p: part for p, part in seed_crossings(runs, K, by=[POS], value="icl").groupby(POS)}
+    rel = {i: S.spread(r) for i, r in by["icl_rel"].agg(["mean", "min", "max", "count"]).iterrows()}
+    ih = {i: S.spread(r) for i, r in by["best_ih"].agg(["mean", "min", "max", "count"]).iterrows()}
+    per_seed = {p: part for p, part in S.seed_crossings(runs, K, by=[POS], value="icl").groupby(POS)}
     positions = list(dict.fromkeys(result.table[POS]))
-    seeds = n_seeds(result.table)
-    budget = budget_text(done.steps(), grid.points()[0].config.train.stop_min_step, runs["step"])
+    seeds = C.n_seeds(result.table)
+    budget = C.budget_text(done.steps(), grid.points()[0].config.train.stop_min_step, runs["step"])
     lines = [
         "# Claims 1 and 2 on the paper's architecture",
         "",
@@ -185,10 +168,10 @@ def report(done, args, command: str) -> Outcome:
         "Geometric mean over seeds with the 95% t interval of log K (seeds only), and the grid cell "
         "(lo, hi] the seeds' crossings lie in: an interpolated crossing is only known to lie in its cell.",
         "",
-        *markdown_table(
+        *S.markdown_table(
             ["positions", "crossing K [95% t], grid cell", "seeds reaching 0.5"],
             [
-                [p, crossing_text(s), f"{int(s['crossing'].notna().sum())} of {len(s)}"]
+                [p, C.crossing_text(s), f"{int(s['crossing'].notna().sum())} of {len(s)}"]
                 for p, s in ((p, per_seed[p]) for p in positions)
             ],
         ),
@@ -200,7 +183,7 @@ def report(done, args, command: str) -> Outcome:
         "",
         "## Final accuracy per K",
         "",
-        *markdown_table(
+        *S.markdown_table(
             ["positions", "K", "icl", "iwl", "icl rel.", "best ih"],
             [
                 [p, k, table.loc[(p, k), "icl"], table.loc[(p, k), "iwl"], rel[(p, k)], ih[(p, k)]]
@@ -209,7 +192,7 @@ def report(done, args, command: str) -> Outcome:
             ],
         ),
     ]
-    moving = still_moving(result.table)
+    moving = C.still_moving(result.table)
     lines += [
         "",
         "Runs whose icl still moves at the end (least-squares trend over the last 20% of training "
@@ -222,11 +205,11 @@ def report(done, args, command: str) -> Outcome:
         for suite, dash in (("icl", "solid"), ("iwl", "dash")):
             rows = summary[(summary[POS] == pos) & (summary["suite"] == suite)]
             fig.add_trace(
-                spread_trace(rows, K, f"{pos} {suite}", line=dict(color=colour, dash=dash)), row=1, col=1
+                S.spread_trace(rows, K, f"{pos} {suite}", line=dict(color=colour, dash=dash)), row=1, col=1
             )
         part = runs[runs[POS] == pos].groupby(K)["best_ih"].agg(["mean", "min", "max"]).reset_index()
         fig.add_trace(
-            spread_trace(part, K, f"{pos} ih", line=dict(color=colour), showlegend=False), row=1, col=2
+            S.spread_trace(part, K, f"{pos} ih", line=dict(color=colour), showlegend=False), row=1, col=2
         )
     add_level(fig, row=1, col=1)
     for i, k in enumerate(PUBLISHED):  # a scatter, not a shape: shapes on log axes need log10 coordinates

@@ -29,16 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from mmicl_interp.analyses.stats import paired_t_interval
+from mmicl_interp.sweep import claims as C
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
-from mmicl_interp.sweep.claims import (
-    SubClaim,
-    cell_text,
-    crossing_estimate,
-    crossing_text,
-    effect_text,
-    judge_crossing_ratio,
-    judge_difference,
-)
 from mmicl_interp.sweep.summary import markdown_table, seed_crossings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +123,7 @@ def reference_lines(runs: pd.DataFrame) -> list[str]:
     ]
 
 
-def subclaims(runs: pd.DataFrame, common: dict) -> list[SubClaim]:
+def subclaims(runs: pd.DataFrame, common: dict) -> list[C.SubClaim]:
     """F1/F2: `published` lands on the published code's side at K 2048 / 4096 (every seed);
     F3-F5: what undoing each difference does to final icl at K 2048, paired by seed."""
     pub = runs[(runs["model.mlp_init"] == "torch_default") & (~runs["model.readout_bias"].astype(bool))]
@@ -144,7 +136,7 @@ def subclaims(runs: pd.DataFrame, common: dict) -> list[SubClaim]:
         if hits == 0 and len(part):
             v = "not supported"
         out.append(
-            SubClaim(
+            C.SubClaim(
                 sid,
                 f"`published` {'memorises' if want == 'IWL' else 'learns in context'} at K = {K} "
                 f"by step 2000, as the published code does",
@@ -173,7 +165,7 @@ def subclaims(runs: pd.DataFrame, common: dict) -> list[SubClaim]:
         seeds = sorted(set(arm.index) & set(base.index))
         diffs = (arm[seeds] - base[seeds]).to_numpy()
         out.append(
-            judge_difference(base, arm, min_effect=0.1).subclaim(
+            C.judge_difference(base, arm, min_effect=0.1).subclaim(
                 sid,
                 text,
                 "final icl at K = 2048, variant minus `published`, paired by seed",
@@ -184,7 +176,7 @@ def subclaims(runs: pd.DataFrame, common: dict) -> list[SubClaim]:
     return out
 
 
-def boundary_subclaims(onehot: pd.DataFrame, rope: pd.DataFrame, common: dict) -> list[SubClaim]:
+def boundary_subclaims(onehot: pd.DataFrame, rope: pd.DataFrame, common: dict) -> list[C.SubClaim]:
     """P1 and P2 on `published`, from each seed's own crossing of icl 0.5 and its grid cell
     (:func:`~mmicl_interp.sweep.summary.seed_crossings`): P1, every seed's one-hot cell against
     the published code's (2048, 4096] (published_reference.md, PUBLISHED.md); P2, RoPE / one-hot
@@ -200,16 +192,16 @@ def boundary_subclaims(onehot: pd.DataFrame, rope: pd.DataFrame, common: dict) -
     else:
         p1 = "weak"
     subs = [
-        SubClaim(
+        C.SubClaim(
             "P1-pub",
             "on `published`, one-hot icl crosses between K = 2048 and 4096, as in the published code",
             p1,
-            crossing_estimate(one)[0].estimate,
+            C.crossing_estimate(one)[0].estimate,
             "crossing K, one-hot (geometric mean over seeds, log-interpolated inside the cell)",
             [min(c[0] for c in cells), max(c[1] for c in cells)],
             "the seeds' grid cells (lo, hi], where the crossing is known to lie; not a confidence interval",
-            notes=f"one-hot: {crossing_text(one)}; every seed's cell: "
-            + ", ".join(cell_text(c) for c in sorted(cells))
+            notes=f"one-hot: {C.crossing_text(one)}; every seed's cell: "
+            + ", ".join(C.cell_text(c) for c in sorted(cells))
             + "; published code at 2000 steps: memorises at K 2048, learns in context at K 4096 "
             "(published_reference.md)",
             **common,
@@ -218,14 +210,14 @@ def boundary_subclaims(onehot: pd.DataFrame, rope: pd.DataFrame, common: dict) -
     if rope.empty:
         return subs
     rx = seed_crossings(rope, value="icl", seed="seed")
-    judged = judge_crossing_ratio(rx, one)
+    judged = C.judge_crossing_ratio(rx, one)
     n = common["n_runs"] + len(rope)
     subs.append(
         judged.subclaim(
             "P2-pub",
             "on `published`, RoPE raises the data-complexity threshold",
             "crossing K, RoPE / one-hot",
-            notes=f"RoPE: {crossing_text(rx)}; one-hot: {crossing_text(one)}; RoPE final icl by K: "
+            notes=f"RoPE: {C.crossing_text(rx)}; one-hot: {C.crossing_text(one)}; RoPE final icl by K: "
             + ", ".join(f"{int(k)}: {cell(g['icl'])}" for k, g in rope.groupby("task.K")),
             **{**common, "n_runs": n, "n_unique_configs": n},
         )
@@ -273,7 +265,7 @@ def report(done, args, command: str) -> Outcome:
     pub = runs[(runs["model.mlp_init"] == "torch_default") & (~runs["model.readout_bias"].astype(bool))]
     onehot = pub.rename(columns={"icl_2000": "icl"})[["task.K", "seed", "icl"]]
 
-    def judged(wall: float) -> list[SubClaim]:
+    def judged(wall: float) -> list[C.SubClaim]:
         fields = {**common, "wall_time_s": wall}
         return subclaims(runs, fields) + boundary_subclaims(onehot, rope, fields)
 
@@ -293,7 +285,7 @@ def report(done, args, command: str) -> Outcome:
         "",
         "### Verdicts",
         "",
-        *[f"- {s.id} (**{s.verdict}**): {s.text}; {effect_text(s.to_dict())}. {s.notes}" for s in subs],
+        *[f"- {s.id} (**{s.verdict}**): {s.text}; {C.effect_text(s.to_dict())}. {s.notes}" for s in subs],
         "",
         *embed_md,
     ]

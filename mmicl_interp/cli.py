@@ -393,30 +393,20 @@ def _real_model_options(p: argparse.ArgumentParser) -> None:
         help="text | text:flipped | text:[flipped:]FILE (.json/.jsonl/.csv, columns item,label) | "
         "images:DIR (one subfolder per class) | open_mi:DIR (VL-ICL Bench)",
     )
-    p.add_argument(
-        "--shots",
-        type=bounded_int(1, SHOTS_MAX),
-        default=2,
-        help="examples per label in context (default: 2)",
-    )
-    p.add_argument(
-        "--ways", type=bounded_int(2, WAYS_MAX), default=2, help="candidate labels per prompt (default: 2)"
-    )
-    p.add_argument(
-        "--n-prompts",
-        type=bounded_int(1, N_PROMPTS_MAX),
-        default=50,
-        help="prompts (default: 50; capped, with a note, at the queries a fixed set such as open_mi has)",
-    )
-    p.add_argument(
-        "--batch-size", type=bounded_int(1, BATCH_MAX), default=4, help="prompts per forward (default: 4)"
-    )
-    p.add_argument(
-        "--n-random",
-        type=bounded_int(10, N_RANDOM_MAX),
-        default=10,
-        help="random k-head draws, >= 10 (default: 10)",
-    )
+    for flag, low, high, default, what in (
+        ("--shots", 1, SHOTS_MAX, 2, "examples per label in context (default: 2)"),
+        ("--ways", 2, WAYS_MAX, 2, "candidate labels per prompt (default: 2)"),
+        (
+            "--n-prompts",
+            1,
+            N_PROMPTS_MAX,
+            50,
+            "prompts (default: 50; capped, with a note, at the queries a fixed set such as open_mi has)",
+        ),
+        ("--batch-size", 1, BATCH_MAX, 4, "prompts per forward (default: 4)"),
+        ("--n-random", 10, N_RANDOM_MAX, 10, "random k-head draws, >= 10 (default: 10)"),
+    ):
+        p.add_argument(flag, type=bounded_int(low, high), default=default, help=what)
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the prompts and random heads")
     p.add_argument(
         "--force", action="store_true", help="replace results of other settings already in --out"
@@ -425,6 +415,14 @@ def _real_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default: real/<model>_<prompt set>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
+
+
+def _checkpoint_command(sub: argparse._SubParsersAction, name: str, what: str) -> argparse.ArgumentParser:
+    """The parser of a command on one checkpoint of a run: ``run`` and ``--step``."""
+    p = sub.add_parser(name, help=what)
+    p.add_argument("run", help="run directory")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the last)")
+    return p
 
 
 class _Parser(argparse.ArgumentParser):
@@ -475,9 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
     p.set_defaults(func=_cmd_analyze)
 
-    p = sub.add_parser("ablate", help="ablate heads at one checkpoint; report on every suite")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the last)")
+    p = _checkpoint_command(sub, "ablate", "ablate heads at one checkpoint; report on every suite")
     p.add_argument(
         "--heads",
         default=None,
@@ -493,9 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help=ANALYSIS_DEVICE_HELP)
     p.set_defaults(func=_cmd_ablate)
 
-    p = sub.add_parser("patch", help="activation / path / attribution patching at one checkpoint")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the last)")
+    p = _checkpoint_command(sub, "patch", "activation / path / attribution patching at one checkpoint")
     p.add_argument("--kind", default="heads", help="heads | resid | path | attribution (default: heads)")
     p.add_argument(
         "--corruption",

@@ -8,22 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from mmicl_interp.cli import main
-from tests.conftest import TINY_TOML
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "checkpoints" / "example"
-
-
-@pytest.fixture(scope="module")
-def run_copy(tmp_path_factory) -> Path:
-    dst = tmp_path_factory.mktemp("runs") / "example"
-    shutil.copytree(EXAMPLE, dst, ignore=shutil.ignore_patterns("reports", "report.html"))
-    return dst
+from tests.conftest import TINY_TOML, copy_example
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +99,7 @@ def test_head_list_error_names_the_format(run_copy, capsys):
 @pytest.fixture
 def fresh_run(tmp_path) -> Path:
     run = tmp_path / "example"
-    shutil.copytree(EXAMPLE, run, ignore=shutil.ignore_patterns("reports", "report.html"))
+    copy_example(run)
     return run
 
 
@@ -178,7 +168,7 @@ def test_report_out_under_a_file_in_the_repo_style(run_copy, tmp_path, capsys):
 @pytest.mark.parametrize("command", ["ablate", "patch"])
 def test_unwritable_reports_folder_fails_before_any_work(tmp_path, capsys, command):
     run = tmp_path / "example"
-    shutil.copytree(EXAMPLE, run, ignore=shutil.ignore_patterns("reports", "report.html"))
+    copy_example(run)
     (run / "reports").write_text("a file where the reports folder goes\n")
     assert main([command, str(run), "--n-seqs", "8", "--quiet"]) == 2
     line = _one_line(capsys)

@@ -10,15 +10,6 @@ from mmicl_interp.cli import main
 from mmicl_interp.report.html import external_resources
 from mmicl_interp.runs import load_run
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "checkpoints" / "example"
-
-
-@pytest.fixture(scope="module")
-def run_copy(tmp_path_factory) -> Path:
-    dst = tmp_path_factory.mktemp("runs") / "example"
-    shutil.copytree(EXAMPLE, dst, ignore=shutil.ignore_patterns("reports", "report.html"))
-    return dst
-
 
 def test_ablate_prints_a_table_and_writes_markdown_json_and_html(run_copy, capsys):
     assert main(["ablate", str(run_copy), "--heads", "L1H0", "--method", "zero", "--n-seqs", "100"]) == 0

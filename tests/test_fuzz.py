@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.cli import main
 from mmicl_interp.sweep.grid import toml_value
-from tests.conftest import TINY_TOML
+from tests.conftest import TINY_TOML, toml_text
 
 REPO = Path(__file__).resolve().parents[1]
 FUZZ_EXAMPLES = int(os.environ.get("MMICL_FUZZ_EXAMPLES", "400"))
@@ -86,12 +86,7 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
 
 
 def _to_toml(data: dict) -> str:
-    lines = [f"{k} = {toml_value('fuzz', v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for section, values in data.items():
-        if isinstance(values, dict):
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {toml_value('fuzz', v)}" for k, v in values.items()]
-    return "\n".join(lines) + "\n"
+    return toml_text(data, lambda v: toml_value("fuzz", v))
 
 
 def _config_keys(workspace_run: Path) -> list[tuple[str, str]]:

@@ -144,6 +144,14 @@ def _statistic(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
     return _rowwise_pearson(x, y)
 
 
+def _curve_statistic(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float], method: str) -> float:
+    """The statistic of two paired curves (NaN pairs dropped); NaN for fewer than 3 points."""
+    x, y = _paired(x, y)
+    if len(x) < MIN_POINTS:
+        return math.nan
+    return float(_statistic(x[None], y[None], method)[0])
+
+
 def _check_method(method: str) -> None:
     if method not in CORRELATION_METHODS:
         raise ValueError(f"method must be one of {', '.join(CORRELATION_METHODS)}; got {method!r}")
@@ -153,20 +161,14 @@ def pearson(
     x: Float[np.ndarray, " n"] | Sequence[float], y: Float[np.ndarray, " n"] | Sequence[float]
 ) -> float:
     """Pearson correlation of two curves; NaN for fewer than 3 points or a constant curve."""
-    x, y = _paired(x, y)
-    if len(x) < MIN_POINTS:
-        return math.nan
-    return float(_rowwise_pearson(x[None], y[None])[0])
+    return _curve_statistic(x, y, "pearson")
 
 
 def spearman(
     x: Float[np.ndarray, " n"] | Sequence[float], y: Float[np.ndarray, " n"] | Sequence[float]
 ) -> float:
     """Spearman rank correlation of two curves; NaN for fewer than 3 points or a constant curve."""
-    x, y = _paired(x, y)
-    if len(x) < MIN_POINTS:
-        return math.nan
-    return float(_statistic(x[None], y[None], "spearman")[0])
+    return _curve_statistic(x, y, "spearman")
 
 
 def bootstrap_indices(n: int, n_boot: int = 2000, seed: int = 0) -> np.ndarray:

@@ -38,7 +38,7 @@ import torch
 
 from mmicl_interp.analyses.attention import attention_measures, context_label_accuracy
 from mmicl_interp.analyses.tidy import COLUMNS as TIDY_COLUMNS
-from mmicl_interp.analyses.tidy import empty, tidy_table
+from mmicl_interp.analyses.tidy import empty, head_rows, tidy_table
 from mmicl_interp.config import ConfigError
 from mmicl_interp.data.task import Batch
 from mmicl_interp.io import (
@@ -96,19 +96,7 @@ def checkpoint_rows(
     for suite in measure_suites:
         measures = attention_measures(model, suites[suite], layout)
         for metric, values in measures.items():
-            for layer in range(values.shape[0]):
-                for head in range(values.shape[1]):
-                    rows.append(
-                        dict(
-                            run=run,
-                            step=step,
-                            suite=suite,
-                            metric=metric,
-                            layer=layer,
-                            head=head,
-                            value=float(values[layer, head]),
-                        )
-                    )
+            rows += head_rows(values, metric, run=run, step=step, suite=suite)
     return rows
 
 

@@ -17,7 +17,7 @@ name is re-exported here. The package imports no torch and nothing of the toolki
 from __future__ import annotations
 
 from mmicl_interp.config.errors import ConfigError
-from mmicl_interp.config.load import CONFIG_DIR, load_config, parse_override, resolve_config_path
+from mmicl_interp.config.load import CONFIG_DIR, load_config, parse_override, read_toml, resolve_config_path
 from mmicl_interp.config.model import EMBED_INITS, ENCODERS, INIT_STD_MAX, MLP_INITS, ModelConfig
 from mmicl_interp.config.multimodal import FREEZABLE, M1_POOLS, MultimodalTaskConfig, PipelineConfig
 from mmicl_interp.config.resources import (
@@ -82,6 +82,7 @@ __all__ = [
     "n_dense_checkpoints",
     "parameter_estimate",
     "parse_override",
+    "read_toml",
     "resolve_config_path",
     "usable_cpus",
 ]

@@ -50,15 +50,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def read_toml(path: Path, field: str) -> dict[str, Any]:
+    """The TOML file at ``path`` as a dict; a syntax error or an unreadable file is a
+    :class:`ConfigError` on ``field`` naming the file."""
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(field, f"TOML syntax error in {path}: {err}") from None
+    except OSError as err:
+        raise ConfigError(field, f"cannot read {path}: {err.strerror}") from None
+
+
 def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a TOML config (path or shipped name), apply ``--set`` overrides, validate."""
     path = resolve_config_path(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError("config", f"TOML syntax error in {path}: {err}") from None
-    except OSError as err:
-        raise ConfigError("config", f"cannot read {path}: {err.strerror}") from None
+    data = read_toml(path, "config")
     for text in overrides:
         parts, value = parse_override(text)
         node = data

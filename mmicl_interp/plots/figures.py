@@ -247,52 +247,28 @@ def circuit_formation(
         ),
     )
 
-    def keep(steps: np.ndarray) -> np.ndarray:
-        return steps > 0 if log_x else np.ones(len(steps), bool)
+    def add_curve(curve: pd.Series, row: int, **scatter) -> None:
+        """A lines+markers trace of ``curve`` (step-indexed) in panel ``row``; step 0 left out
+        on a log axis."""
+        s, v = curve.index.to_numpy(), curve.to_numpy()
+        k = s > 0 if log_x else np.ones(len(s), bool)
+        fig.add_trace(go.Scatter(x=s[k], y=v[k], mode="lines+markers", **scatter), row=row, col=1)
 
     for suite in suites:
-        curve = model_curve(part, "accuracy", suite=suite)
-        s, v = curve.index.to_numpy(), curve.to_numpy()
-        k = keep(s)
-        fig.add_trace(
-            go.Scatter(
-                x=s[k],
-                y=v[k],
-                mode="lines+markers",
-                name=f"accuracy: {suite}",
-                legendgroup="accuracy",
-                line=dict(color=SUITE_COLORS.get(suite)),
-            ),
-            row=1,
-            col=1,
+        add_curve(
+            model_curve(part, "accuracy", suite=suite),
+            1,
+            name=f"accuracy: {suite}",
+            legendgroup="accuracy",
+            line=dict(color=SUITE_COLORS.get(suite)),
         )
     for suite, metric in top or ():
         curve = model_curve(part, metric, suite=suite)
-        s, v = curve.index.to_numpy(), curve.to_numpy()
-        k = keep(s)
-        fig.add_trace(
-            go.Scatter(
-                x=s[k], y=v[k], mode="lines+markers", name=f"{metric} ({suite})", legendgroup="accuracy"
-            ),
-            row=1,
-            col=1,
-        )
+        add_curve(curve, 1, name=f"{metric} ({suite})", legendgroup="accuracy")
     for measure in measures:
         layer, head = best_head(part, measure, suite=measure_suite)
         curve = head_table(part, measure, suite=measure_suite)[(layer, head)].dropna()
-        s, v = curve.index.to_numpy(), curve.to_numpy()
-        k = keep(s)
-        fig.add_trace(
-            go.Scatter(
-                x=s[k],
-                y=v[k],
-                mode="lines+markers",
-                name=f"{measure} ({head_name(layer, head)})",
-                legendgroup="measures",
-            ),
-            row=2,
-            col=1,
-        )
+        add_curve(curve, 2, name=f"{measure} ({head_name(layer, head)})", legendgroup="measures")
 
     if onsets:
         marks = onset_marks(

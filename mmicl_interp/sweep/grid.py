@@ -31,17 +31,11 @@ import itertools
 import json
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmicl_interp.config import ConfigError, RunConfig, load_config
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from mmicl_interp.config import ConfigError, RunConfig, load_config, read_toml
 
 TOP_KEYS: tuple[str, ...] = ("base", "name", "set", "grid")
 RESERVED: tuple[str, ...] = ("name",)
@@ -181,12 +175,7 @@ def load_grid(path: str | Path) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("grid", f"no such file {str(path)!r}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError("grid", f"TOML syntax error in {path}: {err}") from None
-    except OSError as err:
-        raise ConfigError("grid", f"cannot read {path}: {err.strerror}") from None
+    data = read_toml(path, "grid")
     return Grid.from_dict(data, root=path.resolve().parent, default_name=_safe(path.stem) or "sweep")
 
 

@@ -11,25 +11,10 @@ from dataclasses import dataclass
 import pytest
 
 from mmicl_interp import load_run
-from mmicl_interp.config import RunConfig
 from mmicl_interp.data.task import Batch
 from mmicl_interp.runs import Run
 from mmicl_interp.train import train
-
-ICL_RUN_CONFIG = {
-    "name": "icl-small",
-    "task": {"K": 1024, "L": 16, "D": 16, "N": 8, "B": 2, "eps": 0.1, "eval_size": 256},
-    "model": {"positions": "onehot", "n_max": 8, "mlp": "none"},
-    "train": {
-        "steps": 400,
-        "batch_size": 64,
-        "lr": 3e-3,
-        "eval_every": 200,
-        "ckpt_schedule": "linear",
-        "ckpt_every": 200,
-        "threads": 1,
-    },
-}
+from tests.conftest import icl_run_config
 
 
 @dataclass
@@ -44,7 +29,7 @@ class TrainedRun:
 @pytest.fixture(scope="session")
 def icl_run(tmp_path_factory) -> TrainedRun:
     """A 2-layer attention-only model trained until ICL emerged (icl accuracy > 0.8)."""
-    config = RunConfig.from_dict(ICL_RUN_CONFIG)
+    config = icl_run_config()
     path = tmp_path_factory.mktemp("icl_run") / "run"
     train(config, path, progress=False)
     run = load_run(path)

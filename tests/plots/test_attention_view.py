@@ -11,19 +11,9 @@ import pytest
 import torch
 from circuitsvis.utils.render import RenderedHTML
 
-from mmicl_interp import load_run
+from mmicl_interp import load_run, plots
 from mmicl_interp.data.layout import Layout
 from mmicl_interp.data.task import Task
-from mmicl_interp.plots.attention_view import (
-    attention_view,
-    circuitsvis_bundle,
-    circuitsvis_fragment,
-    head_patterns,
-    run_attention_view,
-    standalone_html,
-    token_labels,
-    write_standalone_html,
-)
 from mmicl_interp.report.html import external_resources
 from mmicl_interp.train import train
 from tests.conftest import tiny_run_config
@@ -43,19 +33,19 @@ def props_of(html: str) -> dict:
 
 def test_token_labels_follow_the_layout(tiny_task: Task, batch):
     layout = tiny_task.layout  # N = 4: items 0,2,4,6; labels 1,3,5,7; query 8
-    labels = token_labels(layout, batch, index=2)
+    labels = plots.token_labels(layout, batch, index=2)
     assert len(labels) == layout.n_ctx == 9
     for i in range(4):
         assert labels[2 * i] == f"item c{int(batch.context_classes[2, i])}"
         assert labels[2 * i + 1] == f"label {int(batch.context_labels[2, i])}"
     assert labels[8] == f"query c{int(batch.query_classes[2])}"
-    assert token_labels(Layout.unimodal(2)) == ["item 0", "label 0", "item 1", "label 1", "query"]
+    assert plots.token_labels(Layout.unimodal(2)) == ["item 0", "label 0", "item 1", "label 1", "query"]
     with pytest.raises(ValueError, match="index"):
-        token_labels(layout, batch, index=3)
+        plots.token_labels(layout, batch, index=3)
 
 
 def test_head_patterns_are_the_models_causal_patterns(tiny_model, batch):
-    patterns, names = head_patterns(tiny_model, batch, index=1)
+    patterns, names = plots.head_patterns(tiny_model, batch, index=1)
     n_layers, n_heads = tiny_model.cfg.n_layers, tiny_model.cfg.n_heads
     assert names == [f"L{layer}H{h}" for layer in range(n_layers) for h in range(n_heads)]
     assert patterns.shape == (n_layers * n_heads, 9, 9)
@@ -63,42 +53,42 @@ def test_head_patterns_are_the_models_causal_patterns(tiny_model, batch):
     assert torch.all(patterns.triu(diagonal=1) == 0)  # causal
     _, cache = tiny_model.run_with_cache(batch.inputs, batch.pos_shift)
     assert torch.allclose(patterns[n_heads:], cache["blocks.1.attn.hook_pattern"][1], atol=1e-6)
-    last, last_names = head_patterns(tiny_model, batch, layers=n_layers - 1)
+    last, last_names = plots.head_patterns(tiny_model, batch, layers=n_layers - 1)
     assert last.shape[0] == n_heads and last_names[0] == f"L{n_layers - 1}H0"
     with pytest.raises(ValueError, match="layers"):
-        head_patterns(tiny_model, batch, layers=[n_layers])
+        plots.head_patterns(tiny_model, batch, layers=[n_layers])
     with pytest.raises(ValueError, match="index"):
-        head_patterns(tiny_model, batch, index=5)
+        plots.head_patterns(tiny_model, batch, index=5)
 
 
 def test_attention_view_object_and_props(tiny_model, tiny_task: Task, batch):
-    view = attention_view(tiny_model, batch, tiny_task.layout, index=0)
+    view = plots.attention_view(tiny_model, batch, tiny_task.layout, index=0)
     assert isinstance(view, RenderedHTML)
     props = props_of(view.local_src)
     assert "CircuitsVis.AttentionPatterns" in view.local_src
-    assert props["tokens"] == token_labels(tiny_task.layout, batch, 0)
-    patterns, _ = head_patterns(tiny_model, batch, index=0)
+    assert props["tokens"] == plots.token_labels(tiny_task.layout, batch, 0)
+    patterns, _ = plots.head_patterns(tiny_model, batch, index=0)
     assert torch.allclose(torch.tensor(props["attention"], dtype=torch.float64), patterns.double(), atol=1e-4)
 
-    heads = attention_view(tiny_model, batch, tiny_task.layout, style="heads", layers=[1])
+    heads = plots.attention_view(tiny_model, batch, tiny_task.layout, style="heads", layers=[1])
     hprops = props_of(heads.local_src)
     assert "CircuitsVis.AttentionHeads" in heads.local_src
     assert hprops["attentionHeadNames"] == ["L1H0", "L1H1"] and hprops["maskUpperTri"] is True
     with pytest.raises(ValueError, match="style"):
-        attention_view(tiny_model, batch, tiny_task.layout, style="grid")
+        plots.attention_view(tiny_model, batch, tiny_task.layout, style="grid")
     with pytest.raises(ValueError, match="n_ctx"):
-        attention_view(tiny_model, batch, Layout.unimodal(3))
+        plots.attention_view(tiny_model, batch, Layout.unimodal(3))
 
 
 def test_standalone_html_is_offline(tiny_model, tiny_task: Task, batch, tmp_path):
-    view = attention_view(tiny_model, batch, tiny_task.layout)
+    view = plots.attention_view(tiny_model, batch, tiny_task.layout)
     assert "unpkg.com" in str(view)  # what NOT to save: str() loads from a CDN
-    page = standalone_html(view, title="L0/L1 on an icl sequence")
+    page = plots.standalone_html(view, title="L0/L1 on an icl sequence")
     assert page.startswith("<!DOCTYPE html>") and "unpkg" not in page
     assert external_resources(page) == []
     assert "var CircuitsVis=" in page  # the bundle is inlined
     assert not re.search(r'<div id="circuits-vis-[^"]*"[^>]*/>', page)  # no swallowing self-closing div
-    path = write_standalone_html(view, tmp_path / "view.html", title="L0/L1 on an icl sequence")
+    path = plots.write_standalone_html(view, tmp_path / "view.html", title="L0/L1 on an icl sequence")
     assert path.read_text(encoding="utf-8") == page
     umask = os.umask(0)
     os.umask(umask)
@@ -106,19 +96,19 @@ def test_standalone_html_is_offline(tiny_model, tiny_task: Task, batch, tmp_path
 
 
 def test_fragment_drops_the_bundle_and_rewrites_cdn(tiny_model, tiny_task: Task, batch):
-    view = attention_view(tiny_model, batch, tiny_task.layout)
-    local = circuitsvis_fragment(view)
+    view = plots.attention_view(tiny_model, batch, tiny_task.layout)
+    local = plots.circuitsvis_fragment(view)
     assert len(local) < 20_000 and "var CircuitsVis=" not in local
     assert "CircuitsVis.render(" in local and "CircuitsVis.AttentionPatterns" in local
-    cdn = circuitsvis_fragment(str(view))
+    cdn = plots.circuitsvis_fragment(str(view))
     assert "unpkg" not in cdn and "import" not in cdn
     assert "CircuitsVis.render(" in cdn and "CircuitsVis.AttentionPatterns" in cdn
     assert props_of(cdn) == props_of(local)
-    bundle = circuitsvis_bundle()
+    bundle = plots.circuitsvis_bundle()
     assert bundle.startswith('"use strict";var CircuitsVis=') and "</script" not in bundle
     assert "sourceMappingURL" not in bundle
     with pytest.raises(ValueError, match="circuitsvis"):
-        circuitsvis_fragment("<p>not a view</p>")
+        plots.circuitsvis_fragment("<p>not a view</p>")
 
 
 def test_run_attention_view_loads_a_checkpoint(tmp_path):
@@ -126,11 +116,11 @@ def test_run_attention_view_loads_a_checkpoint(tmp_path):
     train(config, tmp_path / "run", progress=False)
     run = load_run(tmp_path / "run")
     first = run.steps[0]
-    view = run_attention_view(run, first, suite="icl", index=2, layers=0)
+    view = plots.run_attention_view(run, first, suite="icl", index=2, layers=0)
     props = props_of(view.local_src)
     icl = run.suites()["icl"]
-    assert props["tokens"] == token_labels(run.layout, icl, 2)
-    patterns, _ = head_patterns(run.model(first), icl, index=2, layers=0)
+    assert props["tokens"] == plots.token_labels(run.layout, icl, 2)
+    patterns, _ = plots.head_patterns(run.model(first), icl, index=2, layers=0)
     assert torch.allclose(torch.tensor(props["attention"], dtype=torch.float64), patterns.double(), atol=1e-4)
     with pytest.raises(ValueError, match="suite"):
-        run_attention_view(run, suite="train")
+        plots.run_attention_view(run, suite="train")

@@ -14,7 +14,7 @@ from mmicl_interp import checkpoints as ck
 from mmicl_interp import load_run
 from mmicl_interp.config import ConfigError, RunConfig
 from mmicl_interp.train import train
-from tests.conftest import tiny_run_config
+from tests.conftest import tiny_run_config, toml_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,19 +96,10 @@ def test_unimodal_runs_refuse_pipeline_settings():
         RunConfig.from_dict({"pipeline": {"freeze": ["blocks"]}})
 
 
-def _toml(data: dict) -> str:
-    lines = [f"{k} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for section, values in data.items():
-        if isinstance(values, dict):
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    return "\n".join(lines) + "\n"
-
-
 def test_killed_stage2_run_resumes_to_the_uninterrupted_weights(stage1, tmp_path):
     data = stage2_dict(stage1)
     cfg = tmp_path / "s2.toml"
-    cfg.write_text(_toml(data))
+    cfg.write_text(toml_text(data))
     killed = tmp_path / "killed"
     proc = subprocess.run(
         [sys.executable, "-m", "mmicl_interp.cli", "train", str(cfg), "--out", str(killed), "--quiet"],

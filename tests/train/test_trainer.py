@@ -15,7 +15,7 @@ from mmicl_interp import load_run
 from mmicl_interp.config import ConfigError, RunConfig
 from mmicl_interp.io import CorruptFileError
 from mmicl_interp.train import train
-from tests.conftest import tiny_run_config
+from tests.conftest import icl_run_config, tiny_run_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,6 +85,18 @@ def test_other_seed_gives_other_weights(tmp_path):
     assert not all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def _assert_resume_is_the_whole_run(config: RunConfig, stopped: Path, whole: Path) -> None:
+    """Resume ``stopped``, train ``config`` uninterrupted into ``whole``: the same metrics,
+    checkpoints and weights, bit for bit."""
+    train(config, stopped, resume=True, progress=False)
+    train(config, whole, progress=False)
+    assert ck.read_metrics(stopped) == ck.read_metrics(whole)
+    assert ck.list_checkpoints(stopped) == ck.list_checkpoints(whole)
+    for step in ck.list_checkpoints(stopped):
+        a, b = load_file(ck.ckpt_path(stopped, step)), load_file(ck.ckpt_path(whole, step))
+        assert all(torch.equal(a[k], b[k]) for k in a), f"weights differ at step {step}"
+
+
 def test_killed_run_resumes_to_exactly_the_uninterrupted_weights_and_metrics(tmp_path):
     config = tiny_run_config(model={"mlp": "gelu"})
     killed = _killed_at(tmp_path, config, 9)
@@ -92,13 +104,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_weights_and_metrics(tmp
     assert max(ck.list_checkpoints(killed)) < 12
     with pytest.raises(ConfigError, match="--resume"):
         train(config, killed, progress=False)
-    train(config, killed, resume=True, progress=False)
-    train(config, tmp_path / "whole", progress=False)
-    assert ck.read_metrics(killed) == ck.read_metrics(tmp_path / "whole")
-    assert ck.list_checkpoints(killed) == ck.list_checkpoints(tmp_path / "whole")
-    for step in ck.list_checkpoints(killed):
-        wa, wb = load_file(ck.ckpt_path(killed, step)), load_file(ck.ckpt_path(tmp_path / "whole", step))
-        assert all(torch.equal(wa[k], wb[k]) for k in wa), f"weights differ at step {step}"
+    _assert_resume_is_the_whole_run(config, killed, tmp_path / "whole")
 
 
 def test_output_directory_holding_a_different_run_is_refused_naming_the_field(tmp_path):
@@ -166,21 +172,8 @@ def test_every_optimizer_trains_and_lowers_the_training_loss(tmp_path, optimizer
 
 def test_icl_emerges_on_a_small_bursty_high_diversity_task(tmp_path):
     """Loose, meaningful threshold: icl (novel classes) from chance to far above 3x chance."""
-    config = RunConfig.from_dict(
-        {
-            "name": "icl-emerges",
-            "task": {"K": 1024, "L": 16, "D": 16, "N": 8, "B": 2, "eps": 0.1, "eval_size": 500},
-            "model": {"positions": "onehot", "n_max": 8, "mlp": "none"},
-            "train": {
-                "steps": 400,
-                "batch_size": 64,
-                "lr": 3e-3,
-                "eval_every": 100,
-                "ckpt_schedule": "linear",
-                "ckpt_every": 200,
-                "threads": 2,
-            },
-        }
+    config = icl_run_config(
+        name="icl-emerges", task={"eval_size": 500}, train={"eval_every": 100, "threads": 2}
     )
     train(config, tmp_path / "run", progress=False)
     icl = {r["step"]: r["accuracy"] for r in ck.read_metrics(tmp_path / "run") if r["suite"] == "icl"}
@@ -269,13 +262,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_the_resume_is_bit_identical(tmp_pa
     assert f"stopped at step 9; checkpoints up to step {kept} kept in {stopped}" in lines[0]
     assert f"--out {stopped} --resume" in lines[0]
     assert json.loads((stopped / "manifest.json").read_text())["status"] == "running"
-    train(config, stopped, resume=True, progress=False)
-    train(config, tmp_path / "whole", progress=False)
-    assert ck.read_metrics(stopped) == ck.read_metrics(tmp_path / "whole")
-    assert ck.list_checkpoints(stopped) == ck.list_checkpoints(tmp_path / "whole")
-    for step in ck.list_checkpoints(stopped):
-        a, b = load_file(ck.ckpt_path(stopped, step)), load_file(ck.ckpt_path(tmp_path / "whole", step))
-        assert all(torch.equal(a[k], b[k]) for k in a), f"weights differ at step {step}"
+    _assert_resume_is_the_whole_run(config, stopped, tmp_path / "whole")
 
 
 def test_interrupt_names_a_shipped_config_in_the_resume_hint(tmp_path, monkeypatch):
