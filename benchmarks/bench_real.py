@@ -5,10 +5,10 @@ series' default repeated-token prompts (32 sequences ``[bos, r_1..r_31, r_1..r_3
 one thread), timed in interleaved rounds, medians:
 
 - ``plain``: ``AutoModelForCausalLM`` forward (its default attention) on the same batches;
-- ``scoring``: :func:`mmicl_interp.real.series.hf_scores`, what ``mmicl series`` runs (a
+- ``scoring``: :func:`mmicl_interp.real.series_measures.hf_scores`, what ``mmicl series`` runs (a
   plain transformers copy with eager ``output_attentions``, the patterns reduced per batch,
   plus the copy losses);
-- ``bridge_scoring``: :func:`mmicl_interp.real.series.repeated_scores`, the same scores from
+- ``bridge_scoring``: :func:`mmicl_interp.real.series_measures.repeated_scores`, the same scores from
   the TransformerLens bridge (every layer's ``hook_pattern`` reduced in the hook), the path
   the series took before; ``bridge``: the bridge's forward without hooks;
   ``hf_eager_attentions``: plain transformers with ``output_attentions`` alone.
@@ -35,7 +35,7 @@ def bench_real_scoring(repeats: int = 9, n_seqs: int = 32, batch_size: int = 8) 
 
     from mmicl_interp.real.load import load_model
     from mmicl_interp.real.repeated import ordinary_token_ids, repeated_tokens
-    from mmicl_interp.real.series import hf_scores, repeated_scores
+    from mmicl_interp.real.series_measures import hf_scores, repeated_scores
 
     hf_logging.disable_progress_bar()
     threads = torch.get_num_threads()

@@ -6,10 +6,11 @@ folder holding ``step_*`` folders), the step read from the folder name ``step_<n
 ``step<n>``, ``checkpoint-<n>``) or else from a ``step`` / ``global_step`` in the folder's
 ``trainer_state.json`` or ``config.json``; or a hub name with ``--revisions
 step1000,step2000`` (each revision's files fetched with ``huggingface_hub`` into the local
-cache, the step read from the revision name). Each checkpoint is scored as a plain
-transformers model with eager attention (:func:`load_scorer`; its ``output_attentions``
-cost about 1.02x a plain forward, the TransformerLens bridge's forward about 1.4x); only a
-prompt set's label-based head measures load the bridge
+cache, the step read from the revision name); finding and checking them is
+:mod:`~mmicl_interp.real.series_sources`. Each checkpoint is scored as a plain transformers
+model with eager attention (:mod:`~mmicl_interp.real.series_measures`; its
+``output_attentions`` cost about 1.02x a plain forward, the TransformerLens bridge's forward
+about 1.4x); only a prompt set's label-based head measures load the bridge
 (:func:`mmicl_interp.real.load.load_model`), and a test checks that both give equal scores.
 
 Every checkpoint is checked before any is scored: a folder without ``config.json``, without
@@ -62,40 +63,53 @@ checkpoint found through the absolute path that ``series.json`` records for it.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import re
-import struct
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
-from jaxtyping import Int
 
 from mmicl_interp.config import ConfigError
 from mmicl_interp.io import CorruptFileError, FolderBusy, folder_lock, read_json, write_json
+from mmicl_interp.real.series_measures import (  # noqa: F401  (re-exported: the series' public names)
+    POSITION_KEYS,
+    check_attentions,
+    hf_scores,
+    load_scorer,
+    position_limit,
+    read_text_source,
+    repeated_scores,
+    text_losses,
+    text_sequences,
+    text_windows,
+)
+from mmicl_interp.real.series_sources import (  # noqa: F401
+    ARCH_KEYS,
+    HUB_LIGHT_FILES,
+    STEP_NAME,
+    TOKENIZER_FILES,
+    WEIGHT_FILES,
+    Checkpoint,
+    _held_out_every,
+    _is_glob,
+    _load_tokenizer,
+    _step_of_name,
+    check_attention,
+    check_checkpoint,
+    check_series,
+    fetch_revision,
+    hub_checkpoints,
+    local_checkpoints,
+)
 
 if TYPE_CHECKING:
     from mmicl_interp.plots.attention_view import AttentionFrames
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")  # fmt: skip
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
-ARCH_KEYS = (
-    "model_type", "architectures", "vocab_size", "hidden_size", "n_embd", "d_model", "num_hidden_layers",
-    "n_layer", "num_layers", "num_attention_heads", "n_head", "num_key_value_heads", "intermediate_size",
-    "n_inner", "head_dim", "rotary_pct", "partial_rotary_factor", "max_position_embeddings", "n_positions",
-    "tie_word_embeddings", "use_parallel_residual",
-)  # fmt: skip
-"""config.json fields that must agree across a series (those a config has)."""
-STEP_NAME = re.compile(r"(?:^|[_\-])(?:step|checkpoint|ckpt)[_\-]?(\d+)$|^step(\d+)$", re.IGNORECASE)
-HUB_LIGHT_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken"]
-"""A revision's config and tokenizer files (fetched before any weights)."""
-POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
 REP_SUITE, TEXT_SUITE = "repeated_random", "text"
 INDUCTION_METRICS = ("rep_induction", "ih", "tila")
 """Metrics whose top heads are induction heads: ranked among layers >= 1 only."""
@@ -122,487 +136,6 @@ class SeriesOptions:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dataclass
-class Checkpoint:
-    """One checkpoint of a series: its step, where it is, and what identifies its files."""
-
-    step: int
-    path: Path | None
-    """The local folder (for a hub revision: None until fetched)."""
-    label: str
-    """How the user named it (a folder, or ``name@revision``)."""
-    revision: str | None = None
-    identity: dict[str, Any] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------- finding checkpoints
-def _step_of_name(name: str) -> int | None:
-    m = STEP_NAME.search(name)
-    if not m:
-        return None
-    return int(m.group(1) if m.group(1) is not None else m.group(2))
-
-
-def _step_of_folder(folder: Path) -> int | None:
-    step = _step_of_name(folder.name)
-    if step is not None:
-        return step
-    for name, keys in (("trainer_state.json", ("step", "global_step")), ("config.json", ("step",))):
-        path = folder / name
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            for key in keys:
-                if isinstance(data.get(key), int):
-                    return int(data[key])
-    return None
-
-
-def _is_glob(text: str) -> bool:
-    return any(c in text for c in "*?[")
-
-
-def local_checkpoints(sources: list[str]) -> list[Checkpoint]:
-    """The checkpoints named by folders, globs, or one folder holding ``step_*`` folders."""
-    folders: list[Path] = []
-    for source in sources:
-        if _is_glob(source):
-            hits = sorted(Path(p) for p in glob.glob(source) if Path(p).is_dir())
-            if not hits:
-                raise ConfigError("model", f"{source}: no folder matches")
-            folders += hits
-            continue
-        path = Path(source).expanduser()
-        if not path.is_dir():
-            raise ConfigError(
-                "model", f"{source}: no such checkpoint folder (a hub model needs --revisions step1000,...)"
-            )
-        if not (path / "config.json").exists() and len(sources) == 1:
-            inner = sorted(p for p in path.iterdir() if p.is_dir() and _step_of_name(p.name) is not None)
-            if not inner:
-                raise ConfigError(
-                    "model", f"{source}: neither a checkpoint (config.json) nor a folder of step_* ones"
-                )
-            folders += inner
-            continue
-        folders.append(path)
-    out, seen = [], {}
-    for folder in dict.fromkeys(folders):
-        step = _step_of_folder(folder)
-        if step is None:
-            raise ConfigError(
-                "model",
-                f"{folder}: cannot tell its step (name it step_<n> or give trainer_state.json a step)",
-            )
-        if step in seen:
-            raise ConfigError("model", f"{folder} and {seen[step]} are both step {step}")
-        seen[step] = folder
-        out.append(Checkpoint(step, folder, str(folder)))
-    return sorted(out, key=lambda c: c.step)
-
-
-def _hub_error(name: str, revision: str, err: Exception) -> ConfigError:
-    kind = type(err).__name__
-    if kind == "RevisionNotFoundError":
-        why = f"revision {revision!r} does not exist for {name}"
-    elif kind in ("RepositoryNotFoundError", "GatedRepoError"):
-        why = f"{name}: no such model on the Hugging Face hub (or it is private/gated)"
-    elif kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or "offline" in str(err).lower():
-        why = f"{name}@{revision} is not in the local cache and the hub cannot be reached (HF_HUB_OFFLINE?)"
-    else:
-        first = " ".join(str(err).split())[:160]
-        why = f"{name}@{revision}: cannot be fetched ({kind}: {first})"
-    return ConfigError("--revisions", why)
-
-
-def hub_checkpoints(name: str, revisions: list[str]) -> list[Checkpoint]:
-    """One checkpoint per revision; each revision's config and tokenizer files are fetched and
-    compared now (so a revision that does not exist, or differs, fails before any work)."""
-    from huggingface_hub import hf_hub_download, snapshot_download
-
-    out, seen = [], {}
-    for rev in revisions:
-        step = _step_of_name(rev)
-        if step is None:
-            digits = re.findall(r"\d+", rev)
-            if not digits:
-                raise ConfigError("--revisions", f"cannot read a step from revision {rev!r} (e.g. step1000)")
-            step = int(digits[-1])
-        if step in seen:
-            raise ConfigError("--revisions", f"{rev} and {seen[step]} are both step {step}")
-        seen[step] = rev
-        try:
-            hf_hub_download(name, "config.json", revision=rev)
-            folder = Path(snapshot_download(name, revision=rev, allow_patterns=HUB_LIGHT_FILES))
-        except Exception as err:  # huggingface_hub's errors: named in the message
-            raise _hub_error(name, rev, err) from None
-        out.append(Checkpoint(step, folder, f"{name}@{rev}", revision=rev))
-    out = sorted(out, key=lambda c: c.step)
-    check_series(out, weights=False)  # config and tokenizer of every revision, before any weights
-    return out
-
-
-def fetch_revision(name: str, ckpt: Checkpoint) -> Path:
-    """Download (or find in the cache) one revision's model and tokenizer files."""
-    from huggingface_hub import snapshot_download
-
-    patterns = [*HUB_LIGHT_FILES, "*.safetensors"]
-    try:
-        folder = Path(snapshot_download(name, revision=ckpt.revision, allow_patterns=patterns))
-        if not any((folder / f).exists() for f in WEIGHT_FILES[:2]):
-            folder = Path(
-                snapshot_download(name, revision=ckpt.revision, allow_patterns=[*patterns, "*.bin"])
-            )
-    except Exception as err:
-        raise _hub_error(name, ckpt.revision or "", err) from None
-    ckpt.path = folder
-    return folder
-
-
-# ---------------------------------------------------------------------- checking checkpoints
-def _safetensors_ok(path: Path) -> str | None:
-    """None when the file's header parses and its size covers every tensor, else why not."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return "shorter than a safetensors header"
-            (n,) = struct.unpack("<Q", head)
-            if n > size - 8:
-                return "truncated header"
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        return f"unreadable safetensors header ({type(err).__name__})"
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    if 8 + n + max(ends, default=0) > size:
-        return f"truncated ({size} bytes, the header needs {8 + n + max(ends)})"
-    return None
-
-
-def _weights_identity(folder: Path) -> dict[str, Any]:
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
-    ident = {}
-    for f in files:
-        stat = f.stat()
-        with open(f, "rb") as fh:
-            head = fh.read(1 << 16)
-        ident[f.name] = f"{stat.st_size}:{hashlib.sha1(head).hexdigest()[:16]}"
-    return ident
-
-
-def _tokenizer_signature(folder: Path) -> str | None:
-    """A hash of the vocabulary, merges and special tokens (None when the folder has no tokenizer)."""
-    tj = folder / "tokenizer.json"
-    parts: list[str] = []
-    if tj.is_file():
-        data = json.loads(tj.read_text())
-        parts.append(json.dumps({k: data.get(k) for k in ("model", "added_tokens")}, sort_keys=True))
-    else:
-        for name in ("vocab.json", "merges.txt", "tokenizer.model", "vocab.txt"):
-            if (folder / name).is_file():
-                parts.append(hashlib.sha1((folder / name).read_bytes()).hexdigest())
-    if not parts:
-        return None
-    cfg = folder / "tokenizer_config.json"
-    if cfg.is_file():
-        data = json.loads(cfg.read_text())
-        parts.append(
-            json.dumps({k: data.get(k) for k in ("bos_token", "eos_token", "add_bos_token")}, sort_keys=True)
-        )
-    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def check_checkpoint(folder: Path, label: str, weights: bool = True) -> dict[str, Any]:
-    """Architecture, tokenizer and weights identity of a checkpoint folder; ConfigError naming
-    ``label`` when a file is missing, corrupt or unreadable (``weights=False``: config and
-    tokenizer only)."""
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise ConfigError("model", f"checkpoint {label}: no config.json (not a saved Hugging Face model)")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(
-            "model", f"checkpoint {label}: corrupt config.json ({type(err).__name__})"
-        ) from None
-    if not isinstance(config, dict):
-        raise ConfigError("model", f"checkpoint {label}: config.json is not a JSON object")
-    if weights and not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise ConfigError("model", f"checkpoint {label}: no weights ({' / '.join(WEIGHT_FILES[::2])})")
-    for shard in sorted(folder.glob("*.safetensors")) if weights else ():
-        problem = _safetensors_ok(shard)
-        if problem:
-            raise ConfigError("model", f"checkpoint {label}: corrupt {shard.name} ({problem})")
-    try:
-        tokenizer = _tokenizer_signature(folder)
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(
-            "model", f"checkpoint {label}: corrupt tokenizer files ({type(err).__name__})"
-        ) from None
-    if tokenizer is None:
-        raise ConfigError("model", f"checkpoint {label}: no tokenizer (save it beside the model)")
-    arch = {k: config[k] for k in ARCH_KEYS if k in config}
-    return {"arch": arch, "tokenizer": tokenizer, "weights": _weights_identity(folder) if weights else {}}
-
-
-def same_kind(first: Checkpoint, ckpt: Checkpoint, ident: dict[str, Any]) -> None:
-    """ConfigError naming ``ckpt`` when its architecture or tokenizer differs from ``first``'s."""
-    a, b = first.identity["arch"], ident["arch"]
-    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if diff:
-        k = diff[0]
-        raise ConfigError(
-            "model",
-            f"checkpoint {ckpt.label}: its architecture differs from {first.label}'s "
-            f"({k} {b.get(k)!r} vs {a.get(k)!r})",
-        )
-    if ident["tokenizer"] != first.identity["tokenizer"]:
-        raise ConfigError("model", f"checkpoint {ckpt.label}: its tokenizer differs from {first.label}'s")
-
-
-def check_series(ckpts: list[Checkpoint], weights: bool = True) -> None:
-    """Every checkpoint readable and of one architecture and tokenizer (ConfigError naming the odd one)."""
-    for ckpt in ckpts:
-        assert ckpt.path is not None
-        ident = check_checkpoint(ckpt.path, ckpt.label, weights)
-        if ckpt is not ckpts[0]:
-            same_kind(ckpts[0], ckpt, ident)
-        ckpt.identity.update(ident)
-
-
-def check_attention(bridge: Any, label: str) -> None:
-    """ConfigError unless every layer has an ``attn.hook_pattern`` (attention patterns)."""
-    n_layers = int(getattr(bridge.cfg, "n_layers", 0) or 0)
-    names = set(getattr(bridge, "hook_dict", {}))
-    missing = [layer for layer in range(n_layers) if f"blocks.{layer}.attn.hook_pattern" not in names]
-    if n_layers == 0 or missing:
-        raise ConfigError(
-            "model",
-            f"checkpoint {label}: the model has no attention patterns (no blocks.L.attn.hook_pattern in "
-            f"{'any layer' if n_layers == 0 or len(missing) == n_layers else f'layers {missing}'}); "
-            "series scores need attention heads",
-        )
-
-
-def _load_tokenizer(folder: Path, label: str) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError("model", f"checkpoint {label}: its tokenizer did not load ({first})") from None
-
-
-# ---------------------------------------------------------------------- measures
-def position_limit(config: Any, cap: int) -> int:
-    for key in POSITION_KEYS:
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return min(cap, value)
-    return cap
-
-
-def text_windows(length: int) -> tuple[list[int], list[int]]:
-    """Token indices averaged for the early and the late loss in a context of ``length`` tokens."""
-    early, late = round(50 * length / 512), min(length - 1, round(500 * length / 512))
-    half = max(1, length // 64)
-    lo = lambda c: [i for i in range(c - half, c + half + 1) if 1 <= i <= length - 1]  # noqa: E731
-    return lo(max(1, early)), lo(late)
-
-
-def read_text_source(spec: str, held_out_every: int = 10) -> list[str]:
-    """The texts of ``--text``: ``stdlib-held-out`` or a file / folder of text files."""
-    if spec == "stdlib-held-out":
-        from mmicl_interp.real.train_lm import held_out_texts
-
-        return held_out_texts(held_out_every)
-    path = Path(spec)
-    if path.is_file():
-        return [path.read_text(encoding="utf-8", errors="replace")]
-    if path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".py", ".md", ".rst")
-        )
-        if files:
-            return [p.read_text(encoding="utf-8", errors="replace") for p in files]
-    raise ConfigError(
-        "--text", f"{spec}: give a text file, a folder of .txt/.py/.md/.rst files, or stdlib-held-out"
-    )
-
-
-def text_sequences(tokenizer: Any, texts: list[str], length: int, n_seqs: int) -> torch.Tensor:
-    """``n_seqs`` sequences of ``length`` tokens (BOS first when the tokenizer has one), taken at
-    evenly spaced places of the texts' joined token stream (deterministic)."""
-    bos = getattr(tokenizer, "bos_token_id", None)
-    sep = getattr(tokenizer, "eos_token_id", None)
-    stream: list[int] = []
-    for text in texts:
-        stream += tokenizer(text, add_special_tokens=False)["input_ids"]
-        if sep is not None:
-            stream.append(sep)
-    body = length - (1 if bos is not None else 0)
-    available = len(stream) // body
-    if available < 1:
-        raise ConfigError("--text", f"the text has {len(stream)} tokens; a sequence needs {body}")
-    n = min(n_seqs, available)
-    stride = len(stream) // n
-    rows = [stream[i * stride : i * stride + body] for i in range(n)]
-    seqs = torch.tensor(rows, dtype=torch.long)
-    if bos is not None:
-        seqs = torch.cat([torch.full((n, 1), int(bos), dtype=torch.long), seqs], dim=1)
-    return seqs
-
-
-@torch.no_grad()
-def repeated_scores(
-    bridge: Any, seqs: Int[torch.Tensor, "batch seq"], n: int, batch_size: int = 8
-) -> dict[str, Any]:
-    """Per-head ``rep_induction`` / ``rep_prev_token`` ([layer, head]) from the bridge's
-    ``hook_pattern`` (reduced inside the hook), the uniform baselines and copy losses."""
-    from mmicl_interp.device import model_device
-    from mmicl_interp.real.repeated import REP_METRICS, copy_losses, pattern_scores, uniform_baselines
-
-    device = model_device(bridge)
-    n_layers = bridge.cfg.n_layers
-    sums: dict[str, list[Any]] = {m: [None] * n_layers for m in REP_METRICS}
-    losses = {"rep_loss_first": 0.0, "rep_loss_second": 0.0}
-    total = len(seqs)
-    for start in range(0, total, batch_size):
-        part = seqs[start : start + batch_size].to(device)
-        weight = len(part) / total
-
-        def reducer(layer: int, weight: float = weight):
-            def reduce(pattern, hook):
-                for metric, value in pattern_scores(pattern, n).items():
-                    value = value.cpu() * weight
-                    old = sums[metric][layer]
-                    sums[metric][layer] = value if old is None else old + value
-
-            return reduce
-
-        hooks = [(f"blocks.{layer}.attn.hook_pattern", reducer(layer)) for layer in range(n_layers)]
-        logits = bridge.run_with_hooks(part, fwd_hooks=hooks)
-        for key, value in copy_losses(logits, part, n).items():
-            losses[key] += value * weight
-    missing = [layer for layer in range(n_layers) if sums["rep_induction"][layer] is None]
-    if missing:
-        raise ConfigError("model", f"no attention pattern came from layers {missing}")
-    out: dict[str, Any] = {m: torch.stack(v) for m, v in sums.items()}
-    out.update(uniform_baselines(seqs.shape[1], n))
-    out.update(losses)
-    return out
-
-
-def load_scorer(folder: Path, label: str, device: Any, dtype: str) -> Any:
-    """A plain transformers copy of a checkpoint with eager attention, in eval mode: what the
-    series scores with (its ``output_attentions`` cost about 1.02x a plain forward, where the
-    TransformerLens bridge's forward alone costs about 1.4x; ``make bench``)."""
-    from transformers import AutoModelForCausalLM
-
-    from mmicl_interp.real.load import torch_dtype
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, attn_implementation="eager", dtype=torch_dtype(dtype)
-        )
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError("model", f"checkpoint {label}: transformers could not load it ({first})") from None
-    return model.to(device).eval()
-
-
-def _no_attention(label: str) -> ConfigError:
-    return ConfigError(
-        "model",
-        f"checkpoint {label}: the model has no attention patterns (transformers returns no "
-        "attentions per layer); series scores need attention heads",
-    )
-
-
-@torch.no_grad()
-def check_attentions(model: Any, label: str) -> None:
-    """ConfigError naming ``label`` unless a two-token forward of the plain model returns one
-    attention pattern per layer (``output_attentions``)."""
-    from mmicl_interp.device import model_device
-
-    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
-    ids = torch.zeros(1, 2, dtype=torch.long, device=model_device(model))
-    try:
-        attentions = model(input_ids=ids, output_attentions=True).attentions
-    except (TypeError, ValueError, AttributeError):  # a model without attention outputs
-        attentions = None
-    if not n_layers or not attentions or len(attentions) != n_layers or any(a is None for a in attentions):
-        raise _no_attention(label)
-
-
-@torch.no_grad()
-def hf_scores(
-    model: Any, seqs: Int[torch.Tensor, "batch seq"], n: int, label: str, batch_size: int = 8
-) -> dict[str, Any]:
-    """:func:`repeated_scores` from a plain transformers model's eager ``output_attentions``
-    (:func:`~mmicl_interp.real.repeated.hf_repeated_scores` per batch, weighted by its size);
-    ConfigError naming ``label`` when the model returns no attention pattern per layer."""
-    from mmicl_interp.device import model_device
-    from mmicl_interp.real.repeated import REP_METRICS, hf_repeated_scores
-
-    device = model_device(model)
-    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
-    total, sums = len(seqs), {}
-    for start in range(0, total, batch_size):
-        part = seqs[start : start + batch_size].to(device)
-        try:
-            scores = hf_repeated_scores(model, part, n)
-        except (TypeError, ValueError):  # no output_attentions, or none returned
-            scores = None
-        if scores is None or n_layers == 0 or scores["rep_induction"].shape[0] != n_layers:
-            raise _no_attention(label)
-        weight = len(part) / total
-        for key in (*REP_METRICS, "rep_loss_first", "rep_loss_second"):
-            sums[key] = sums.get(key, 0) + scores[key] * weight
-        sums.update({k: v for k, v in scores.items() if k.endswith("_uniform")})
-    return sums
-
-
-@torch.no_grad()
-def text_losses(bridge: Any, seqs: torch.Tensor, batch_size: int = 8) -> dict[str, float]:
-    """The in-context loss score (Olsson et al. 2022) and its parts on ``seqs``, from a bridge
-    or a plain transformers model (``bridge`` is either)."""
-    from mmicl_interp.device import model_device
-
-    device = model_device(bridge)
-    rows = []
-    for start in range(0, len(seqs), batch_size):
-        part = seqs[start : start + batch_size].to(device)
-        out = bridge(part)
-        logits = getattr(out, "logits", out).float()  # a bridge returns logits, transformers an output
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2), part[:, 1:], reduction="none"
-        )  # nll[:, i - 1] is the loss of token i
-        rows.append(nll.double().cpu())
-    nll = torch.cat(rows)
-    per_pos = nll.mean(0)
-    early, late = text_windows(seqs.shape[1])
-    per_seq = nll[:, [i - 1 for i in late]].mean(1) - nll[:, [i - 1 for i in early]].mean(1)
-    se = float(per_seq.std() / len(per_seq) ** 0.5) if len(per_seq) > 1 else float("nan")
-    loss_early = float(per_pos[[i - 1 for i in early]].mean())
-    loss_late = float(per_pos[[i - 1 for i in late]].mean())
-    return {
-        "icl_score": loss_late - loss_early,
-        "icl_score_se": se,
-        "loss_early": loss_early,
-        "loss_late": loss_late,
-        "text_loss": float(per_pos.mean()),
-        "early_token": float(early[len(early) // 2]),
-        "late_token": float(late[len(late) // 2]),
-        "n_text_seqs": float(len(seqs)),
-        "text_context": float(seqs.shape[1]),
-    }
-
-
 # ---------------------------------------------------------------------- one checkpoint
 def checkpoint_table(
     scorer: Any,
@@ -621,11 +154,11 @@ def checkpoint_table(
     """The tidy rows of one checkpoint, and why the prompt set was skipped (or None).
 
     ``scorer`` is the checkpoint as a plain transformers model with eager attention
-    (:func:`load_scorer`): the repeated-token head scores and the text losses come from its
-    ``output_attentions`` and logits. Only a prompt set needs the TransformerLens bridge
-    (:func:`~mmicl_interp.real.heads.score_heads`); ``load_bridge`` loads it then. ``cache``
-    (a dict kept across the checkpoints of one series, whose tokenizer is one) keeps the
-    tokenized text sequences."""
+    (:func:`~mmicl_interp.real.series_measures.load_scorer`): the repeated-token head scores
+    and the text losses come from its ``output_attentions`` and logits. Only a prompt set
+    needs the TransformerLens bridge (:func:`~mmicl_interp.real.heads.score_heads`);
+    ``load_bridge`` loads it then. ``cache`` (a dict kept across the checkpoints of one
+    series, whose tokenizer is one) keeps the tokenized text sequences."""
     from mmicl_interp.analyses.tidy import head_rows, tidy_table
     from mmicl_interp.real.repeated import ordinary_token_ids, repeated_tokens
 
@@ -1140,17 +673,6 @@ def series_attention_frames(
         )
     patterns = np.stack(frames) if frames else np.zeros((0, len(heads), 0, 0))
     return AttentionFrames(steps=done, heads=list(heads), tokens=tokens, patterns=patterns, caption=caption)
-
-
-def _held_out_every(ckpts: list[Checkpoint]) -> int:
-    """The train-lm split of a series trained by ``mmicl train-lm`` (its recipe.json), else 10."""
-    for ckpt in ckpts[:1]:
-        if ckpt.path is not None and (ckpt.path.parent / "recipe.json").is_file():
-            try:
-                return int(read_json(ckpt.path.parent / "recipe.json")["recipe"]["held_out_every"])
-            except (CorruptFileError, KeyError, TypeError, ValueError):
-                pass
-    return 10
 
 
 __all__ = [
