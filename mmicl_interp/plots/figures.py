@@ -743,7 +743,9 @@ def export_png(
     """Write ``fig`` as a PNG with kaleido (optional: never a hard dependency).
 
     Raises RuntimeError when kaleido is missing. MathJax is disabled so no CDN is reached;
-    when ``BROWSER_PATH`` is unset, a ``chromium`` on PATH is used.
+    when ``BROWSER_PATH`` is unset, a ``chromium`` on PATH is used. One failed render is
+    retried: under load kaleido can query its page before the page's script has run
+    (``ReferenceError: kaleido_scopes is not defined``).
     """
     if not png_export_available():
         raise RuntimeError("PNG export needs kaleido >= 1 (pip install 'kaleido>=1') and a Chromium")
@@ -758,7 +760,10 @@ def export_png(
     layout = fig.layout
     opts["width"] = width or layout.width or 900
     opts["height"] = height or layout.height or 500
-    data = kaleido.calc_fig_sync(fig.to_dict(), opts=opts, kopts=kopts)
+    try:
+        data = kaleido.calc_fig_sync(fig.to_dict(), opts=opts, kopts=kopts)
+    except Exception:  # a loaded machine can outrun Chromium's page load once; try again
+        data = kaleido.calc_fig_sync(fig.to_dict(), opts=opts, kopts=kopts)
     return atomic_write_bytes(path, data)
 
 

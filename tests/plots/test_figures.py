@@ -321,3 +321,28 @@ def test_png_export_is_optional(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="kaleido"):
         export_png(go.Figure(), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_png_export_retries_one_failed_render_and_not_two(monkeypatch, tmp_path):
+    """Under load kaleido can fail once before Chromium's page is ready; a second failure is real."""
+    import sys
+    import types
+
+    calls = []
+
+    def flaky(fig, opts, kopts):
+        calls.append(opts["format"])
+        if len(calls) <= fails:
+            raise RuntimeError("ReferenceError: kaleido_scopes is not defined")
+        return b"\x89PNG fake"
+
+    monkeypatch.setitem(sys.modules, "kaleido", types.SimpleNamespace(calc_fig_sync=flaky))
+    monkeypatch.setattr(figures, "png_export_available", lambda: True)
+    fails = 1
+    export_png(go.Figure(), tmp_path / "x.png")
+    assert (tmp_path / "x.png").read_bytes() == b"\x89PNG fake" and calls == ["png", "png"]
+    calls.clear()
+    fails = 2
+    with pytest.raises(RuntimeError, match="kaleido_scopes"):
+        export_png(go.Figure(), tmp_path / "y.png")
+    assert not (tmp_path / "y.png").exists() and len(calls) == 2
