@@ -134,21 +134,6 @@ def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> li
     return sorted(subs, key=lambda sc: sc.id)
 
 
-def keep_others(path: Path, section: C.Section) -> C.Section:
-    """``section`` with the sub-claims of section 3 already in ``path`` that it does not judge
-    (their grids were not run or are not in the per-run table) kept as they are, in id order;
-    the section's wall time then adds theirs, and its command is the full command."""
-    old = C.read_claims(path)["claims"].get(section.key, {})
-    judged = {sc.id for sc in section.subclaims}
-    kept = [C.SubClaim(**sc) for sc in old.get("subclaims", []) if sc.get("id") not in judged]
-    if kept:
-        section.subclaims = sorted([*section.subclaims, *kept], key=lambda sc: sc.id)
-        section.command = old.get("command") or C.command_line("claim3_scaling")
-        if old.get("wall_time_s") is not None and section.wall_time_s is not None:
-            section.wall_time_s += float(old["wall_time_s"])
-    return section
-
-
 def from_results(args) -> None:
     """``--from-results``: section 3 of claims.json re-judged from the per-run CSV alone (without
     a CSV: every ``claim3_*_runs.csv`` in ``--out``); sub-claims of grids not in them are kept."""
@@ -161,17 +146,7 @@ def from_results(args) -> None:
     runs = pd.concat([pd.read_csv(c) for c in csvs], ignore_index=True).drop_duplicates(["grid", "run"])
     path = Path(args.out) / "claims.json"
     section = C.Section("3", TITLE, subclaims(runs), C.command_line("claim3_scaling"))
-    judged = {sc.id for sc in section.subclaims}
-    kept = [
-        C.SubClaim(**sc)
-        for sc in C.read_claims(path)["claims"].get("3", {}).get("subclaims", [])
-        if sc.get("id") not in judged
-    ]
-    C.rejudge_section(path, section, " and ".join(c.name for c in csvs))
-    if kept:  # rejudge_section marks every sub-claim it writes as judged from the CSV: add the rest after
-        data = C.read_claims(path)["claims"]["3"]
-        data["subclaims"] = sorted([*data["subclaims"], *(k.to_dict() for k in kept)], key=lambda d: d["id"])
-        C.write_section(path, ("3", data))
+    C.rejudge_section(path, section, " and ".join(c.name for c in csvs), keep=True)
     print(f"re-judged section 3 of {path} from {', '.join(str(c) for c in csvs)}")
 
 
@@ -274,7 +249,7 @@ def report(done, args, command: str) -> Outcome:
         csv={f"{args.name}_runs.csv": runs},
         width=1500,
         stem=args.name,
-        section=lambda section: keep_others(Path(args.out) / "claims.json", section),
+        section=lambda section: C.keep_others(Path(args.out) / "claims.json", section),
     )
 
 

@@ -491,11 +491,35 @@ def moving_runs(runs: pd.DataFrame, report: str | Path | None = None) -> list[st
     return None
 
 
-def rejudge_section(path: str | Path, section: Section, csv: str) -> dict[str, Any]:
+def other_subclaims(path: str | Path, section: Section) -> list[SubClaim]:
+    """The sub-claims of ``section.key`` already in ``path`` that ``section`` does not judge: a
+    script that reran some of its grids keeps the others' verdicts as they are."""
+    judged = {sc.id for sc in section.subclaims}
+    old = read_claims(path)["claims"].get(str(section.key), {}).get("subclaims", [])
+    return [SubClaim(**sc) for sc in old if sc.get("id") not in judged]
+
+
+def keep_others(path: str | Path, section: Section) -> Section:
+    """``section`` plus :func:`other_subclaims`, in id order. When there are such sub-claims the
+    section's wall time adds theirs and its command is the one already in ``path`` (the full
+    command), since the section then reports more than this invocation ran."""
+    kept = other_subclaims(path, section)
+    if kept:
+        old = read_claims(path)["claims"].get(str(section.key), {})
+        section.subclaims = sorted([*section.subclaims, *kept], key=lambda sc: sc.id)
+        section.command = old.get("command") or section.command
+        if old.get("wall_time_s") is not None and section.wall_time_s is not None:
+            section.wall_time_s += float(old["wall_time_s"])
+    return section
+
+
+def rejudge_section(path: str | Path, section: Section, csv: str, keep: bool = False) -> dict[str, Any]:
     """Write ``section``, re-judged from a committed per-run CSV (a script's ``--from-results``):
     fields the CSV cannot give (command, wall time, unique configs, steps) are carried over from
     the section already in ``path`` (same sub-claim id, else the section's), and each judged
-    sub-claim's notes say where it was judged from."""
+    sub-claim's notes say where it was judged from. ``keep``: the section's other sub-claims in
+    ``path`` (:func:`other_subclaims`: grids not in the CSV) stay as they are, in id order."""
+    kept = other_subclaims(path, section) if keep else []
     old = read_claims(path)["claims"].get(str(section.key), {})
     by_id = {s.get("id"): s for s in old.get("subclaims", [])}
     section.command = old.get("command") or section.command
@@ -509,6 +533,7 @@ def rejudge_section(path: str | Path, section: Section, csv: str) -> dict[str, A
         if sub.wall_time_s is None and sub.verdict != "not tested":
             sub.wall_time_s = section.wall_time_s
         sub.notes = "; ".join(p for p in (sub.notes, f"judged from {csv} (--from-results)") if p)
+    section.subclaims = sorted([*section.subclaims, *kept], key=lambda sc: sc.id)
     return write_section(path, section)
 
 
@@ -796,7 +821,9 @@ __all__ = [
     "judge_delay",
     "judge_difference",
     "judge_mean",
+    "keep_others",
     "moving_runs",
+    "other_subclaims",
     "range_text",
     "rejudge_section",
     "n_seeds",

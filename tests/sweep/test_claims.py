@@ -410,3 +410,42 @@ def test_rejudge_section_carries_what_the_csv_cannot_give(tmp_path):
     assert sub["command"] == "full cmd" and sub["verdict"] == "weak" and sub["n_seeds"] == 5
     assert sub["notes"] == "grid rule; judged from runs.csv (--from-results)"
     assert read_claims(path)["claims"]["2"]["command"] == "full cmd"
+
+
+def test_rejudge_section_keeps_the_subclaims_of_grids_it_did_not_judge(tmp_path):
+    """3b re-judged from its CSV: 3a and 3c (other grids) stay byte for byte, ids in order."""
+    path = tmp_path / "claims.json"
+    old = [
+        SubClaim("3a", "heads", "weak", 1.34, notes="a notes", n_runs=50, command="cmd a"),
+        SubClaim("3b", "layers", "supported", 1.5, n_runs=75, command="cmd b"),
+        SubClaim("3c", "split", "weak", None, notes="c notes", n_runs=80, command="cmd c"),
+    ]
+    write_section(path, Section("3", "T", old, "full cmd", 600.0))
+    before = {s["id"]: s for s in read_claims(path)["claims"]["3"]["subclaims"]}
+    new = SubClaim("3b", "layers", "inside noise", 1.07, n_runs=75)
+    claims.rejudge_section(path, Section("3", "T", [new], "default cmd"), "claim3_layers_runs.csv", keep=True)
+    after = read_claims(path)["claims"]["3"]["subclaims"]
+    assert [s["id"] for s in after] == ["3a", "3b", "3c"]
+    assert after[0] == before["3a"] and after[2] == before["3c"]
+    assert after[1]["verdict"] == "inside noise" and after[1]["command"] == "cmd b"
+    assert after[1]["notes"] == "judged from claim3_layers_runs.csv (--from-results)"
+    claims.rejudge_section(path, Section("3", "T", [new], "default cmd"), "x.csv")  # keep=False: 3b alone
+    assert [s["id"] for s in read_claims(path)["claims"]["3"]["subclaims"]] == ["3b"]
+
+
+def test_keep_others_adds_the_old_subclaims_their_wall_time_and_the_full_command(tmp_path):
+    path = tmp_path / "claims.json"
+    write_section(
+        path, Section("3", "T", [SubClaim("3a", "h", "weak"), SubClaim("3c", "s", "weak")], "full", 600.0)
+    )
+    section = claims.keep_others(
+        path, Section("3", "T", [SubClaim("3b", "l", "inside noise")], "part", 100.0)
+    )
+    assert [sc.id for sc in section.subclaims] == ["3a", "3b", "3c"]
+    assert section.wall_time_s == 700.0 and section.command == "full"
+    alone = claims.keep_others(
+        tmp_path / "none.json", Section("3", "T", [SubClaim("3b", "l", "weak")], "part", 100.0)
+    )
+    assert (
+        [sc.id for sc in alone.subclaims] == ["3b"] and alone.wall_time_s == 100.0 and alone.command == "part"
+    )
