@@ -51,35 +51,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from mmicl_interp.config import ConfigError
 from mmicl_interp.sweep.claim_script import by_seed, not_run, paired_subclaim
-from mmicl_interp.sweep.claims import Section, SubClaim, command_line, write_section
-from mmicl_interp.sweep.executors import available_cores
+from mmicl_interp.sweep.claims import SubClaim, command_line
 from mmicl_interp.sweep.multimodal import (  # noqa: F401  (run_count, merge_rows: the tests use them here)
-    ALL_ARMS,
     ARMS,
-    SIZES,
-    Runner,
-    arm_summary,
     crossing,
     merge_rows,
-    parse_size,
-    read_runs,
     run_count,
     split_tables,
-    train_all,
     varied_width,
 )
-from mmicl_interp.sweep.multimodal_report import figure, markdown
-from mmicl_interp.sweep.summary import add_from_results, rejudge_from_results, save_figure
+from mmicl_interp.sweep.multimodal_run import MultimodalScript
 
-ROOT = Path(__file__).resolve().parents[1]
 TITLE = "Multimodal asymmetry"
 RUNS_CSV = "multimodal_asymmetry_runs.csv"
 MIN_EFFECT_K2 = 0.2
@@ -294,7 +281,7 @@ def subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str) -
 def from_results(args: argparse.Namespace) -> None:
     """``--from-results``: section 4 of claims.json re-judged from ``multimodal_asymmetry_runs.csv``
     alone (no training, no run folders)."""
-    rejudge_from_results(args, RUNS_CSV, "4", TITLE, "multimodal_asymmetry", judged_runs, read=read_runs)
+    SCRIPT.from_results(args)
 
 
 def judged_runs(table: pd.DataFrame, _csv: Path) -> list[SubClaim]:
@@ -305,113 +292,15 @@ def judged_runs(table: pd.DataFrame, _csv: Path) -> list[SubClaim]:
     return subclaims(table, k2s, common, command_line("multimodal_asymmetry"))
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--k2", type=int, nargs="+", default=[32, 128, 512, 2048, 8192])
-    parser.add_argument("--steps", type=int, default=1000, help="steps of each stage-2 / early-fusion run")
-    parser.add_argument("--stage1-steps", type=int, default=None, help="stage-1 steps (default: --steps)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="task+model+train seeds")
-    parser.add_argument("--arms", nargs="+", choices=ALL_ARMS, default=list(ALL_ARMS), help="what to run")
-    parser.add_argument("--low-k2", type=int, default=None, help="K2 of the size and encoder sweeps")
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), help="DxLxH (D 0: no embedding)")
-    parser.add_argument("--encoder-steps", type=int, nargs="+", default=[10, 40, 150, 500])
-    parser.add_argument("--eval-size", type=int, default=None, help="eval sequences per suite")
-    parser.add_argument("--device", default=None, help="train.device of every run (e.g. cuda)")
-    parser.add_argument("--out", default=str(ROOT / "analyses" / "results"))
-    parser.add_argument("--runs", default=str(ROOT / "checkpoints"))
-    parser.add_argument("--no-png", action="store_true", help="skip the PNG copy of the figure")
-    parser.add_argument(
-        "--workers", type=int, default=available_cores(), help="runs trained at once (default: all cores)"
-    )
-    add_from_results(parser, RUNS_CSV, "section 4")
-    parser.add_argument(
-        "--merge",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="CSV",
-        help=f"merge this command's runs into a per-run CSV (default: --out/{RUNS_CSV}): each replaces "
-        "the row of the same run and role, every other row is kept; the Markdown, the figure and section "
-        "4 of claims.json then come from the merged table (section 4 re-judged as by --from-results)",
-    )
-    return parser
+SCRIPT = MultimodalScript("multimodal_asymmetry", "4", TITLE, __doc__, judge=subclaims, rejudge=judged_runs)
+"""The command (options, input checks, training, ``--merge``, the outputs):
+:mod:`mmicl_interp.sweep.multimodal_run`."""
+_parser = SCRIPT.parser  # the tests build the parser here
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.from_results is not None:
-        from_results(args)
-        return
-    stage1_steps = args.steps if args.stage1_steps is None else args.stage1_steps
-    low_k2 = min(args.k2) if args.low_k2 is None else args.low_k2
-    try:  # bad input: one line naming the option, exit 2, before anything is written
-        for field, values in (
-            ("--steps", [args.steps, stage1_steps]),
-            ("--encoder-steps", args.encoder_steps),
-        ):
-            if any(v < 1 for v in values):
-                raise ConfigError(field, f"must be positive step counts, got {values}")
-        sizes = [parse_size(s) for s in args.sizes]
-        merge_csv = None
-        if args.merge is not None:
-            merge_csv = Path(args.merge) if args.merge else Path(args.out) / RUNS_CSV
-            if not merge_csv.is_file():
-                raise ConfigError("--merge", f"no per-run table at {merge_csv}")
-    except ConfigError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    extra = [] if args.eval_size is None else [f"task.eval_size={args.eval_size}"]
-    extra += [] if args.device is None else [f'train.device="{args.device}"']  # not part of a run's identity
-    print(f"claim 4: {run_count(args)} runs (complete ones are reused), {args.workers} at a time", flush=True)
-    t0 = time.perf_counter()
-    table = train_all(args, Runner(Path(args.runs), extra, args.workers), sizes, stage1_steps, low_k2)
-    trained_s = time.perf_counter() - t0
-    this_command = command_line("multimodal_asymmetry", argv)
-    n_now = table["run"].nunique()
-    if merge_csv is not None:  # the runs of this command replace theirs in the committed table
-        table = merge_rows(pd.read_csv(merge_csv), table)
-        argv = []  # the merged table is what the full command (every arm, default options) gives
-    wall = time.perf_counter() - t0
-    table.to_csv(out / RUNS_CSV, index=False)
-    once = table.drop_duplicates("run")  # a run in two roles (shipped size) counts once
-    trained_wall = float(once.loc[~once["reused"], "wall_s"].sum())
-    recorded_s = float(once["wall_s"].sum())  # every run's own training time, reused or not
-    command = command_line("multimodal_asymmetry", argv)
-    head = (
-        f"Final accuracies (chance 1/32 = 0.031). Stage 1: `mm_stage1` (unimodal, K = 8192, "
-        f"{stage1_steps} steps); multimodal runs {args.steps} steps, the matched-budget arms "
-        f"{stage1_steps + args.steps}. Command: `{command}`; {len(once)} runs ({int(once['reused'].sum())} "
-        f"reused), wall time {wall / 60:.1f} min on this machine with {args.workers} worker(s) (training "
-        f"wall of the runs trained now: {trained_wall / 60:.1f} min; of all runs: {recorded_s / 60:.1f} "
-        "min). "
-        "Each seed sets task, model and training seeds and has its own "
-        "stage-1 run. icl and icl_m2_only: mean [min, max] over seeds."
-    )
-    if merge_csv is not None:
-        head += (
-            f" Merged: `{this_command}` trained or reused {n_now} runs and replaced their rows in "
-            f"{merge_csv.name}; every other row is kept from that table."
-        )
-    (out / "multimodal_asymmetry.md").write_text("\n".join(markdown(table, args.k2, head, low_k2)))
-    written = save_figure(
-        figure(*split_tables(table), low_k2), out, "multimodal_asymmetry", png=not args.no_png
-    )
-    # compute time: every run's recorded training time plus this invocation's time outside
-    # training (the same figure whether the runs were trained now or reused)
-    wall = recorded_s + time.perf_counter() - t0 - trained_s
-    subs = subclaims(table, list(args.k2), dict(steps=args.steps, command=command, wall_time_s=wall), command)
-    write_section(out / "claims.json", Section("4", TITLE, subs, command, wall))
-    if merge_csv is not None:  # and judged from the merged CSV alone, as --from-results does
-        from_results(argparse.Namespace(from_results=str(out / RUNS_CSV), out=str(out)))
-    print(
-        f"wrote {out / 'multimodal_asymmetry.md'}, "
-        + ", ".join(p.name for p in written)
-        + f" ({wall / 60:.1f} min)"
-    )
+    """Run claim 4 (see the module docstring)."""
+    SCRIPT.main(argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 import torch
 
+from mmicl_interp.sweep import published_run
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "analyses" / "published_reference.py"
 SUITES = {"test", "icl", "icl_flip", "iwl"}
@@ -199,12 +201,12 @@ def test_a_git_checkout_at_another_commit_is_refused(ref, fake_code, tmp_path, c
         name: hashlib.sha256((fake_code / name).read_bytes()).hexdigest()
         for name in ("model.py", "dataset.py")
     }
-    saved = ref.PINNED_SHA256
-    ref.PINNED_SHA256 = hashes
+    saved = published_run.PINNED_SHA256  # the command's module: the script only calls it
+    published_run.PINNED_SHA256 = hashes
     try:
         rc, _, err = _run(ref, _args(fake_code, tmp_path, *TINY), capsys)
     finally:
-        ref.PINNED_SHA256 = saved
+        published_run.PINNED_SHA256 = saved
     _one_line_error(rc, err, "--code")
     assert "HEAD" in err
 
@@ -214,7 +216,7 @@ def test_matching_hashes_without_git_are_accepted_and_recorded(ref, fake_code, t
         name: hashlib.sha256((fake_code / name).read_bytes()).hexdigest()
         for name in ("model.py", "dataset.py")
     }
-    monkeypatch.setattr(ref, "PINNED_SHA256", hashes)
+    monkeypatch.setattr(published_run, "PINNED_SHA256", hashes)
     rc, _, err = _run(ref, _args(fake_code, tmp_path, *TINY), capsys)
     assert rc == 0, err
     code = json.loads((tmp_path / "runs" / "K16_seed0" / "manifest.json").read_text())["code"]
@@ -319,13 +321,13 @@ def test_a_rerun_reuses_finished_runs_and_retrains_unfinished_ones(
     manifest["status"] = "running"
     manifest_path.write_text(json.dumps(manifest))
     trained = []
-    real_train = ref.train_run
+    real_train = published_run.train_run
 
     def spy(pub, s, K, seed, on_eval=None):
         trained.append((K, seed))
         return real_train(pub, s, K, seed, on_eval)
 
-    monkeypatch.setattr(ref, "train_run", spy)
+    monkeypatch.setattr(published_run, "train_run", spy)
     rc, out, err = _run(ref, argv, capsys)
     assert rc == 0, err
     assert trained == [(32, 0)]
@@ -460,3 +462,9 @@ def test_the_real_published_code_runs_20_steps(ref, tmp_path, capsys):
     assert (tmp_path / "runs2" / "K2048_seed0" / "metrics.jsonl").read_text() == (
         run / "metrics.jsonl"
     ).read_text()
+
+
+def test_the_help_description_is_the_first_line_of_the_scripts_docstring(ref):
+    """The package builds the parser, so it cannot read the script's docstring: the two must agree."""
+    assert ref.__doc__.strip().splitlines()[0] == published_run.DESCRIPTION
+    assert published_run.SCRIPT == "analyses/published_reference.py" and SCRIPT.is_file()
