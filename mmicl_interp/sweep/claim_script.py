@@ -39,6 +39,7 @@ from mmicl_interp.sweep.summary import (
     rejudge_from_results,
     run_grids,
     write_results,
+    write_tables,
 )
 
 RESULTS = Path(__file__).resolve().parents[2] / "analyses" / "results"
@@ -138,12 +139,7 @@ class ClaimScript:
 def write_outcome(out: str | Path, stem: str, outcome: Outcome, png: bool = True) -> None:
     """Write an outcome's Markdown, figure (if any) and CSVs into ``out``."""
     if outcome.fig is None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{stem}.md").write_text("\n".join(outcome.lines) + "\n")
-        for name, frame in outcome.csv.items():
-            frame.to_csv(out / name, index=False, float_format="%.4f")
-        print("\n".join(outcome.lines))
+        write_tables(out, stem, outcome.lines, outcome.csv)
         return
     write_results(
         out,

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmicl_interp.config import ConfigError
+from mmicl_interp.io import atomic_write_text
 from mmicl_interp.sweep.claim_script import RESULTS
 from mmicl_interp.sweep.claims import Section, SubClaim, command_line, write_section
 from mmicl_interp.sweep.executors import available_cores
@@ -171,7 +172,7 @@ class MultimodalScript:
             table = merge_rows(pd.read_csv(merge_csv), table)
             argv = []  # the merged table is what the full command (every arm, default options) gives
         wall = time.perf_counter() - t0
-        table.to_csv(out / self.runs_csv, index=False)
+        atomic_write_text(out / self.runs_csv, table.to_csv(index=False))
         once = table.drop_duplicates("run")  # a run in two roles (shipped size) counts once
         trained_wall = float(once.loc[~once["reused"], "wall_s"].sum())
         recorded_s = float(once["wall_s"].sum())  # every run's own training time, reused or not
@@ -191,7 +192,7 @@ class MultimodalScript:
                 f"{merge_csv.name}; every other row is kept from that table."
             )
         md = out / f"{self.name}.md"
-        md.write_text("\n".join(markdown(table, args.k2, head, low_k2)))
+        atomic_write_text(md, "\n".join(markdown(table, args.k2, head, low_k2)))
         written = save_figure(figure(*split_tables(table), low_k2), out, self.name, png=not args.no_png)
         # compute time: every run's recorded training time plus this invocation's time outside
         # training (the same figure whether the runs were trained now or reused)

@@ -40,7 +40,7 @@ import plotly.graph_objects as go
 
 from mmicl_interp import checkpoints as ck
 from mmicl_interp.analyses.tidy import COLUMNS
-from mmicl_interp.io import CorruptFileError
+from mmicl_interp.io import CorruptFileError, atomic_write_text
 from mmicl_interp.sweep.claims import Section, SubClaim, command_line, final_rows, rejudge_section
 from mmicl_interp.sweep.executors import make_executor
 from mmicl_interp.sweep.grid import SEED_KEYS, Grid, load_grid
@@ -482,7 +482,7 @@ def save_figure(fig: go.Figure, out: str | Path, stem: str, png: bool = True) ->
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / f"{stem}.html"]
-    fig.write_html(written[0], include_plotlyjs=True)
+    atomic_write_text(written[0], fig.to_html(include_plotlyjs=True))
     if png:
         if not png_export_available():
             print(f"no PNG for {stem}: kaleido is not installed (pip install '.[png]')")
@@ -511,9 +511,19 @@ def write_results(
     out = Path(out)
     fig.update_layout(title=title, template="plotly_white", width=width, height=height)
     save_figure(fig, out, stem, png=png)
+    write_tables(out, stem, lines, csv)
+
+
+def write_tables(
+    out: str | Path, stem: str, lines: Sequence[str], csv: dict[str, pd.DataFrame] | None = None
+) -> None:
+    """Write the ``csv`` tables (name -> frame, 4 decimals) and ``out/stem.md`` atomically, then
+    print the Markdown: a killed script leaves each file whole, old or new."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     for name, frame in (csv or {}).items():
-        frame.to_csv(out / name, index=False, float_format="%.4f")
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+        atomic_write_text(out / name, frame.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -541,4 +551,5 @@ __all__ = [
     "whole_numbers",
     "wide",
     "write_results",
+    "write_tables",
 ]

@@ -2,6 +2,7 @@
 
 import math
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -226,3 +227,26 @@ def test_claim_parser_adds_from_results_only_when_asked(tmp_path):
     assert sm.from_results_path(args, "x_runs.csv") == tmp_path / "x_runs.csv"
     assert parser.parse_args([]).from_results is None
     assert not hasattr(sm.claim_parser("doc", ["g.toml"], tmp_path).parse_args([]), "from_results")
+
+
+def test_write_tables_writes_what_pandas_writes_and_leaves_an_old_file_whole_on_failure(
+    tmp_path, capsys, monkeypatch
+):
+    frame = pd.DataFrame({"run": ["a", "b"], "icl": [0.123456, math.nan], "K": [128, 256]})
+    sm.write_tables(tmp_path, "claim", ["# title", "", "body"], {"claim_runs.csv": frame})
+    frame.to_csv(tmp_path / "direct.csv", index=False, float_format="%.4f")
+    assert (tmp_path / "claim_runs.csv").read_bytes() == (tmp_path / "direct.csv").read_bytes()
+    assert (tmp_path / "claim.md").read_text() == "# title\n\nbody\n" and "body" in capsys.readouterr().out
+
+    def half_then_fail(self, text, *args, **kwargs):  # a write cut off halfway (disk full, kill)
+        with open(self, "w") as f:
+            f.write(text[: len(text) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        sm.write_tables(tmp_path, "claim", ["new"], {"claim_runs.csv": frame.assign(icl=1.0)})
+    monkeypatch.undo()
+    assert (tmp_path / "claim_runs.csv").read_bytes() == (tmp_path / "direct.csv").read_bytes()
+    assert (tmp_path / "claim.md").read_text() == "# title\n\nbody\n"  # not half-replaced either
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["claim.md", "claim_runs.csv", "direct.csv"]
