@@ -30,31 +30,28 @@ import pandas as pd
 from mmicl_interp.sweep import claims as C
 from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
-from mmicl_interp.sweep.figures import add_level, panels
-from mmicl_interp.sweep.measures import final_accuracies, with_common_suite, with_plateau
+from mmicl_interp.sweep.figures import accuracy_axes, add_suites_by_group, panels
+from mmicl_interp.sweep.measures import (
+    final_table,
+    fixed_text,
+    grid_evidence,
+    plateau_runs_table,
+    spread_texts,
+    threshold_rows,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [ROOT / "analyses" / "grids" / f"claim1_{part}.toml" for part in ("K", "B", "eps", "alpha")]
 SUITES = ("icl", "iwl", "icl_flip")
-COLOURS = {"icl": "#1f77b4", "iwl": "#d62728"}
-DASHES = ("solid", "dash", "dot", "dashdot")
 COMMON_B = 2
 """The burstiness of the common icl suite every B and eps run is also scored on."""
 N_COMMON = 500
 """Sequences of the common suite per run."""
 TASK_KEYS = ("task.K", "task.B", "task.eps", "task.alpha")
 """The data-complexity keys the claim-1 sweeps vary."""
+COMMON_SWEEPS = (["task.B"], ["task.eps"])
+"""The sweeps (swept keys) whose runs are also scored on the common suite."""
 TITLE = "ICL needs data complexity (K, B, eps, Zipf alpha)"
-
-
-def per_run(grid, result) -> pd.DataFrame:
-    """Each run's final icl and iwl, icl relative to its context-label plateau (its own N, B) and
-    that plateau; a ``grid`` column names the sweep; the B and eps sweeps also on the common suite."""
-    runs = with_plateau(final_accuracies(result.table), grid)
-    runs.insert(0, "grid", grid.name)
-    if S.swept_keys(result.table, exclude=C.SEED_KEYS) in (["task.B"], ["task.eps"]):
-        runs = with_common_suite(grid, result, runs, COMMON_B, N_COMMON)
-    return runs
 
 
 def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> list[C.SubClaim]:
@@ -187,59 +184,23 @@ def report(done, args, command: str) -> Outcome:
     for col, (grid, result) in enumerate(zip(done.grids, done.results, strict=True), start=1):
         keys = S.swept_keys(result.table, exclude=C.SEED_KEYS)
         summary = S.final_values(result.table, keys, suites=SUITES)
-        table = S.wide(summary, keys)
-        runs = per_run(grid, result)
+        common = COMMON_B if keys in COMMON_SWEEPS else None
+        runs = plateau_runs_table(grid, result, common, N_COMMON)
         every.append(runs)
-        evidence[grid.name] = dict(
-            n_unique_configs=C.n_unique_configs([r.run_dir for r in result.results]),
-            steps=grid.points()[0].config.train.steps,
-            command=command,
-        )
-        rel = runs.groupby(keys)["icl_rel"].agg(["mean", "min", "max", "count"])
-        rel_text = {i: S.spread(r) for i, r in rel.iterrows()}
-        fixed = ", ".join(f"{S.short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
+        evidence[grid.name] = grid_evidence(grid, result, command)
+        fixed = fixed_text(grid)
         lines += ["", f"## {', '.join(S.short(k) for k in keys)}" + (f" (at {fixed})" if fixed else ""), ""]
-        lines += S.markdown_table(
-            [S.short(k) for k in keys] + list(SUITES) + ["icl rel. to plateau"],
-            [
-                [r[k] for k in keys]
-                + [r.get(s, "-") for s in SUITES]
-                + [rel_text.get(tuple(r[k] for k in keys) if len(keys) > 1 else r[keys[0]], "-")]
-                for _, r in table.iterrows()
-            ],
-        )
+        rel = {"icl rel. to plateau": spread_texts(runs, keys, "icl_rel")}
+        lines += final_table(summary, keys, SUITES, rel)
         if keys == ["task.K"]:
-            largest = summary["task.K"].max()
-            k = S.threshold(summary, "task.K")[None]
-            k_log = S.threshold(summary, "task.K", interpolate=True)[None]
-            crossings = S.seed_crossings(runs, "task.K", value="icl")
+            ((k, k_log, crossings),) = threshold_rows(summary, runs, "task.K")
             lines += [
                 "",
-                f"Smallest K with mean icl >= 0.5: {S.format_threshold(k, largest)} (log-interpolated "
-                f"crossing: K = {S.format_threshold(k_log, largest)}; each seed's own crossing: "
-                f"{C.crossing_text(crossings)}).",
+                f"Smallest K with mean icl >= 0.5: {k} (log-interpolated crossing: K = {k_log}; each "
+                f"seed's own crossing: {crossings}).",
             ]
-        x, groups = keys[0], keys[1:]
-        for gi, (group, part) in enumerate(summary.groupby(groups, sort=True) if groups else [((), summary)]):
-            group = group if isinstance(group, tuple) else (group,)
-            label = ", ".join(f"{S.short(k)}={v}" for k, v in zip(groups, group, strict=True))
-            for suite, colour in COLOURS.items():
-                fig.add_trace(
-                    S.spread_trace(
-                        part[part["suite"] == suite],
-                        x,
-                        f"{suite} {label}".strip(),
-                        legendgroup=f"{suite} {label}",
-                        showlegend=col == 1 or bool(groups),
-                        line=dict(color=colour, dash=DASHES[gi % len(DASHES)]),
-                    ),
-                    row=1,
-                    col=col,
-                )
-        fig.update_xaxes(title_text=S.short(x), type="log" if x == "task.K" else "linear", row=1, col=col)
-    add_level(fig)
-    fig.update_yaxes(range=[0, 1.05])
-    fig.update_yaxes(title_text="final accuracy", row=1, col=1)
+        add_suites_by_group(fig, summary, keys[0], keys[1:], col, legend=col == 1, log_x=keys[0] == "task.K")
+    accuracy_axes(fig)
     runs = pd.concat(every, ignore_index=True)
 
     def judged(wall: float) -> list[C.SubClaim]:

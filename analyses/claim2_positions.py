@@ -39,8 +39,14 @@ import pandas as pd
 from mmicl_interp.sweep import claims as C
 from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, moving_line, plateau_note, sweep_evidence
-from mmicl_interp.sweep.figures import OTHER, POSITION_COLOURS, add_run_curves, panels
-from mmicl_interp.sweep.measures import best_head_curves, circuit_runs
+from mmicl_interp.sweep.figures import POSITION_COLOURS, add_curves_by, add_values_by_suite, panels
+from mmicl_interp.sweep.measures import (
+    circuit_runs,
+    final_table,
+    number_texts,
+    over_learners,
+    threshold_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [ROOT / "analyses" / "grids" / "claim2_positions.toml"]
@@ -49,21 +55,17 @@ N_SEQS = 500
 """icl sequences scored per checkpoint for the head measures."""
 VARIANTS = (("rope", "correct RoPE"), ("rope_paper", "published RoPE"))
 TITLE = "RoPE raises the threshold and delays ICL; weaker patterns"
-ONSETS = (
-    "steps_to_icl_half",
-    "icl_onset",
-    "induction_onset",
-    "prev_token_onset",
-    "icl_onset_plateau",
-    "induction_onset_plateau",
-)
-"""The onset columns of the per-run table, in the order of the Markdown table."""
-
-
-def mean_over_learners(runs: pd.DataFrame, column: str) -> pd.Series:
-    """Mean of ``column`` per (positions, K) over the runs whose final icl reached 0.5."""
-    learners = runs[runs["final_icl"] >= 0.5]
-    return learners.groupby([POS, K])[column].mean()
+ONSETS = {
+    "steps_to_icl_half": "steps to icl 0.5",
+    "icl_onset": "icl onset",
+    "induction_onset": "ih onset",
+    "prev_token_onset": "PH onset",
+    "icl_onset_plateau": "icl leaves plateau",
+    "induction_onset_plateau": "ih leaves plateau",
+}
+"""The onset columns of the per-run table and their headers, in the order of the Markdown table."""
+FINALS = {"final_ih": "final ih", "final_prev_token_label": "final PH-label"}
+"""The end-of-training head scores of the per-run table and their headers."""
 
 
 def verdict(
@@ -198,12 +200,9 @@ def judged_runs(runs: pd.DataFrame, csv: Path) -> list[C.SubClaim]:
 def report(done, args, command: str) -> Outcome:
     result = done.results[0]
     summary = S.final_values(result.table, [POS, K], suites=("icl", "iwl"))
-    found = S.threshold(summary, K, by=[POS])
-    crossing = S.threshold(summary, K, by=[POS], interpolate=True)
     moving = C.still_moving(result.table)
     largest = summary[K].max()
     scores, runs = circuit_runs(done.grids[0], result, N_SEQS, workers=args.workers)
-    per_seed = {p: part for p, part in S.seed_crossings(runs, K, by=[POS], value="final_icl").groupby(POS)}
     positions = list(dict.fromkeys(result.table[POS]))
     min_step = done.grids[0].points()[0].config.train.stop_min_step
     budget = C.budget_text(done.steps(), min_step, runs["last_step"])
@@ -221,66 +220,32 @@ def report(done, args, command: str) -> Outcome:
         "",
         "## Threshold K (smallest K with mean final icl >= 0.5)",
         "",
-        *S.markdown_table(
-            [
-                "positions",
-                "threshold K",
-                "crossing K (log-interpolated)",
-                "crossing K per seed [95% t], grid cell",
-            ],
-            [
-                [
-                    p,
-                    S.format_threshold(found[p], largest),
-                    S.format_threshold(crossing[p], largest),
-                    C.crossing_text(per_seed[p]),
-                ]
-                for p in positions
-            ],
-        ),
+        *threshold_table(summary, runs, POS, K, value="final_icl", order=positions),
         "",
         moving_line(moving, result.table["run"].nunique()),
     ]
-    table = S.wide(summary, [POS, K]).set_index([POS, K])
-    onset = {c: mean_over_learners(runs, c) for c in ONSETS}
-    finals = {c: runs.groupby([POS, K])[c].mean() for c in ("final_ih", "final_prev_token_label")}
-    body = []
-    for pos in positions:
-        for k in sorted(summary[K].unique()):
-            cells = [f"{onset[c].get((pos, k), math.nan):.0f}" for c in onset]
-            cells = ["-" if c == "nan" else c for c in cells]
-            body.append(
-                [pos, k, table.loc[(pos, k), "icl"], table.loc[(pos, k), "iwl"], *cells]
-                + [f"{finals[c][(pos, k)]:.3f}" for c in finals]
-            )
-    header = ["positions", "K", "icl", "iwl", "steps to icl 0.5", "icl onset", "ih onset", "PH onset"]
-    header += ["icl leaves plateau", "ih leaves plateau", "final ih", "final PH-label"]
-    lines += [
-        "",
-        "## Final accuracy, onsets and end-of-training head scores",
-        "",
-        *S.markdown_table(header, body),
-    ]
-    learners = runs[runs["final_icl"] >= 0.5]
-    resolution = learners.groupby([POS, K])["icl_resolution"].max()  # spacing around each cell's onsets
+    onset = {c: over_learners(runs, [POS, K], c) for c in ONSETS}
+    columns = {h: number_texts(onset[c]) for c, h in ONSETS.items()}
+    columns |= {h: number_texts(runs.groupby([POS, K])[c].mean(), 3) for c, h in FINALS.items()}
+    lines += ["", "## Final accuracy, onsets and end-of-training head scores", ""]
+    lines += final_table(summary, [POS, K], extra=columns, order=positions)
+    resolution = over_learners(runs, [POS, K], "icl_resolution", "max")  # spacing around each cell's onsets
+    found = S.threshold(summary, K, by=[POS])
     lines += ["", "## Verdict", "", *verdict(found, onset["icl_onset"], largest, resolution)]
     lines += ["", "Verdicts with intervals: section 2 of `claims.json`."]
 
     k_max = int(largest)
-    fig = panels(
-        [
-            "final icl vs K",
-            f"icl accuracy over training (K={k_max})",
-            f"best-head induction strength (K={k_max})",
-        ]
+    titles = [
+        "final icl vs K",
+        f"icl accuracy over training (K={k_max})",
+        f"best-head induction strength (K={k_max})",
+    ]
+    fig = panels(titles)
+    add_values_by_suite(
+        fig, summary, K, POS, ("icl",), values=positions, colours=POSITION_COLOURS, name=str, legendgroup=True
     )
-    for pos in positions:
-        colour = POSITION_COLOURS.get(pos, OTHER)
-        rows = summary[(summary[POS] == pos) & (summary["suite"] == "icl")]
-        fig.add_trace(S.spread_trace(rows, K, pos, line=dict(color=colour), legendgroup=pos), row=1, col=1)
-        part = scores[(scores[POS] == pos) & (scores[K] == k_max)]
-        for col, metric in ((2, "accuracy"), (3, "ih")):
-            add_run_curves(fig, best_head_curves(part, metric), pos, colour, row=1, col=col)
+    for col, metric in ((2, "accuracy"), (3, "ih")):
+        add_curves_by(fig, scores[scores[K] == k_max], POS, metric, col, positions, POSITION_COLOURS)
     fig.update_xaxes(type="log", title_text="K", row=1, col=1)
     fig.update_xaxes(title_text="step", row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=3)

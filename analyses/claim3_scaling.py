@@ -44,7 +44,8 @@ import pandas as pd
 from mmicl_interp.sweep import claims as C
 from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, moving_line, plateau_note
-from mmicl_interp.sweep.figures import add_level, panels, value_colours
+from mmicl_interp.sweep.figures import accuracy_axes, add_values_by_suite, panels
+from mmicl_interp.sweep.measures import final_table, fixed_text, grid_evidence, threshold_table
 from mmicl_interp.sweep.measures import moving_runs_table as per_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,68 +172,19 @@ def report(done, args, command: str) -> Outcome:
         every.append(runs)
         size = next(k for k in S.swept_keys(result.table, C.SEED_KEYS) if k != K)
         moving = moving_line(runs[runs["still_moving"]]["run"].tolist(), len(runs))
-        if (grid, result) not in k_grids:
-            fixed = ", ".join(f"{S.short(k)} = {v}" for k, v in grid.fixed.items() if k.startswith("task."))
-            steps = grid.points()[0].config.train.steps
+        if (grid, result) not in k_grids:  # a fixed-K follow-up
+            steps, fixed = grid.points()[0].config.train.steps, fixed_text(grid)
             where = f" at {fixed}" if fixed else ""
             lines += ["", f"## {S.short(size)}, {steps} steps{where} ({grid.name})", ""]
             lines += [*S.follow_up(result.table, size, steps), "", moving]
             continue
-        gi = k_grids.index((grid, result))
         summary = S.final_values(result.table, [size, K])
-        found = S.threshold(summary, K, by=[size])
-        crossing = S.threshold(summary, K, by=[size], interpolate=True)
-        largest = summary[K].max()
-        per_seed = {v: part for v, part in S.seed_crossings(runs, K, by=[size], value="icl").groupby(size)}
-        header = [
-            S.short(size),
-            "threshold K",
-            "crossing K (log-interpolated)",
-            "crossing K per seed [95% t], grid cell",
-        ]
-        rows = [
-            [
-                v,
-                S.format_threshold(t, largest),
-                S.format_threshold(crossing[v], largest),
-                C.crossing_text(per_seed[v]),
-            ]
-            for v, t in found.items()
-        ]
-        table = S.wide(summary, [size, K])
-        lines += [
-            "",
-            f"## {S.short(size)} ({grid.name})",
-            "",
-            *S.markdown_table(header, rows),
-            "",
-            moving,
-            "",
-        ]
-        lines += S.markdown_table(
-            [S.short(size), "K", "icl", "iwl"],
-            [[r[size], r[K], r["icl"], r["iwl"]] for _, r in table.iterrows()],
-        )
-        evidence[grid.name] = dict(
-            n_unique_configs=C.n_unique_configs([r.run_dir for r in result.results]),
-            steps=grid.points()[0].config.train.steps,
-            command=command,
-        )
-        values = sorted(summary[size].unique())
-        for value, colour in zip(values, value_colours(values), strict=True):
-            for si, suite in enumerate(("icl", "iwl")):
-                rows = summary[(summary[size] == value) & (summary["suite"] == suite)]
-                fig.add_trace(
-                    S.spread_trace(
-                        rows, K, f"{S.short(size)}={value}", line=dict(color=colour), showlegend=si == 0
-                    ),
-                    row=1,
-                    col=2 * gi + si + 1,
-                )
+        lines += ["", f"## {S.short(size)} ({grid.name})", "", *threshold_table(summary, runs, size, K)]
+        lines += ["", moving, "", *final_table(summary, [size, K])]
+        evidence[grid.name] = grid_evidence(grid, result, command)
+        add_values_by_suite(fig, summary, K, size, col=2 * k_grids.index((grid, result)) + 1)
     fig.update_xaxes(type="log", title_text="K")
-    fig.update_yaxes(range=[0, 1.05])
-    fig.update_yaxes(title_text="final accuracy", row=1, col=1)
-    add_level(fig)
+    accuracy_axes(fig)
     runs = pd.concat(every, ignore_index=True)
 
     def judged(wall: float) -> list[C.SubClaim]:

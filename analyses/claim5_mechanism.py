@@ -41,25 +41,27 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from plotly.colors import qualitative
-from tqdm.auto import tqdm
 
 from mmicl_interp.analyses.correlation import correlation
 from mmicl_interp.analyses.stats import bca_interval
-from mmicl_interp.config import load_config
-from mmicl_interp.runs import load_run
 from mmicl_interp.sweep import claims as C
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
-from mmicl_interp.sweep.figures import panels
-from mmicl_interp.sweep.head_ablation import (  # noqa: F401  (control_head: the tests use it here)
+from mmicl_interp.sweep.head_ablation import (  # noqa: F401  (control_head, N_SEQS: the tests use them here)
     IH_THRESHOLD,
     N_SEQS,
     ablation_tables,
+    carry_steps,
     control_head,
+    many_heads,
+    mechanism_figure,
+    mm_evidence,
+    mm_learners,
     multimodal_rows,
-    run_row,
+    pearson_r,
+    read_tables,
+    stage1_heads,
+    sweep_rows,
 )
 from mmicl_interp.sweep.summary import from_results_path, markdown_table
 
@@ -84,29 +86,13 @@ RUNS_CSV = "claim5_mechanism_runs.csv"
 MM_CSV = "claim5_multimodal_runs.csv"
 
 
-def _mm_learners(mm: pd.DataFrame) -> pd.DataFrame:
-    """The stage-2 runs that learned multimodal ICL from a stage-1 run that learned ICL."""
-    return mm[(mm["icl"] >= LEARNED) & (mm["stage1_icl"] >= LEARNED)] if len(mm) else mm
-
-
-def _mm_evidence(mm: pd.DataFrame, command: str, wall: float) -> dict:
-    return dict(
-        n_runs=len(mm),
-        n_unique_configs=len(mm),
-        n_seeds=int(mm["seed"].nunique()),
-        steps=int(mm["steps"].max()) if "steps" in mm else None,
-        command=command,
-        wall_time_s=wall,
-    )
-
-
 def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> C.SubClaim:
     """5c: in the stage-2 runs that learned multimodal ICL from a stage-1 run that learned ICL,
     ablating the stage-1 run's best induction head costs multimodal icl, not iwl. The seed is the
     unit (the runs of one seed share a stage-1 decoder and its head): per seed the mean over its
     runs of icl drop minus iwl drop (a within-run, paired difference), then a t interval over seeds."""
     claim = "uni- and multimodal ICL run on the same induction circuit"
-    both = _mm_learners(mm)
+    both = mm_learners(mm, LEARNED)
     if both.empty:
         return C.SubClaim(
             "5c",
@@ -140,17 +126,8 @@ def multimodal_subclaim(mm: pd.DataFrame, command: str, wall: float) -> C.SubCla
         f"same best head in stage 1 and stage 2 in {int(both['same_head'].sum())} of {len(both)}; "
         f"multimodal icl drop with the stage-1 head ablated {C.range_text(both['icl_drop'])}{joint_text}; "
         f"the same head costs the stage-1 run {C.range_text(both['stage1_icl_drop'])} unimodal icl",
-        **_mm_evidence(mm, command, wall),
+        **mm_evidence(mm, command, wall),
     )
-
-
-def stage1_heads(mm: pd.DataFrame) -> pd.Series:
-    """Heads per layer of each row's stage-1 decoder: the ``stage1_n_heads`` column, or for a table
-    written before it, the shipped ``mm_stage1`` config's (its runs ``mm_stage1_seed<s>`` are
-    trained from that config by ``analyses/multimodal_asymmetry.py``)."""
-    if "stage1_n_heads" in mm:
-        return mm["stage1_n_heads"]
-    return pd.Series(load_config("mm_stage1").model.n_heads, index=mm.index)
 
 
 def control_subclaim(mm: pd.DataFrame, command: str, wall: float) -> C.SubClaim:
@@ -161,7 +138,7 @@ def control_subclaim(mm: pd.DataFrame, command: str, wall: float) -> C.SubClaim:
     with one head per layer there is no control head, and the joint ablation of the heads with ih
     >= IH_THRESHOLD is the single-head one, so it is "not tested" there, with the reason."""
     claim = "the stage-1 induction head, not any head of its layer, carries multimodal ICL (control head)"
-    both = _mm_learners(mm)
+    both = mm_learners(mm, LEARNED)
     if both.empty:
         return C.SubClaim(
             "5e", claim, "not tested", command=command, notes="no stage-2 ICL learners (see 5c)"
@@ -195,15 +172,8 @@ def control_subclaim(mm: pd.DataFrame, command: str, wall: float) -> C.SubClaim:
         f"induction head {C.range_text(with_control['icl_drop'])}, control head "
         f"{C.range_text(with_control['icl_control_drop'])}; iwl drop of the control "
         f"{C.range_text(with_control['iwl_control_drop'])}",
-        **_mm_evidence(with_control, command, wall),
+        **mm_evidence(with_control, command, wall),
     )
-
-
-def _pearson(x, y, axis=-1):
-    """Pearson r along ``axis`` (vectorised, for the BCa bootstrap)."""
-    xc = x - x.mean(axis=axis, keepdims=True)
-    yc = y - y.mean(axis=axis, keepdims=True)
-    return (xc * yc).sum(axis=axis) / np.sqrt((xc * xc).sum(axis=axis) * (yc * yc).sum(axis=axis))
 
 
 def subclaims(
@@ -216,7 +186,7 @@ def subclaims(
     and deeper learners; 5e: the stage-1 induction head against a control head of its layer."""
     common = dict(n_runs=len(runs), n_unique_configs=len(unique), command=command, wall_time_s=wall)
     common["steps"] = int(unique["step"].max()) if len(unique) else None
-    r = bca_interval(unique["best_ih"], unique["icl"], statistic=_pearson, paired=True, unit="unique runs")
+    r = bca_interval(unique["best_ih"], unique["icl"], statistic=pearson_r, paired=True, unit="unique runs")
     learners = unique[unique["icl"] >= LEARNED]
     drop = C.judge_difference(learners["iwl_drop"], learners["icl_drop"], min_effect=0.1, unit="runs")
     multi = learners[learners["n_heads"] > 1]
@@ -253,11 +223,6 @@ def subclaims(
     ]
 
 
-def many_heads(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose model has more heads than the 2-layer, 1-head default (n_heads > 1 or n_layers > 2)."""
-    return runs[runs["n_heads"] * runs["n_layers"] > 2]
-
-
 def joint_subclaim(learners: pd.DataFrame, common: dict) -> C.SubClaim:
     """5d: mean-ablating all heads with ih >= IH_THRESHOLD together, in the learners with more
     than one head in total (several heads or layers): per run icl drop minus iwl drop, paired t
@@ -288,33 +253,19 @@ def from_results(args) -> None:
     """``--from-results``: section 5 of claims.json re-judged from ``claim5_mechanism_runs.csv``
     (and ``claim5_multimodal_runs.csv`` beside it, for 5c and 5e) alone."""
     csv = from_results_path(args, RUNS_CSV)
-    runs = pd.read_csv(csv, keep_default_na=False, na_values=[""])
-    mm_csv = csv.parent / MM_CSV
-    mm = pd.read_csv(mm_csv, keep_default_na=False, na_values=[""]) if mm_csv.is_file() else pd.DataFrame()
-    for frame in (runs, mm):
-        if "control_head" in frame:
-            frame["control_head"] = frame["control_head"].fillna("")
-    old = C.read_claims(Path(args.out) / "claims.json")["claims"].get("5", {})
-    wall = old.get("wall_time_s")
-    subs = subclaims(runs, runs.drop_duplicates("config_hash"), C.command_line("claim5_mechanism"), wall, mm)
-    for sub in subs:  # the steps of the runs behind it, as the full run wrote them
-        sub.steps = next(
-            (o.get("steps") for o in old.get("subclaims", []) if o.get("id") == sub.id), sub.steps
-        )
-    name = csv.name + (f" and {mm_csv.name}" if len(mm) else "")
-    C.rejudge_section(
-        Path(args.out) / "claims.json", C.Section("5", TITLE, subs, C.command_line("claim5_mechanism")), name
-    )
-    print(f"re-judged section 5 of {Path(args.out) / 'claims.json'} from {name}")
+    runs, mm = read_tables(csv, MM_CSV)
+    path, command = Path(args.out) / "claims.json", C.command_line("claim5_mechanism")
+    old = C.read_claims(path)["claims"].get("5", {})
+    subs = subclaims(runs, runs.drop_duplicates("config_hash"), command, old.get("wall_time_s"), mm)
+    carry_steps(subs, old)  # the steps of the runs behind each, as the full run wrote them
+    name = csv.name + (f" and {MM_CSV}" if len(mm) else "")
+    C.rejudge_section(path, C.Section("5", TITLE, subs, command), name)
+    print(f"re-judged section 5 of {path} from {name}")
 
 
 def report(done, args, command: str) -> Outcome:
     t0 = time.perf_counter()
-    rows = []
-    todo = [(g.name, pr.run_dir) for g, r in zip(done.grids, done.results, strict=True) for pr in r.results]
-    for sweep, run_dir in tqdm(todo, desc="best induction head per run", unit="run"):
-        rows.append({"sweep": sweep, **run_row(load_run(run_dir))})
-    runs = pd.DataFrame(rows)
+    runs = sweep_rows(done)
     mm = multimodal_rows(Path(args.multimodal), Path(args.runs) if args.runs else ROOT / "checkpoints")
     analysis_s = time.perf_counter() - t0
     unique = runs.drop_duplicates("config_hash")
@@ -341,31 +292,10 @@ def report(done, args, command: str) -> Outcome:
         [[m, f"{c.value:.3f}", f"[{c.lo:.3f}, {c.hi:.3f}]", c.n] for m, c in stats.items()],
     )
     lines += ablation_tables(runs, icl_runs, iwl_runs, many_heads(icl_runs), mm, LEARNED, args.multimodal)
-    fig = panels(["final icl vs best induction strength", "ablating the best induction head"])
-    for i, (sweep, part) in enumerate(runs.groupby("sweep", sort=False)):
-        text = part["run"] + " (" + part["best_head"] + ")"
-        colour = qualitative.D3[i % len(qualitative.D3)]
-        for col, x, y in ((1, "best_ih", "icl"), (2, "iwl_drop", "icl_drop")):
-            fig.add_scatter(
-                x=part[x],
-                y=part[y],
-                mode="markers",
-                name=sweep,
-                legendgroup=sweep,
-                marker=dict(color=colour),
-                showlegend=col == 1,
-                text=text,
-                row=1,
-                col=col,
-            )
-    fig.update_xaxes(title_text="best-head induction strength (ih)", row=1, col=1)
-    fig.update_yaxes(title_text="final icl accuracy", row=1, col=1)
-    fig.update_xaxes(title_text="iwl accuracy drop", row=1, col=2)
-    fig.update_yaxes(title_text="icl accuracy drop", row=1, col=2)
     p = stats["pearson"]
     return Outcome(
         lines,
-        fig,
+        mechanism_figure(runs),
         f"Claim 5 across {len(runs)} runs: Pearson r = {p.value:.2f} [{p.lo:.2f}, {p.hi:.2f}]",
         lambda wall: subclaims(runs, unique, command, wall, mm),
         csv={RUNS_CSV: runs, **({MM_CSV: mm} if len(mm) else {})},

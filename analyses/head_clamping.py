@@ -31,14 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmicl_interp.analyses.correlation import crossing_step, model_curve, phases
-from mmicl_interp.analyses.tables import checkpoint_rows
-from mmicl_interp.analyses.tidy import tidy_table
-from mmicl_interp.runs import load_run
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
 from mmicl_interp.sweep.claims import Judgement, judge_delay
+from mmicl_interp.sweep.clamping import arm_rows, score_runs, seed_differences
 from mmicl_interp.sweep.summary import markdown_table
-from mmicl_interp.train.clamp import Clamp, clamped
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ROOT / "analyses" / "grids" / "head_clamping.toml"
@@ -47,52 +43,16 @@ CONTROL, CLAMPED = "none", "prev_token"
 N_SEQS = 500
 """icl sequences scored per checkpoint."""
 STEM = "head_clamping"
-
-
-def run_scores(run_dir: Path, name: str, n_seqs: int) -> pd.DataFrame:
-    """The tidy icl-suite table of one run's checkpoints, each scored with the clamp on where the
-    clamp covered that step in training (prev_token: the same pattern for every sequence)."""
-    run = load_run(run_dir)
-    clamp = Clamp.from_config(run.config.train)
-    if clamp is not None and clamp.needs_batch:
-        raise SystemExit(f"{run_dir}: this script scores prev_token clamps only, got {clamp.pattern}")
-    icl = {"icl": run.suites(n_seqs)["icl"]}
-    rows: list[dict] = []
-    for step in run.steps:
-        model = run.model(step)
-        on = clamp if clamp is not None and clamp.active(step) else None
-        with clamped(model, on, run.layout):
-            rows += checkpoint_rows(model, icl, run.layout, run=name, step=step, measure_suites=("icl",))
-    return tidy_table(rows)
-
-
-def run_row(scores: pd.DataFrame, clamp_layer: int) -> dict:
-    """Onsets and final values of one run; the induction head is sought after the clamped layer."""
-    later = scores[(scores["metric"] != "ih") | (scores["layer"] > clamp_layer)]
-    phase = phases(later).iloc[0].to_dict()
-    icl = model_curve(scores)
-    last = int(scores["step"].max())
-    final = scores[scores["step"] == last]
-
-    def head_value(metric: str, layer: int, step: int) -> float:
-        part = scores[(scores["metric"] == metric) & (scores["layer"] == layer) & (scores["step"] == step)]
-        return float(part["value"].max())
-
-    return {
-        "induction_layer": phase["induction_layer"],
-        "induction_onset": phase["induction_onset"],
-        "induction_resolution": phase["induction_resolution"],
-        "icl_onset": phase["icl_onset"],
-        "icl_resolution": phase["icl_resolution"],
-        "prev_token_onset": phase["prev_token_onset"],
-        "steps_to_icl_half": crossing_step(icl.index.to_numpy(), icl.to_numpy(), 0.5),
-        "first_icl": float(icl.iloc[0]),
-        "final_icl": float(icl.iloc[-1]),
-        "final_ih": float(final[(final["metric"] == "ih") & (final["layer"] > clamp_layer)]["value"].max()),
-        "prev_token_label_l0_first": head_value("prev_token_label", clamp_layer, 0),
-        "prev_token_label_l0_final": head_value("prev_token_label", clamp_layer, last),
-        "last_step": last,
-    }
+ARM_COLUMNS = {
+    "prev_token_label_l0_first": ("layer-0 PH-label, step 0", 3),
+    "prev_token_label_l0_final": ("layer-0 PH-label, final", 3),
+    "induction_onset": ("ih onset", 0),
+    "icl_onset": ("icl onset", 0),
+    "steps_to_icl_half": ("steps to icl 0.5", 0),
+    "final_ih": ("final ih", 3),
+    "final_icl": ("final icl", 3),
+}
+"""The per-arm table: per-run column -> (header, digits), mean [min, max] over seeds."""
 
 
 def judge(runs: pd.DataFrame) -> dict[str, tuple[Judgement, float]]:
@@ -108,13 +68,6 @@ def judge(runs: pd.DataFrame) -> dict[str, tuple[Judgement, float]]:
         spacing = float(np.nanmax(resolutions)) if np.isfinite(resolutions).any() else math.nan
         out[column] = (judge_delay(arms[CLAMPED], arms[CONTROL], spacing), spacing)
     return out
-
-
-def _fmt(values: pd.Series, digits: int = 0) -> str:
-    v = values.dropna().to_numpy(dtype=float)
-    if not len(v):
-        return "n/a"
-    return f"{v.mean():.{digits}f} [{v.min():.{digits}f}, {v.max():.{digits}f}]"
 
 
 def report(runs: pd.DataFrame, verdicts: dict, timing: str, n_seqs: int) -> list[str]:
@@ -137,45 +90,14 @@ def report(runs: pd.DataFrame, verdicts: dict, timing: str, n_seqs: int) -> list
         "## Per arm",
         "",
     ]
-    rows = []
-    for arm, part in runs.groupby(ARM, sort=False):
-        rows.append(
-            [
-                arm,
-                str(len(part)),
-                _fmt(part["prev_token_label_l0_first"], 3),
-                _fmt(part["prev_token_label_l0_final"], 3),
-                _fmt(part["induction_onset"]),
-                _fmt(part["icl_onset"]),
-                _fmt(part["steps_to_icl_half"]),
-                _fmt(part["final_ih"], 3),
-                _fmt(part["final_icl"], 3),
-            ]
-        )
+    digits = {column: d for column, (_, d) in ARM_COLUMNS.items()}
     lines += markdown_table(
-        [
-            "clamp",
-            "runs",
-            "layer-0 PH-label, step 0",
-            "layer-0 PH-label, final",
-            "ih onset",
-            "icl onset",
-            "steps to icl 0.5",
-            "final ih",
-            "final icl",
-        ],
-        rows,
+        ["clamp", "runs", *(header for header, _ in ARM_COLUMNS.values())], arm_rows(runs, ARM, digits)
     )
     lines += ["", "## Per seed: control minus clamped (steps; > 0: the clamped run is earlier)", ""]
-    wide = runs.pivot(index="seed", columns=ARM)
-    seed_rows = []
-    for seed in wide.index:
-        cells = [str(seed)]
-        for column in verdicts:
-            d = wide.loc[seed, (column, CONTROL)] - wide.loc[seed, (column, CLAMPED)]
-            cells.append("n/a" if math.isnan(d) else f"{d:+.0f}")
-        seed_rows.append(cells)
-    lines += markdown_table(["seed", *verdicts], seed_rows)
+    lines += markdown_table(
+        ["seed", *verdicts], seed_differences(runs, ARM, CONTROL, CLAMPED, list(verdicts))
+    )
     lines += ["", "## Verdicts (paired t over seeds, delay rule)", ""]
     texts = {
         "induction_onset": "Clamping the previous-token head makes the induction head form earlier",
@@ -196,13 +118,7 @@ def report(runs: pd.DataFrame, verdicts: dict, timing: str, n_seqs: int) -> list
 def scored(done, args, command: str) -> Outcome:
     t0 = time.perf_counter()
     grid, result = done.grids[0], done.results[0]
-    rows = []
-    for point, pr in zip(grid.points(), result.results, strict=True):
-        scores = run_scores(pr.run_dir, point.name, args.n_seqs)
-        row = {"run": point.name, **point.values, **run_row(scores, point.config.train.clamp_layer)}
-        rows.append(row)
-        print(f"{point.name}: ih onset {row['induction_onset']:.0f}, icl onset {row['icl_onset']:.0f}")
-    runs = pd.DataFrame(rows)
+    runs = score_runs(grid, result, args.n_seqs)
     all_s = done.wall_s + time.perf_counter() - t0
     timing = f"{done.timing()}; {all_s / 60:.1f} min in all, scoring included"
     lines = report(runs, judge(runs), timing, args.n_seqs)

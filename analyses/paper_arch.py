@@ -30,8 +30,7 @@ import pandas as pd
 from mmicl_interp.sweep import claims as C
 from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, sweep_evidence
-from mmicl_interp.sweep.figures import OTHER, POSITION_COLOURS, add_level, panels
-from mmicl_interp.sweep.measures import best_ih, final_accuracies, run_dirs, with_plateau
+from mmicl_interp.sweep.published_compare import boundary_figure, moving_text, runs_with_best_ih
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [ROOT / "analyses" / "grids" / "paper_arch.toml"]
@@ -49,14 +48,6 @@ DEFAULT_TEXT = (
     "3 seeds) and 173 (claim 2, one-hot, at its plateau, 5 seeds), both in the grid cell K (128, 256]"
 )
 TITLE = "Claims 1 and 2 on the paper's architecture"
-
-
-def per_run(grid, result, n_seqs: int = N_SEQS) -> pd.DataFrame:
-    """Each run's final icl / iwl, icl relative to its plateau, and best-head ih at its last checkpoint."""
-    runs = with_plateau(final_accuracies(result.table), grid, plateau=False)
-    dirs = run_dirs(grid, result)
-    runs["best_ih"] = [best_ih(dirs[name], n_seqs) for name in runs["run"]]
-    return runs
 
 
 def boundary_subclaim(rows: pd.DataFrame, common: dict, extra: str = "") -> C.SubClaim:
@@ -93,19 +84,6 @@ def boundary_subclaim(rows: pd.DataFrame, common: dict, extra: str = "") -> C.Su
     )
 
 
-def moving_text(moving: list[str] | None, n_runs: int) -> str:
-    """The plateau check in words, for the notes."""
-    if moving is None:
-        return "; whether the runs are at a plateau is not known here"
-    if not moving:
-        return "; every run's icl trend over the last 20% of training is < 0.01 (at a plateau)"
-    names = ", ".join(moving) if len(moving) <= 6 else "see paper_arch.md"
-    return (
-        f"; icl still moving (trend >= 0.01 over the last 20% of training) in {len(moving)} of {n_runs} "
-        f"runs: {names}"
-    )
-
-
 def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> list[C.SubClaim]:
     """P1 (the one-hot crossing vs the published code's bracket) and P2 (RoPE / one-hot crossing
     K, paired by seed, with the grid rule), from the per-run table alone (``paper_arch_runs.csv``:
@@ -113,7 +91,7 @@ def subclaims(runs: pd.DataFrame, common: dict, moving: list[str] | None) -> lis
     known); a RoPE or one-hot run still moving caps P2 at weak."""
     crossings = S.seed_crossings(runs, K, by=[POS], value="icl")
     arms = {pos: part for pos, part in crossings.groupby(POS)}
-    text = moving_text(moving, len(runs))
+    text = moving_text(moving, len(runs), "paper_arch.md")
     subs = []
     if "onehot" in arms:
         subs.append(boundary_subclaim(arms["onehot"], common, text))
@@ -146,7 +124,7 @@ def report(done, args, command: str) -> Outcome:
     grid, result = done.grids[0], done.results[0]
     summary = S.final_values(result.table, [POS, K], suites=("icl", "iwl"))
     table = S.wide(summary, [POS, K]).set_index([POS, K])
-    runs = per_run(grid, result)
+    runs = runs_with_best_ih(grid, result, N_SEQS)
     by = runs.groupby([POS, K])
     rel = {i: S.spread(r) for i, r in by["icl_rel"].agg(["mean", "min", "max", "count"]).iterrows()}
     ih = {i: S.spread(r) for i, r in by["best_ih"].agg(["mean", "min", "max", "count"]).iterrows()}
@@ -199,33 +177,7 @@ def report(done, args, command: str) -> Outcome:
         f">= 0.01): {', '.join(moving) if moving else 'none'}.",
     ]
     common = sweep_evidence(done, command)
-    fig = panels(["final icl / iwl vs K", "best induction head (ih) vs K"])
-    for pos in positions:
-        colour = POSITION_COLOURS.get(pos, OTHER)
-        for suite, dash in (("icl", "solid"), ("iwl", "dash")):
-            rows = summary[(summary[POS] == pos) & (summary["suite"] == suite)]
-            fig.add_trace(
-                S.spread_trace(rows, K, f"{pos} {suite}", line=dict(color=colour, dash=dash)), row=1, col=1
-            )
-        part = runs[runs[POS] == pos].groupby(K)["best_ih"].agg(["mean", "min", "max"]).reset_index()
-        fig.add_trace(
-            S.spread_trace(part, K, f"{pos} ih", line=dict(color=colour), showlegend=False), row=1, col=2
-        )
-    add_level(fig, row=1, col=1)
-    for i, k in enumerate(PUBLISHED):  # a scatter, not a shape: shapes on log axes need log10 coordinates
-        fig.add_scatter(
-            x=[k, k],
-            y=[0, 1],
-            mode="lines",
-            line=dict(color="grey", dash="dot"),
-            name="published code's boundary",
-            legendgroup="published",
-            showlegend=i == 0,
-            row=1,
-            col=1,
-        )
-    fig.update_xaxes(type="log", title_text="K")
-    fig.update_yaxes(title_text="final accuracy", row=1, col=1)
+    fig = boundary_figure(summary, runs, positions, PUBLISHED)
     return Outcome(
         lines,
         fig,

@@ -28,9 +28,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmicl_interp.analyses.stats import paired_t_interval
 from mmicl_interp.sweep import claims as C
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
+from mmicl_interp.sweep.published_compare import (
+    PLATEAU,
+    arm_lines,
+    last_steps,
+    mean_min_max,
+    reference_lines,
+    side,  # noqa: F401  (tests read the side rule from the script)
+    step_rows,
+    trajectories,
+)
 from mmicl_interp.sweep.summary import markdown_table, seed_crossings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +49,8 @@ GRIDS = [
 ]
 REFERENCE = ROOT / "analyses" / "results" / "published_reference.csv"
 STEPS = (500, 1000, 1500, 2000)
-PLATEAU = 0.25  # B/N at N 8, B 2
+KEYS = ("model.mlp_init", "model.readout_bias", "task.K", "seed")
+"""The swept keys of a row of the per-run table (its variant, K and seed), in its sort order."""
 VARIANTS = {
     ("torch_default", False): "published",
     ("normal", False): "MLP init N(0, 0.02), biases 0",
@@ -49,84 +59,17 @@ VARIANTS = {
 }
 
 
-def side(icl: float, iwl: float) -> str:
-    """``ICL``, ``IWL`` or ``neither`` (see the module docstring)."""
-    if icl >= 0.8:
-        return "ICL"
-    if iwl >= 0.6 and icl < PLATEAU:
-        return "IWL"
-    return "neither"
-
-
-def trajectories(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, step) with icl and iwl accuracy side by side, plus the swept keys."""
-    acc = table[(table["metric"] == "accuracy") & table["suite"].isin(["icl", "iwl"])]
-    keys = [c for c in acc.columns if c.startswith(("model.", "task.")) or c == "seed"]
-    wide = acc.pivot_table(index=["run", "step", *keys], columns="suite", values="value").reset_index()
-    wide.columns.name = None
-    return wide
-
-
-def ablation_rows(traj: pd.DataFrame) -> pd.DataFrame:
-    """Each run's icl / iwl at the reported steps and its side at its last step."""
-    rows = []
-    for run, part in traj.groupby("run"):
-        part = part.set_index("step")
-        last = part.index.max()
-        row = {k: part[k].iloc[0] for k in ("model.mlp_init", "model.readout_bias", "task.K", "seed")}
-        row.update(run=run, last_step=int(last), side=side(part.loc[last, "icl"], part.loc[last, "iwl"]))
-        for s in STEPS:
-            if s in part.index:
-                row[f"icl_{s}"], row[f"iwl_{s}"] = part.loc[s, "icl"], part.loc[s, "iwl"]
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values(["model.mlp_init", "model.readout_bias", "task.K", "seed"])
-
-
-def cell(values: pd.Series) -> str:
-    """``mean (min-max)`` over seeds: a range, not an interval."""
-    return f"{values.mean():.3f} ({values.min():.3f}-{values.max():.3f})"
-
-
-def reference_lines(runs: pd.DataFrame) -> list[str]:
-    """The published code's trajectories (analyses/results/published_reference.csv) beside ours."""
-    if not REFERENCE.exists():
-        return [f"No published reference table ({REFERENCE.name}): run analyses/published_reference.py."]
-    ref = pd.read_csv(REFERENCE)
-    ref = ref[ref["suite"].isin(["icl", "iwl"])].pivot_table(
-        index=["K", "seed", "step"], columns="suite", values="accuracy"
-    )
-    ours = runs[(runs["model.mlp_init"] == "torch_default") & (~runs["model.readout_bias"].astype(bool))]
-    header = ["K", "step", "published code icl / iwl", "`published` icl / iwl", "seeds (ref / ours)"]
-    table = []
-    for K in sorted(ours["task.K"].unique()):
-        mine = ours[ours["task.K"] == K]
-        for s in STEPS:
-            if (K, s) not in {(k, st) for k, _, st in ref.index} or f"icl_{s}" not in mine:
-                continue
-            r = ref.xs((K, s), level=("K", "step"))
-            table.append(
-                [
-                    int(K),
-                    s,
-                    f"{cell(r['icl'])} / {cell(r['iwl'])}",
-                    f"{cell(mine[f'icl_{s}'])} / {cell(mine[f'iwl_{s}'])}",
-                    f"{len(r)} / {len(mine)}",
-                ]
-            )
-    return [
-        "### Against the published code",
-        "",
-        "Mean over seeds with the range (min-max) in brackets; the seeds of the two codes draw",
-        "different random streams, so runs are compared as distributions, not seed by seed.",
-        "",
-        *markdown_table(header, table),
+def variant(runs: pd.DataFrame, mlp_init: str = "torch_default", readout_bias: bool = False) -> pd.DataFrame:
+    """The rows of one variant (default: `published`, MLP init as published, no read-out bias)."""
+    return runs[
+        (runs["model.mlp_init"] == mlp_init) & (runs["model.readout_bias"].astype(bool) == readout_bias)
     ]
 
 
 def subclaims(runs: pd.DataFrame, common: dict) -> list[C.SubClaim]:
     """F1/F2: `published` lands on the published code's side at K 2048 / 4096 (every seed);
     F3-F5: what undoing each difference does to final icl at K 2048, paired by seed."""
-    pub = runs[(runs["model.mlp_init"] == "torch_default") & (~runs["model.readout_bias"].astype(bool))]
+    pub = variant(runs)
     out = []
     for sid, K, want in (("F1", 2048, "IWL"), ("F2", 4096, "ICL")):
         part = pub[pub["task.K"] == K]
@@ -145,7 +88,7 @@ def subclaims(runs: pd.DataFrame, common: dict) -> list[C.SubClaim]:
                 "final icl, mean over seeds",
                 [float(icl.min()), float(icl.max())] if len(part) else None,
                 f"range over {len(part)} seeds (min-max), not a confidence interval",
-                notes=f"{hits} of {len(part)} seeds {want}; final iwl {cell(part['iwl_2000'])}"
+                notes=f"{hits} of {len(part)} seeds {want}; final iwl {mean_min_max(part['iwl_2000'])}"
                 if "iwl_2000" in part and len(part)
                 else "",
                 **common,
@@ -157,11 +100,8 @@ def subclaims(runs: pd.DataFrame, common: dict) -> list[C.SubClaim]:
         ("F4", ("torch_default", True), "a read-out bias moves the boundary at K = 2048"),
         ("F5", ("normal", True), "the old paper model (both undone) learns ICL at K = 2048"),
     ):
-        arm = runs[
-            (runs["model.mlp_init"] == key[0])
-            & (runs["model.readout_bias"].astype(bool) == key[1])
-            & (runs["task.K"] == 2048)
-        ].set_index("seed")["icl_2000"]
+        arm = variant(runs, *key)
+        arm = arm[arm["task.K"] == 2048].set_index("seed")["icl_2000"]
         seeds = sorted(set(arm.index) & set(base.index))
         diffs = (arm[seeds] - base[seeds]).to_numpy()
         out.append(
@@ -218,42 +158,21 @@ def boundary_subclaims(onehot: pd.DataFrame, rope: pd.DataFrame, common: dict) -
             "on `published`, RoPE raises the data-complexity threshold",
             "crossing K, RoPE / one-hot",
             notes=f"RoPE: {C.crossing_text(rx)}; one-hot: {C.crossing_text(one)}; RoPE final icl by K: "
-            + ", ".join(f"{int(k)}: {cell(g['icl'])}" for k, g in rope.groupby("task.K")),
+            + ", ".join(f"{int(k)}: {mean_min_max(g['icl'])}" for k, g in rope.groupby("task.K")),
             **{**common, "n_runs": n, "n_unique_configs": n},
         )
     )
     return subs
 
 
-def embed_lines(table: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
-    """Final icl / iwl of the embedded default model per W_E init, and the paired difference."""
-    traj = trajectories(table)
-    last = traj[traj["step"] == traj.groupby("run")["step"].transform("max")]
-    rows = []
-    for init, part in last.groupby("model.embed_init"):
-        rows.append([init, len(part), int(part["step"].max()), cell(part["icl"]), cell(part["iwl"])])
-    piv = last.pivot_table(index="seed", columns="model.embed_init", values="icl")
-    iv = paired_t_interval(piv["init_std"], piv["unit"])
-    effect, lo, hi, kind = iv.estimate, iv.lo, iv.hi, iv.kind
-    lines = [
-        "## The input embedding's init (default config, d_embed 32)",
-        "",
-        *markdown_table(["W_E init", "seeds", "step", "icl", "iwl"], rows),
-        "",
-        f"icl, unit minus init_std, paired by seed: {effect:+.3f} [{lo:.3f}, {hi:.3f}] ({kind}).",
-    ]
-    return lines, last
-
-
 def report(done, args, command: str) -> Outcome:
     ablation, embed, rope_result = done.results
-    runs = ablation_rows(trajectories(ablation.table))
-    rope_traj = trajectories(rope_result.table)
-    rope = rope_traj[rope_traj["step"] == rope_traj.groupby("run")["step"].transform("max")]
+    runs = step_rows(trajectories(ablation.table), KEYS, STEPS, PLATEAU)
+    rope = last_steps(trajectories(rope_result.table))
     header = ["variant", "K", *[f"step {s} icl / iwl" for s in STEPS], "side at 2000 (per seed)"]
     table = []
     for (init, bias, K), part in runs.groupby(["model.mlp_init", "model.readout_bias", "task.K"]):
-        steps = [f"{cell(part[f'icl_{s}'])} / {cell(part[f'iwl_{s}'])}" for s in STEPS]
+        steps = [f"{mean_min_max(part[f'icl_{s}'])} / {mean_min_max(part[f'iwl_{s}'])}" for s in STEPS]
         table.append([VARIANTS[(init, bool(bias))], int(K), *steps, ", ".join(part["side"])])
     common = dict(
         n_runs=len(runs),
@@ -262,15 +181,14 @@ def report(done, args, command: str) -> Outcome:
         steps=int(runs["last_step"].max()),
         command=command,
     )
-    pub = runs[(runs["model.mlp_init"] == "torch_default") & (~runs["model.readout_bias"].astype(bool))]
-    onehot = pub.rename(columns={"icl_2000": "icl"})[["task.K", "seed", "icl"]]
+    onehot = variant(runs).rename(columns={"icl_2000": "icl"})[["task.K", "seed", "icl"]]
 
     def judged(wall: float) -> list[C.SubClaim]:
         fields = {**common, "wall_time_s": wall}
         return subclaims(runs, fields) + boundary_subclaims(onehot, rope, fields)
 
     subs = judged(math.nan)  # the verdicts in the Markdown (the section gets them with the wall time)
-    embed_md, embed_runs = embed_lines(embed.table)
+    embed_md, embed_runs = arm_lines(embed.table, "model.embed_init", "init_std", "unit", "W_E init")
     lines = [
         "# Fidelity: the `published` config against the published code",
         "",
@@ -281,11 +199,13 @@ def report(done, args, command: str) -> Outcome:
         "",
         *markdown_table(header, table),
         "",
-        *reference_lines(runs),
+        *reference_lines(variant(runs), STEPS, REFERENCE),
         "",
         "### Verdicts",
         "",
         *[f"- {s.id} (**{s.verdict}**): {s.text}; {C.effect_text(s.to_dict())}. {s.notes}" for s in subs],
+        "",
+        "## The input embedding's init (default config, d_embed 32)",
         "",
         *embed_md,
     ]

@@ -1,19 +1,28 @@
 """Figure pieces the claim scripts share: colours, the icl = 0.5 level, per-run curves and
-mean lines with min/max error bars (a range over seeds, not an interval)."""
+mean lines with min/max error bars (a range over seeds, not an interval), and the loops that draw
+a sweep's final accuracies by group."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from mmicl_interp.sweep.measures import best_head_curves
+from mmicl_interp.sweep.summary import short, spread_trace
+
 POSITION_COLOURS = {"onehot": "#1f77b4", "learned": "#2ca02c", "rope": "#d62728", "rope_paper": "#ff7f0e"}
 """One colour per position encoding (``model.positions``), the same in every figure."""
 OTHER = "#7f7f7f"
 """The colour of a value without its own."""
+SUITE_COLOURS = {"icl": "#1f77b4", "iwl": "#d62728"}
+"""One colour per eval suite, where the suites share a panel."""
+DASHES = ("solid", "dash", "dot", "dashdot")
+"""The line dashes of the groups in one panel, in turn."""
 
 
 def panels(titles: Sequence[str]) -> go.Figure:
@@ -70,11 +79,107 @@ def range_trace(per: pd.DataFrame, x: str, y: str, **scatter) -> go.Scatter:
     )
 
 
+def accuracy_axes(fig: go.Figure) -> None:
+    """The y axes of a final-accuracy figure: 0 to 1.05, titled on the first panel, with the
+    icl = 0.5 level (:func:`add_level`) in every panel."""
+    add_level(fig)
+    fig.update_yaxes(range=[0, 1.05])
+    fig.update_yaxes(title_text="final accuracy", row=1, col=1)
+
+
+def add_suites_by_group(
+    fig: go.Figure,
+    summary: pd.DataFrame,
+    x: str,
+    groups: Sequence[str],
+    col: int,
+    legend: bool = True,
+    log_x: bool = False,
+    colours: Mapping[str, str] = SUITE_COLOURS,
+) -> None:
+    """Panel ``col``: each suite of ``colours`` vs ``x`` (a :func:`~mmicl_interp.sweep.summary.
+    final_values` ``summary``; mean, min/max bars), one colour per suite and one dash per
+    combination of ``groups`` (e.g. Zipf alpha), so icl and iwl of one sweep share a panel; in the
+    legend where ``legend`` or where there are groups to tell apart. Titles the x axis."""
+    parts = summary.groupby(list(groups), sort=True) if groups else [((), summary)]
+    for gi, (group, part) in enumerate(parts):
+        group = group if isinstance(group, tuple) else (group,)
+        label = ", ".join(f"{short(k)}={v}" for k, v in zip(groups, group, strict=True))
+        for suite, colour in colours.items():
+            fig.add_trace(
+                spread_trace(
+                    part[part["suite"] == suite],
+                    x,
+                    f"{suite} {label}".strip(),
+                    legendgroup=f"{suite} {label}",
+                    showlegend=legend or bool(groups),
+                    line=dict(color=colour, dash=DASHES[gi % len(DASHES)]),
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text=short(x), type="log" if log_x else "linear", row=1, col=col)
+
+
+def add_values_by_suite(
+    fig: go.Figure,
+    summary: pd.DataFrame,
+    x: str,
+    by: str,
+    suites: Sequence[str] = ("icl", "iwl"),
+    col: int = 1,
+    values: Sequence | None = None,
+    colours: Mapping[Any, str] | None = None,
+    name: Callable[[Any], str] | None = None,
+    legendgroup: bool = False,
+) -> None:
+    """Each suite vs ``x`` in its own panel (``col``, ``col + 1``, ...; a :func:`~mmicl_interp.
+    sweep.summary.final_values` ``summary``: mean, min/max bars), one line per value of ``by``
+    (``values``, default sorted) in one colour (``colours``, default Viridis along the values;
+    :data:`OTHER` where missing), named ``name(value)`` (default ``n_heads=2``) and in the legend
+    once (the first suite's line), grouped by that name with ``legendgroup``."""
+    values = sorted(summary[by].unique()) if values is None else list(values)
+    colours = dict(zip(values, value_colours(values), strict=True)) if colours is None else colours
+    for value in values:
+        label = name(value) if name else f"{short(by)}={value}"
+        extra = dict(legendgroup=label) if legendgroup else {}
+        for si, suite in enumerate(suites):
+            rows = summary[(summary[by] == value) & (summary["suite"] == suite)]
+            trace = spread_trace(
+                rows, x, label, line=dict(color=colours.get(value, OTHER)), showlegend=si == 0, **extra
+            )
+            fig.add_trace(trace, row=1, col=col + si)
+
+
+def add_curves_by(
+    fig: go.Figure,
+    scores: pd.DataFrame,
+    by: str,
+    metric: str,
+    col: int,
+    values: Sequence,
+    colours: Mapping[Any, str],
+) -> None:
+    """Panel ``col``: per value of ``by`` (in ``values``' order), every run's curve of a
+    checkpoint-score table (:func:`~mmicl_interp.sweep.measures.best_head_curves`: icl accuracy
+    or the best head's ``metric``) in the value's colour (:data:`OTHER` where missing),
+    :func:`add_run_curves`."""
+    for value in values:
+        curves = best_head_curves(scores[scores[by] == value], metric)
+        add_run_curves(fig, curves, value, colours.get(value, OTHER), row=1, col=col)
+
+
 __all__ = [
+    "DASHES",
     "OTHER",
     "POSITION_COLOURS",
+    "SUITE_COLOURS",
+    "accuracy_axes",
+    "add_curves_by",
     "add_level",
     "add_run_curves",
+    "add_suites_by_group",
+    "add_values_by_suite",
     "panels",
     "range_trace",
     "value_colours",

@@ -1,7 +1,8 @@
 """Per-run head ablations for claim 5 (``analyses/claim5_mechanism.py``): each run's best
 induction head (highest ``ih`` on the icl suite at the last checkpoint), its mean ablation, the
 joint ablation of every head with ``ih >= threshold``, and a control head; and, for claim 4's
-stage-2 runs, the stage-1 run's heads ablated inside the stage-2 model.
+stage-2 runs, the stage-1 run's heads ablated inside the stage-2 model; the selections, the
+Pearson statistic, the ``--from-results`` reading, the tables and the figure of claim 5.
 
 A mean ablation replaces a head's output by its mean over the suite's sequences; a drop is
 clean minus ablated accuracy.
@@ -10,17 +11,24 @@ clean minus ablated accuracy.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
 from tqdm.auto import tqdm
 
 from mmicl_interp.analyses.ablation import ablate_heads, format_heads, heads_above, parse_heads
 from mmicl_interp.analyses.attention import attention_measures
 from mmicl_interp.analyses.stats import config_hash
+from mmicl_interp.config import load_config
 from mmicl_interp.runs import Run, load_run
 from mmicl_interp.sweep.claim_script import mean_range
-from mmicl_interp.sweep.summary import markdown_table
+from mmicl_interp.sweep.claims import SubClaim
+from mmicl_interp.sweep.figures import panels
+from mmicl_interp.sweep.summary import GridsResult, markdown_table
 
 N_SEQS = 500
 """Sequences per suite for the measures and the ablation."""
@@ -250,12 +258,128 @@ def ablation_tables(
     return lines
 
 
+def sweep_rows(done: GridsResult) -> pd.DataFrame:
+    """:func:`run_row` of every run of the finished sweeps ``done``, in sweep order, with the
+    sweep's name in column ``sweep`` (a run in two sweeps gives two rows)."""
+    todo = [(g.name, pr.run_dir) for g, r in zip(done.grids, done.results, strict=True) for pr in r.results]
+    rows = []
+    for sweep, run_dir in tqdm(todo, desc="best induction head per run", unit="run"):
+        rows.append({"sweep": sweep, **run_row(load_run(run_dir))})
+    return pd.DataFrame(rows)
+
+
+def many_heads(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose model has more heads than the 2-layer, 1-head default (n_heads > 1 or
+    n_layers > 2): where the circuit can spread over several heads (claim 5d)."""
+    return runs[runs["n_heads"] * runs["n_layers"] > 2]
+
+
+def mm_learners(mm: pd.DataFrame, learned: float) -> pd.DataFrame:
+    """The rows of :func:`multimodal_rows` whose stage-2 run learned multimodal ICL (``icl >=
+    learned``) from a stage-1 run that learned ICL (``stage1_icl >= learned``)."""
+    return mm[(mm["icl"] >= learned) & (mm["stage1_icl"] >= learned)] if len(mm) else mm
+
+
+def mm_evidence(mm: pd.DataFrame, command: str, wall: float | None) -> dict:
+    """The evidence fields of a sub-claim judged on the stage-2 rows ``mm``: each row is its own
+    run and config, its seeds, the largest stage-2 budget (None without a ``steps`` column)."""
+    return dict(
+        n_runs=len(mm),
+        n_unique_configs=len(mm),
+        n_seeds=int(mm["seed"].nunique()),
+        steps=int(mm["steps"].max()) if "steps" in mm else None,
+        command=command,
+        wall_time_s=wall,
+    )
+
+
+def stage1_heads(mm: pd.DataFrame) -> pd.Series:
+    """Heads per layer of each row's stage-1 decoder: the ``stage1_n_heads`` column, or for a table
+    written before it, the shipped ``mm_stage1`` config's (its runs ``mm_stage1_seed<s>`` are
+    trained from that config by ``analyses/multimodal_asymmetry.py``)."""
+    if "stage1_n_heads" in mm:
+        return mm["stage1_n_heads"]
+    return pd.Series(load_config("mm_stage1").model.n_heads, index=mm.index)
+
+
+def pearson_r(x, y, axis: int = -1):
+    """Pearson r along ``axis``, vectorised for :func:`~mmicl_interp.analyses.stats.bca_interval`:
+    ``r = sum(xc * yc) / sqrt(sum(xc**2) * sum(yc**2))`` with ``xc = x - mean(x)``, ``yc = y -
+    mean(y)``. No guard: a constant sample gives NaN (0/0), which the bootstrap reports. Unlike
+    :mod:`~mmicl_interp.analyses.correlation`'s statistic it neither clips to [-1, 1] nor flags
+    near-constant rows, so claim 5a's committed intervals stay as computed."""
+    xc = x - x.mean(axis=axis, keepdims=True)
+    yc = y - y.mean(axis=axis, keepdims=True)
+    return (xc * yc).sum(axis=axis) / np.sqrt((xc * xc).sum(axis=axis) * (yc * yc).sum(axis=axis))
+
+
+def read_tables(csv: Path, mm_name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Claim 5's per-run tables for ``--from-results``: the runs' table ``csv`` and the stage-2
+    table ``mm_name`` beside it (empty when absent). Only empty cells are missing values (a
+    head named e.g. ``NA`` stays a string); an empty ``control_head`` reads as ``""``, as
+    :func:`run_row` writes it."""
+    runs = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+    mm_csv = csv.parent / mm_name
+    mm = pd.read_csv(mm_csv, keep_default_na=False, na_values=[""]) if mm_csv.is_file() else pd.DataFrame()
+    for frame in (runs, mm):
+        if "control_head" in frame:
+            # object first: an all-empty column reads as float, which pandas will not fill with ""
+            frame["control_head"] = frame["control_head"].astype(object).fillna("")
+    return runs, mm
+
+
+def carry_steps(subs: Sequence[SubClaim], old: dict) -> None:
+    """Set each sub-claim's ``steps`` to those of the same id in ``old`` (the section as the full
+    run wrote it, from claims.json), where it has them: the steps of the runs behind a sub-claim,
+    which a re-judgement from the CSVs alone may not know."""
+    for sub in subs:
+        sub.steps = next(
+            (o.get("steps") for o in old.get("subclaims", []) if o.get("id") == sub.id), sub.steps
+        )
+
+
+def mechanism_figure(runs: pd.DataFrame) -> go.Figure:
+    """Claim 5's figure: per run (one colour per sweep), final icl vs its best head's induction
+    strength, and the icl vs iwl drop when that head is mean-ablated; hover text: run (head)."""
+    fig = panels(["final icl vs best induction strength", "ablating the best induction head"])
+    for i, (sweep, part) in enumerate(runs.groupby("sweep", sort=False)):
+        text = part["run"] + " (" + part["best_head"] + ")"
+        colour = qualitative.D3[i % len(qualitative.D3)]
+        for col, x, y in ((1, "best_ih", "icl"), (2, "iwl_drop", "icl_drop")):
+            fig.add_scatter(
+                x=part[x],
+                y=part[y],
+                mode="markers",
+                name=sweep,
+                legendgroup=sweep,
+                marker=dict(color=colour),
+                showlegend=col == 1,
+                text=text,
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="best-head induction strength (ih)", row=1, col=1)
+    fig.update_yaxes(title_text="final icl accuracy", row=1, col=1)
+    fig.update_xaxes(title_text="iwl accuracy drop", row=1, col=2)
+    fig.update_yaxes(title_text="icl accuracy drop", row=1, col=2)
+    return fig
+
+
 __all__ = [
     "IH_THRESHOLD",
     "ablation_tables",
+    "carry_steps",
     "MM_ARMS",
     "N_SEQS",
     "control_head",
+    "many_heads",
+    "mechanism_figure",
+    "mm_evidence",
+    "mm_learners",
     "multimodal_rows",
+    "pearson_r",
+    "read_tables",
     "run_row",
+    "stage1_heads",
+    "sweep_rows",
 ]
