@@ -31,6 +31,7 @@ from mmicl_interp.sweep.measures import (
     threshold_rows,
     threshold_table,
 )
+from tests.sweep import sweep_table
 
 POS, K, HEADS = "model.positions", "task.K", "model.n_heads"
 
@@ -47,26 +48,6 @@ def _summary(key: str, curves: dict, suites=("icl", "iwl")) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _sweep(runs: dict) -> pd.DataFrame:
-    """A sweep table: per run {name: (K, seed, icl, iwl)} a first eval step at half and a last one."""
-    rows = []
-    for run, (k, seed, icl, iwl) in runs.items():
-        for step, scale in ((0, 0.5), (10, 1.0)):
-            for suite, v in (("icl", icl), ("iwl", iwl)):
-                rows.append(
-                    dict(
-                        run=run,
-                        step=step,
-                        suite=suite,
-                        metric="accuracy",
-                        value=v * scale,
-                        seed=seed,
-                        **{K: k},
-                    )
-                )
-    return pd.DataFrame(rows)
-
-
 def _grid(name: str, tasks: dict, steps: int = 10) -> SimpleNamespace:
     """A stand-in Grid: point name -> task (N, B)."""
     points = [
@@ -79,7 +60,7 @@ def _grid(name: str, tasks: dict, steps: int = 10) -> SimpleNamespace:
 def test_plateau_runs_table_names_the_grid_and_scores_the_common_suite(monkeypatch):
     tasks = {"a": SimpleNamespace(N=8, B=2), "b": SimpleNamespace(N=8, B=4)}
     result = SimpleNamespace(
-        table=_sweep({"a": (64, 0, 0.625, 0.2), "b": (128, 0, 0.5, 0.9)}),
+        table=sweep_table({"a": (64, 0, 0.625, 0.2), "b": (128, 0, 0.5, 0.9)}),
         results=[SimpleNamespace(run_dir=f"/runs/{n}") for n in tasks],
     )
     runs = plateau_runs_table(_grid("g", tasks), result)

@@ -26,26 +26,12 @@ from mmicl_interp.sweep.measures import final_accuracies, with_plateau
 from mmicl_interp.sweep.multimodal import integer_columns, parse_size, size_tag
 from mmicl_interp.sweep.published_code import width_of
 from mmicl_interp.sweep.reference_table import merge_table, read_table, table_csv
+from tests.sweep import sweep_table
 
 
 def _table() -> pd.DataFrame:
-    """A sweep table of two runs, two eval steps each, icl and iwl accuracy."""
-    rows = []
-    for run, K, finals in (("a", 64, (0.3, 0.9)), ("b", 128, (0.8, 0.2))):
-        for step, scale in ((0, 0.5), (10, 1.0)):
-            for suite, value in zip(("icl", "iwl"), finals, strict=True):
-                rows.append(
-                    dict(
-                        run=run,
-                        step=step,
-                        suite=suite,
-                        metric="accuracy",
-                        value=value * scale,
-                        **{"task.K": K},
-                    )
-                )
-            rows.append(dict(run=run, step=step, suite="icl", metric="loss", value=9.0, **{"task.K": K}))
-    return pd.DataFrame(rows)
+    """A sweep table of two runs, two eval steps each, icl and iwl accuracy (and an icl loss row)."""
+    return sweep_table({"a": (64, None, 0.3, 0.9), "b": (128, None, 0.8, 0.2)}, loss=True)
 
 
 def test_final_accuracies_take_each_runs_last_step():

@@ -6,20 +6,17 @@ import math
 import pandas as pd
 
 from mmicl_interp.sweep import published_compare as pc
+from tests.sweep import curve_table
 
 
 def _table(curves: dict[tuple[str, int], dict[str, list[float]]], every: int = 500) -> pd.DataFrame:
     """A sweep table over (variant, seed): each suite's accuracy at steps 0, every, 2 * every, ..."""
-    rows = []
-    for (init, seed), suites in curves.items():
-        for suite, curve in suites.items():
-            for i, v in enumerate(curve):
-                for metric, value in (("accuracy", v), ("loss", 1.0 - v)):
-                    rows.append(
-                        dict(run=f"{init}_s{seed}", step=every * i, suite=suite, metric=metric, value=value)
-                        | {"model.embed_init": init, "task.K": 64, "seed": seed, "train.lr": 0.001}
-                    )
-    return pd.DataFrame(rows)
+    return curve_table(
+        curves,
+        run=lambda p: f"{p[0]}_s{p[1]}",
+        keys=lambda p: {"model.embed_init": p[0], "task.K": 64, "seed": p[1], "train.lr": 0.001},
+        every=every,
+    )
 
 
 def test_side_reads_the_plateau_it_is_given():

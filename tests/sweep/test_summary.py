@@ -10,20 +10,14 @@ import pytest
 
 from mmicl_interp.plots import figures
 from mmicl_interp.sweep import summary as sm
+from tests.sweep import curve_table
 
 
 def _table(points: dict[tuple[int, int], dict[str, list[float]]]) -> pd.DataFrame:
     """A sweep table over (K, seed): each suite's accuracy curve at steps 0, 10, 20, ..."""
-    rows = []
-    for (k, seed), curves in points.items():
-        for suite, curve in curves.items():
-            for i, value in enumerate(curve):
-                for metric, v in (("accuracy", value), ("loss", 1.0 - value)):
-                    rows.append(
-                        dict(run=f"K={k}_seed={seed}", step=10 * i, suite=suite, metric=metric, value=v)
-                        | {"task.K": k, "train.seed": seed}
-                    )
-    return pd.DataFrame(rows)
+    return curve_table(
+        points, run=lambda p: f"K={p[0]}_seed={p[1]}", keys=lambda p: {"task.K": p[0], "train.seed": p[1]}
+    )
 
 
 def test_final_values_take_each_runs_last_step_and_spread_over_seeds():
