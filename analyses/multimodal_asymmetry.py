@@ -49,7 +49,6 @@ size points alone::
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -68,7 +67,6 @@ from mmicl_interp.sweep.multimodal import (  # noqa: F401  (run_count, merge_row
 from mmicl_interp.sweep.multimodal_run import MultimodalScript
 
 TITLE = "Multimodal asymmetry"
-RUNS_CSV = "multimodal_asymmetry_runs.csv"
 MIN_EFFECT_K2 = 0.2
 """Smallest icl difference at the smallest K2 that counts as more than weak (4a, 4d-4g)."""
 MIN_EFFECT_SWEEP = 0.1
@@ -276,12 +274,6 @@ def subclaims(table: pd.DataFrame, k2s: list[int], common: dict, command: str) -
     subs.insert(2, encoder_subclaim(enc_table, common, command))
     subs.append(wide)
     return subs
-
-
-def from_results(args: argparse.Namespace) -> None:
-    """``--from-results``: section 4 of claims.json re-judged from ``multimodal_asymmetry_runs.csv``
-    alone (no training, no run folders)."""
-    SCRIPT.from_results(args)
 
 
 def judged_runs(table: pd.DataFrame, _csv: Path) -> list[SubClaim]:

@@ -15,6 +15,7 @@ from mmicl_interp.analyses.correlation import crossing_step, model_curve, phases
 from mmicl_interp.analyses.tables import checkpoint_rows
 from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.runs import load_run
+from mmicl_interp.sweep.claim_script import mean_range
 from mmicl_interp.sweep.grid import Grid
 from mmicl_interp.sweep.runner import SweepResult
 from mmicl_interp.train.clamp import Clamp, clamped
@@ -84,12 +85,10 @@ def score_runs(grid: Grid, result: SweepResult, n_seqs: int) -> pd.DataFrame:
 
 
 def fmt_range(values: pd.Series, digits: int = 0) -> str:
-    """``mean [min, max]`` of the non-missing ``values`` (a range over seeds, not an interval);
-    ``n/a`` when none is left."""
-    v = values.dropna().to_numpy(dtype=float)
-    if not len(v):
-        return "n/a"
-    return f"{v.mean():.{digits}f} [{v.min():.{digits}f}, {v.max():.{digits}f}]"
+    """``mean [min, max]`` of the non-missing ``values`` (a range over seeds, not an interval;
+    :func:`~mmicl_interp.sweep.claim_script.mean_range`); ``n/a`` when none is left."""
+    present = values.dropna().astype(float)
+    return mean_range(present, digits) if len(present) else "n/a"
 
 
 def arm_rows(runs: pd.DataFrame, arm: str, columns: Mapping[str, int]) -> list[list[str]]:
