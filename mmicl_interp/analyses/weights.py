@@ -82,15 +82,21 @@ def _weights(model: torch.nn.Module, layer: int, fold_norm: bool) -> dict[str, t
     return w
 
 
+def _stacked(model: torch.nn.Module, fold_norm: bool) -> dict[str, torch.Tensor]:
+    """W_Q, W_K, W_V, W_O of every layer stacked [layer, head, ...] (W_O expanded per head)."""
+    layers = [_weights(model, layer, fold_norm) for layer in range(model.cfg.n_layers)]
+    w = {name: torch.stack([lw[name] for lw in layers]) for name in ("W_Q", "W_K", "W_V")}
+    w["W_O"] = torch.stack([lw["W_O"].expand(lw["W_V"].shape[0], -1, -1) for lw in layers])
+    return w
+
+
 @torch.no_grad()
 def qk_circuits(
     model: torch.nn.Module, fold_norm: bool = True
 ) -> FactoredMatrix:  # [layer, head, d_model, d_model]
     """Every head's QK circuit ``W_Q W_K^T`` as one FactoredMatrix [layer, head, d_model, d_model]."""
-    layers = [_weights(model, layer, fold_norm) for layer in range(model.cfg.n_layers)]
-    W_Q = torch.stack([w["W_Q"] for w in layers])
-    W_K = torch.stack([w["W_K"] for w in layers])
-    return FactoredMatrix(W_Q, W_K.transpose(-2, -1))
+    w = _stacked(model, fold_norm)
+    return FactoredMatrix(w["W_Q"], w["W_K"].transpose(-2, -1))
 
 
 @torch.no_grad()
@@ -98,10 +104,8 @@ def ov_circuits(
     model: torch.nn.Module, fold_norm: bool = True
 ) -> FactoredMatrix:  # [layer, head, d_model, d_model]
     """Every head's OV circuit ``W_V W_O`` as one FactoredMatrix [layer, head, d_model, d_model]."""
-    layers = [_weights(model, layer, fold_norm) for layer in range(model.cfg.n_layers)]
-    W_V = torch.stack([w["W_V"] for w in layers])
-    W_O = torch.stack([w["W_O"].expand(w["W_V"].shape[0], -1, -1) for w in layers])
-    return FactoredMatrix(W_V, W_O)
+    w = _stacked(model, fold_norm)
+    return FactoredMatrix(w["W_V"], w["W_O"])
 
 
 def qk_circuit(model: torch.nn.Module, layer: int, head: int, fold_norm: bool = True) -> FactoredMatrix:

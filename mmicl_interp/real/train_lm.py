@@ -312,14 +312,17 @@ def encode_stream(tokenizer: Any, texts: list[str]):
 
 # ---------------------------------------------------------------------- model
 def build_model(recipe: LMRecipe, vocab_size: int, special_id: int):
+    """A fresh Hugging Face causal LM of ``recipe.arch`` (initialised from ``recipe.seed``), with no
+    dropout and ``<|endoftext|>`` as its bos, eos and pad token."""
     import torch
+    import transformers
 
     torch.manual_seed(recipe.seed)
+    shared = dict(
+        vocab_size=vocab_size, bos_token_id=special_id, eos_token_id=special_id, pad_token_id=special_id
+    )
     if recipe.arch == "gpt_neox":
-        from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-        config = GPTNeoXConfig(
-            vocab_size=vocab_size,
+        config = transformers.GPTNeoXConfig(
             hidden_size=recipe.d_model,
             num_hidden_layers=recipe.n_layers,
             num_attention_heads=recipe.n_heads,
@@ -330,30 +333,21 @@ def build_model(recipe: LMRecipe, vocab_size: int, special_id: int):
             attention_dropout=0.0,
             use_parallel_residual=True,
             tie_word_embeddings=False,
-            bos_token_id=special_id,
-            eos_token_id=special_id,
-            pad_token_id=special_id,
+            **shared,
         )
-        model = GPTNeoXForCausalLM(config)
-    else:
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        config = GPT2Config(
-            vocab_size=vocab_size,
-            n_embd=recipe.d_model,
-            n_layer=recipe.n_layers,
-            n_head=recipe.n_heads,
-            n_inner=recipe.d_mlp,
-            n_positions=recipe.ctx,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            bos_token_id=special_id,
-            eos_token_id=special_id,
-            pad_token_id=special_id,
-        )
-        model = GPT2LMHeadModel(config)
-    return model
+        return transformers.GPTNeoXForCausalLM(config)
+    config = transformers.GPT2Config(
+        n_embd=recipe.d_model,
+        n_layer=recipe.n_layers,
+        n_head=recipe.n_heads,
+        n_inner=recipe.d_mlp,
+        n_positions=recipe.ctx,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        **shared,
+    )
+    return transformers.GPT2LMHeadModel(config)
 
 
 def lr_at(recipe: LMRecipe, step: int) -> float:
