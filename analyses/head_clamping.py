@@ -24,16 +24,14 @@ Not a claim of the paper, so it writes no section of claims.json.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
-from mmicl_interp.sweep.claims import Judgement, judge_delay
-from mmicl_interp.sweep.clamping import arm_rows, score_runs, seed_differences
+from mmicl_interp.sweep.claims import Judgement
+from mmicl_interp.sweep.clamping import arm_rows, judge_delays, score_runs, seed_differences, verdict_rows
 from mmicl_interp.sweep.summary import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,20 +52,20 @@ ARM_COLUMNS = {
 }
 """The per-arm table: per-run column -> (header, digits), mean [min, max] over seeds."""
 
+CLAIM = "Clamping the previous-token head makes "
+HYPOTHESES = {
+    "induction_onset": ("induction_resolution", CLAIM + "the induction head form earlier"),
+    "icl_onset": ("icl_resolution", CLAIM + "icl rise earlier (half-rise onset)"),
+    "steps_to_icl_half": ("icl_resolution", CLAIM + "icl reach 0.5 earlier"),
+}
+"""The verdict rule: per measure (per-run column), the column of its checkpoint spacing and the
+hypothesis; control minus clamped, paired by seed, by the delay rule
+(:func:`~mmicl_interp.sweep.clamping.judge_delays`)."""
+
 
 def judge(runs: pd.DataFrame) -> dict[str, tuple[Judgement, float]]:
     """Per measure: the paired delay judgement (control minus clamped, by seed) and its spacing."""
-    out = {}
-    for column, resolution in (
-        ("induction_onset", "induction_resolution"),
-        ("icl_onset", "icl_resolution"),
-        ("steps_to_icl_half", "icl_resolution"),
-    ):
-        arms = {arm: part.set_index("seed")[column] for arm, part in runs.groupby(ARM)}
-        resolutions = runs[resolution].to_numpy(dtype=float)
-        spacing = float(np.nanmax(resolutions)) if np.isfinite(resolutions).any() else math.nan
-        out[column] = (judge_delay(arms[CLAMPED], arms[CONTROL], spacing), spacing)
-    return out
+    return judge_delays(runs, ARM, CLAMPED, CONTROL, {c: r for c, (r, _) in HYPOTHESES.items()})
 
 
 def report(runs: pd.DataFrame, verdicts: dict, timing: str, n_seqs: int) -> list[str]:
@@ -99,18 +97,10 @@ def report(runs: pd.DataFrame, verdicts: dict, timing: str, n_seqs: int) -> list
         ["seed", *verdicts], seed_differences(runs, ARM, CONTROL, CLAMPED, list(verdicts))
     )
     lines += ["", "## Verdicts (paired t over seeds, delay rule)", ""]
-    texts = {
-        "induction_onset": "Clamping the previous-token head makes the induction head form earlier",
-        "icl_onset": "Clamping the previous-token head makes icl rise earlier (half-rise onset)",
-        "steps_to_icl_half": "Clamping the previous-token head makes icl reach 0.5 earlier",
-    }
-    verdict_rows = []
-    for column, (j, spacing) in verdicts.items():
-        interval = "n/a" if j.interval is None else f"[{j.interval[0]:+.0f}, {j.interval[1]:+.0f}]"
-        effect = "n/a" if j.effect is None or math.isnan(j.effect) else f"{j.effect:+.0f}"
-        verdict_rows.append([texts[column], effect, interval, f"{spacing:.0f}", j.verdict, j.note])
+    texts = {column: text for column, (_, text) in HYPOTHESES.items()}
     lines += markdown_table(
-        ["hypothesis", "speed-up (steps)", "95% interval", "spacing", "verdict", "rule"], verdict_rows
+        ["hypothesis", "speed-up (steps)", "95% interval", "spacing", "verdict", "rule"],
+        verdict_rows(verdicts, texts),
     )
     return lines
 

@@ -1,7 +1,14 @@
 """Per-run scoring for the head-clamping experiment (``analyses/head_clamping.py``): each
 checkpoint of a run scored on the icl suite as it was trained (with the clamp on where the clamp
-covered that step, :mod:`mmicl_interp.train.clamp`), the run's onsets and final values, and the
-formatting of its report (values over seeds, per-seed differences between two arms)."""
+covered that step, :mod:`mmicl_interp.train.clamp`), the run's onsets and final values, the
+delay judgements (:func:`judge_delays`) and the formatting of its report (values over seeds,
+per-seed differences between two arms, one row per verdict).
+
+The judgement: per measure (an onset column of the per-run table), the clamped run and the control
+of the same seed are paired, ``d_s = control_s - clamped_s`` (> 0: clamping speeds formation up),
+and judged by the delay rule (:func:`~mmicl_interp.sweep.claims.judge_delay`): "supported" only
+when the paired t interval's lower bound exceeds the checkpoint spacing around the onsets (the
+largest spacing over the runs), the finest resolution an onset has."""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mmicl_interp.analyses.correlation import crossing_step, model_curve, phases
@@ -16,6 +24,7 @@ from mmicl_interp.analyses.tables import checkpoint_rows
 from mmicl_interp.analyses.tidy import tidy_table
 from mmicl_interp.runs import load_run
 from mmicl_interp.sweep.claim_script import mean_range
+from mmicl_interp.sweep.claims import Judgement, judge_delay
 from mmicl_interp.sweep.grid import Grid
 from mmicl_interp.sweep.runner import SweepResult
 from mmicl_interp.train.clamp import Clamp, clamped
@@ -117,4 +126,42 @@ def seed_differences(
     return rows
 
 
-__all__ = ["arm_rows", "fmt_range", "run_row", "run_scores", "score_runs", "seed_differences"]
+def judge_delays(
+    runs: pd.DataFrame, arm: str, faster: str, slower: str, resolutions: Mapping[str, str]
+) -> dict[str, tuple[Judgement, float]]:
+    """Per measure of ``resolutions`` (onset column -> the column of its checkpoint spacing): the
+    delay judgement of arm ``slower`` minus arm ``faster`` (values of column ``arm``), paired by
+    seed (:func:`~mmicl_interp.sweep.claims.judge_delay`), and the spacing it used: the largest
+    finite spacing over the runs (NaN when none is finite)."""
+    out = {}
+    for column, resolution in resolutions.items():
+        arms = {value: part.set_index("seed")[column] for value, part in runs.groupby(arm)}
+        spacings = runs[resolution].to_numpy(dtype=float)
+        spacing = float(np.nanmax(spacings)) if np.isfinite(spacings).any() else math.nan
+        out[column] = (judge_delay(arms[faster], arms[slower], spacing), spacing)
+    return out
+
+
+def verdict_rows(
+    verdicts: Mapping[str, tuple[Judgement, float]], texts: Mapping[str, str]
+) -> list[list[str]]:
+    """One table row per measure of :func:`judge_delays`: its hypothesis (``texts``), the speed-up
+    and its interval in whole steps with a sign, the spacing, the verdict and the rule's note."""
+    rows = []
+    for column, (j, spacing) in verdicts.items():
+        interval = "n/a" if j.interval is None else f"[{j.interval[0]:+.0f}, {j.interval[1]:+.0f}]"
+        effect = "n/a" if j.effect is None or math.isnan(j.effect) else f"{j.effect:+.0f}"
+        rows.append([texts[column], effect, interval, f"{spacing:.0f}", j.verdict, j.note])
+    return rows
+
+
+__all__ = [
+    "arm_rows",
+    "fmt_range",
+    "judge_delays",
+    "run_row",
+    "run_scores",
+    "score_runs",
+    "seed_differences",
+    "verdict_rows",
+]

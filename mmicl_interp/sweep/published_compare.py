@@ -10,7 +10,7 @@ are compared as distributions (mean and range over seeds), never seed by seed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -82,6 +82,30 @@ def mean_min_max(values: pd.Series) -> str:
     return f"{values.mean():.3f} ({values.min():.3f}-{values.max():.3f})"
 
 
+def icl_iwl(rows: pd.DataFrame, step: int) -> str:
+    """``icl / iwl`` at ``step`` of :func:`step_rows` rows, each :func:`mean_min_max` over seeds."""
+    return f"{mean_min_max(rows[f'icl_{step}'])} / {mean_min_max(rows[f'iwl_{step}'])}"
+
+
+def step_table(
+    runs: pd.DataFrame,
+    keys: Sequence[str],
+    names: Mapping[tuple, str],
+    steps: Sequence[int],
+    K: str = "task.K",
+) -> list[str]:
+    """Markdown: one row per variant (values of ``keys``, named by ``names``) and K of
+    :func:`step_rows` rows: :func:`icl_iwl` at each of ``steps`` and each seed's side at its last
+    step, in the rows' order."""
+    header = ["variant", "K", *[f"step {s} icl / iwl" for s in steps], f"side at {steps[-1]} (per seed)"]
+    table = []
+    for (*values, k), part in runs.groupby([*keys, K]):
+        table.append(
+            [names[tuple(values)], int(k), *(icl_iwl(part, s) for s in steps), ", ".join(part["side"])]
+        )
+    return markdown_table(header, table)
+
+
 def reference_accuracy(path: str | Path) -> pd.DataFrame:
     """The published reference table (``published_reference.csv``) as icl / iwl accuracy columns
     indexed by (K, seed, step)."""
@@ -112,7 +136,7 @@ def reference_lines(ours: pd.DataFrame, steps: Sequence[int], reference: Path) -
                     int(K),
                     s,
                     f"{mean_min_max(r['icl'])} / {mean_min_max(r['iwl'])}",
-                    f"{mean_min_max(mine[f'icl_{s}'])} / {mean_min_max(mine[f'iwl_{s}'])}",
+                    icl_iwl(mine, s),
                     f"{len(r)} / {len(mine)}",
                 ]
             )
@@ -221,6 +245,7 @@ __all__ = [
     "PLATEAU",
     "arm_lines",
     "boundary_figure",
+    "icl_iwl",
     "last_steps",
     "mean_min_max",
     "moving_text",
@@ -229,5 +254,6 @@ __all__ = [
     "runs_with_best_ih",
     "side",
     "step_rows",
+    "step_table",
     "trajectories",
 ]

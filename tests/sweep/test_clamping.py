@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from mmicl_interp.analyses.tidy import tidy_table
-from mmicl_interp.sweep.clamping import arm_rows, fmt_range, run_row, seed_differences
+from mmicl_interp.sweep.claims import Judgement
+from mmicl_interp.sweep.clamping import (
+    arm_rows,
+    fmt_range,
+    judge_delays,
+    run_row,
+    seed_differences,
+    verdict_rows,
+)
 
 STEPS = [0, 100, 200, 300]
 
@@ -78,3 +86,40 @@ def test_seed_differences_subtract_the_other_arm_seed_by_seed():
     runs = _runs().assign(steps=[150.0, 90.0, 170.0, 60.0])
     rows = seed_differences(runs, "arm", "none", "clamp", ["onset", "steps"])
     assert rows == [["0", "+100", "-20"], ["1", "n/a", "+30"]]
+
+
+def test_judge_delays_pair_the_arms_by_seed_against_the_coarsest_spacing():
+    runs = pd.DataFrame(
+        {
+            "arm": ["none"] * 3 + ["clamp"] * 3,
+            "seed": [0, 1, 2, 2, 1, 0],  # the clamped rows in another order: paired by seed, not by row
+            "onset": [400.0, 380.0, 420.0, 150.0, 110.0, 100.0],
+            "res": [25.0, 50.0, math.nan, 25.0, 25.0, 25.0],
+            "none_res": [math.nan] * 6,
+        }
+    )
+    verdicts = judge_delays(runs, "arm", "clamp", "none", {"onset": "res"})
+    j, spacing = verdicts["onset"]
+    d = [400 - 100, 380 - 110, 420 - 150]  # control minus clamped, seed by seed
+    m = sum(d) / 3
+    half = 4.302653 * math.sqrt(sum((x - m) ** 2 for x in d) / 2) / math.sqrt(3)  # t_{0.975, 2}
+    assert spacing == 50.0  # the largest finite spacing
+    assert j.effect == pytest.approx(m) and j.interval == pytest.approx([m - half, m + half])
+    assert j.verdict == "supported"  # m - half is about 233 steps, well past the 50-step spacing
+    # no known spacing: NaN, and the delay rule cannot support
+    j, spacing = judge_delays(runs, "arm", "clamp", "none", {"onset": "none_res"})["onset"]
+    assert math.isnan(spacing) and j.verdict != "supported"
+
+
+def test_verdict_rows_give_signed_whole_steps_and_n_a_for_what_is_missing():
+    verdicts = {
+        "a": (Judgement("supported", 263.4, [231.2, 295.6], "k", "rule a"), 25.0),
+        "b": (Judgement("not tested", None, None, "k", "rule b"), math.nan),
+        "c": (Judgement("inside noise", -12.6, [-40.0, 14.8], "k"), 100.0),
+    }
+    rows = verdict_rows(verdicts, {"a": "A", "b": "B", "c": "C"})
+    assert rows == [
+        ["A", "+263", "[+231, +296]", "25", "supported", "rule a"],
+        ["B", "n/a", "n/a", "nan", "not tested", "rule b"],
+        ["C", "-13", "[-40, +15]", "100", "inside noise", ""],
+    ]

@@ -57,6 +57,28 @@ def test_mean_min_max_is_a_mean_and_a_range():
     assert pc.mean_min_max(pd.Series([0.2, 0.5, 0.8])) == "0.500 (0.200-0.800)"
 
 
+def test_icl_iwl_and_step_table_summarise_each_variant_and_k_over_seeds():
+    runs = pd.DataFrame(
+        {
+            "model.mlp_init": ["a", "a", "a", "b"],
+            "task.K": [64, 64, 128, 64],
+            "side": ["IWL", "ICL", "ICL", "neither"],
+            "icl_500": [0.1, 0.5, 0.9, 0.2],
+            "iwl_500": [0.6, 0.2, 0.0, 0.4],
+        }
+    )
+    # variant a at K 64: icl mean (0.1 + 0.5) / 2 = 0.3, iwl mean (0.6 + 0.2) / 2 = 0.4
+    assert pc.icl_iwl(runs.iloc[:2], 500) == "0.300 (0.100-0.500) / 0.400 (0.200-0.600)"
+    lines = pc.step_table(runs, ["model.mlp_init"], {("a",): "A", ("b",): "B"}, (500,))
+    assert lines == [
+        "| variant | K | step 500 icl / iwl | side at 500 (per seed) |",
+        "|---|---|---|---|",
+        "| A | 64 | 0.300 (0.100-0.500) / 0.400 (0.200-0.600) | IWL, ICL |",
+        "| A | 128 | 0.900 (0.900-0.900) / 0.000 (0.000-0.000) | ICL |",
+        "| B | 64 | 0.200 (0.200-0.200) / 0.400 (0.400-0.400) | neither |",
+    ]
+
+
 def test_reference_lines_set_the_published_codes_seeds_beside_ours(tmp_path):
     ref = pd.DataFrame(
         [
