@@ -7,26 +7,23 @@ layers (``grids/claim3_heads.toml``; every head keeps the default width d_head =
 heads is a wider model) and the number of layers in {2, 3, 4} with one head
 (``grids/claim3_layers.toml``); and, as a follow-up, 1 vs 8 heads at K = 2048 for 3000
 steps (``grids/claim3_heads_long.toml``: is a plateau at 1000 steps a threshold or a delay?).
-Writes the threshold K (smallest K whose mean final icl accuracy reaches 0.5) per model
-size and each seed's own crossing (geometric mean with a t interval, and its grid cell), the
-final icl / iwl per (size, K), the runs still moving at the end and the follow-up's steps to
-icl 0.5 to ``analyses/results/claim3_scaling.md``, one figure (HTML; PNG with kaleido), every
-run's final icl / iwl and ``still_moving`` to ``claim3_scaling_runs.csv``, and the verdicts to
-section "3" of ``analyses/results/claims.json``: the crossing K of the largest size over the
-smallest's, paired by seed (per-seed log ratio, t interval), with the grid rule of
-:mod:`mmicl_interp.sweep.claims`, capped at weak when a compared run is still moving.
-``--from-results`` re-judges that section from ``claim3_scaling_runs.csv`` alone.
+Writes the threshold K per model size and each seed's own crossing, the final icl / iwl per
+(size, K), the runs still moving at the end and the follow-up's steps to icl 0.5 to
+``analyses/results/claim3_scaling.md``, one figure (HTML; PNG with kaleido), every run's final
+icl / iwl and ``still_moving`` to ``claim3_scaling_runs.csv``, and the verdicts to section "3"
+of ``analyses/results/claims.json``: the crossing K of the largest size over the smallest's,
+paired by seed, with the grid rule, capped at weak when a compared run is still moving (the
+method: :mod:`mmicl_interp.sweep.unimodal_claims` and :mod:`mmicl_interp.sweep.unimodal_report`).
 
 A third K sweep, ``grids/claim3_heads_split.toml``, has the heads split a fixed width as in
 the paper (d_head unset: d_model // n_heads = 57, 28, 14, 7 for 1, 2, 4, 8 heads; K in {128,
 192, 256, 352}, 3000 steps, 5 seeds): 3c, beside the widened 3a. Each sub-claim's id follows
 its grid (claim3_heads 3a, claim3_layers 3b, claim3_heads_split 3c; other grids take the free
-letters in order), and a command that runs
-some of the grids (``--grid``) re-judges only their sub-claims: the section's other
-sub-claims are kept as they are in claims.json. ``--name`` sets the stem of the Markdown,
-figure and per-run CSV (default ``claim3_scaling``), so such a partial run does not overwrite
-the full run's tables; ``--from-results`` without a CSV reads every ``claim3_*_runs.csv``
-in ``--out``.
+letters in order), and a command that runs some of the grids (``--grid``) re-judges only their
+sub-claims: the section's other sub-claims are kept as they are in claims.json. ``--name`` sets
+the stem of the Markdown, figure and per-run CSV (default ``claim3_scaling``), so such a partial
+run does not overwrite the full run's tables; ``--from-results`` without a CSV reads every
+``claim3_*_runs.csv`` in ``--out``.
 
     .venv/bin/python analyses/claim3_scaling.py [--grid FILE ...] [--name STEM] [--out DIR] [--workers N]
     .venv/bin/python analyses/claim3_scaling.py --grid analyses/grids/claim3_heads_split.toml \
@@ -36,17 +33,15 @@ in ``--out``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from mmicl_interp.sweep import claims as C
 from mmicl_interp.sweep import summary as S
-from mmicl_interp.sweep.claim_script import ClaimScript, Outcome, moving_line, plateau_note
-from mmicl_interp.sweep.figures import accuracy_axes, add_values_by_suite, panels
-from mmicl_interp.sweep.measures import final_table, fixed_text, grid_evidence, threshold_table
-from mmicl_interp.sweep.measures import moving_runs_table as per_run
+from mmicl_interp.sweep import unimodal_claims as U
+from mmicl_interp.sweep import unimodal_report as R
+from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [
@@ -56,8 +51,6 @@ GRIDS = [
 SUBCLAIM_IDS = {"claim3_heads": "3a", "claim3_layers": "3b", "claim3_heads_split": "3c"}
 """The sub-claim id of each K sweep, by grid name (other grids take the free letters in order)."""
 K = "task.K"
-
-
 SIZE_TEXT = {
     "model.n_heads": "more heads shift learning toward IWL (raise the K threshold)",
     "model.n_layers": "more layers shift learning toward IWL (raise the K threshold)",
@@ -72,8 +65,6 @@ GRID_NOTES = {
     "1, 2, 4, 8 heads (d_model 57), as in the paper; 3a's heads each keep d_head 57, so there more "
     "heads also widen the model",
 }
-
-
 SMALL_SHIFT = 1.5
 """A crossing-K ratio below this is called a small shift in the notes."""
 TITLE = "Scaling: more heads (less so layers) shift toward IWL"
@@ -85,36 +76,8 @@ def size_subclaim(sid: str, size: str, runs: pd.DataFrame, common: dict, grid: s
     """The crossing K of the largest ``size`` over the smallest's, paired by seed (the per-seed
     log ratio, t interval, with the grid rule), from the per-run rows of one K sweep (``runs``:
     ``size``, K, seed, icl, still_moving). A compared run still moving at the end caps it at weak."""
-    crossings = S.seed_crossings(runs, K, by=[size], value="icl")
-    arms = {v: part for v, part in crossings.groupby(size)}
-    small, big = min(arms), max(arms)
-    compared = runs[runs[size].isin([small, big])]
-    moving = compared[compared["still_moving"].astype(bool)]["run"].tolist()
-    judged = C.judge_crossing_ratio(arms[big], arms[small], at_most_weak=bool(moving))
-    cells = "; ".join(f"{S.short(size)} {v}: {C.crossing_text(part)}" for v, part in arms.items())
-    icl = runs.groupby([size, K])["icl"].mean().unstack(K).sort_index()
-    spread = icl.max() - icl.min()
-    k = spread.idxmax()
-    trend = " -> ".join(f"{icl.loc[v, k]:.3f}" for v in icl.index)
-    effect = judged.effect if judged.effect is not None else math.nan
-    notes = (
-        (f"{GRID_NOTES[grid]}; " if grid in GRID_NOTES else "")
-        + f"crossing K per seed: {cells}; "
-        + (
-            f"{'a small shift' if effect < SMALL_SHIFT else 'a shift'} ({effect:.2f}x)"
-            if not math.isnan(effect)
-            else f"no per-seed ratio ({S.short(size)} {big} or {small} never reaches icl 0.5 in some seed)"
-        )
-        + f"; at K = {k} icl goes {trend} from {S.short(size)} {icl.index[0]} to "
-        f"{icl.index[-1]}; {plateau_note(moving)}"
-    )
-    return judged.subclaim(
-        sid,
-        GRID_TEXT.get(grid) or SIZE_TEXT.get(size, f"larger {S.short(size)} raises the K threshold"),
-        f"crossing K, {S.short(size)} = {big} / {small} (geometric mean of the per-seed ratios)",
-        notes,
-        **common,
-    )
+    text = GRID_TEXT.get(grid) or SIZE_TEXT.get(size, f"larger {S.short(size)} raises the K threshold")
+    return U.shift_subclaim(sid, size, runs, common, text, GRID_NOTES.get(grid, ""), SMALL_SHIFT)
 
 
 def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> list[C.SubClaim]:
@@ -124,80 +87,28 @@ def subclaims(runs: pd.DataFrame, evidence: dict[str, dict] | None = None) -> li
     subs: list[C.SubClaim] = []
     names = list(dict.fromkeys(runs["grid"]))
     free = iter(c for c in "abcdefgh" if f"3{c}" not in {SUBCLAIM_IDS.get(n) for n in names})
-    for name, part in runs.groupby("grid", sort=False):
-        part = S.whole_numbers(part.dropna(axis=1, how="all"), [*SIZES, K])  # the other sweeps' columns
+    for name, part in U.sweep_parts(runs, [*SIZES, K]):
         size = next((k for k in SIZES if k in part and part[k].nunique() > 1), None)
         if size is None or K not in part or part[K].nunique() < 2:
             continue  # a fixed-K follow-up: reported, not a sub-claim
-        fields = dict(n_runs=len(part), n_seeds=C.n_seeds(part, [size, K]), **(evidence or {}).get(name, {}))
-        sid = SUBCLAIM_IDS.get(name) or f"3{next(free)}"
-        subs.append(size_subclaim(sid, size, part, fields, grid=name))
+        fields = U.run_counts(part, [size, K], (evidence or {}).get(name))
+        subs.append(size_subclaim(SUBCLAIM_IDS.get(name) or f"3{next(free)}", size, part, fields, grid=name))
     return sorted(subs, key=lambda sc: sc.id)
 
 
 def from_results(args) -> None:
     """``--from-results``: section 3 of claims.json re-judged from the per-run CSV alone (without
     a CSV: every ``claim3_*_runs.csv`` in ``--out``); sub-claims of grids not in them are kept."""
-    if args.from_results:
-        csvs = [S.from_results_path(args, RUNS_CSV)]
-    else:
-        csvs = sorted(Path(args.out).glob("claim3_*_runs.csv"))
-        if not csvs:
-            raise SystemExit(f"--from-results: no claim3_*_runs.csv in {args.out}")
-    runs = pd.concat([pd.read_csv(c) for c in csvs], ignore_index=True).drop_duplicates(["grid", "run"])
-    path = Path(args.out) / "claims.json"
-    section = C.Section("3", TITLE, subclaims(runs), C.command_line("claim3_scaling"))
-    C.rejudge_section(path, section, " and ".join(c.name for c in csvs), keep=True)
-    print(f"re-judged section 3 of {path} from {', '.join(str(c) for c in csvs)}")
+    U.rejudge_csvs(args, "3", TITLE, "claim3_scaling", subclaims, RUNS_CSV, "claim3_*_runs.csv")
 
 
 def report(done, args, command: str) -> Outcome:
-    lines = [
-        "# Claim 3: model scaling vs the data-complexity threshold",
-        "",
-        f"Final accuracy after {done.steps()} steps, mean [min, max] over the seeds of each point. "
-        "Threshold K = smallest K whose mean final icl reaches 0.5 ('> K' when none of the swept K "
-        "did); crossing K = where mean icl crosses 0.5 between that K and the one before, "
-        "interpolated on log K; per seed: each seed's own crossing, geometric mean over seeds with "
-        "the 95% t interval of log K, and the grid cell (lo, hi] the seeds' crossings lie in (an "
-        "interpolated crossing is only known to lie in its cell). Command: "
-        f"`{command}`; wall time {done.timing()}.",
-    ]
-    pairs = list(zip(done.grids, done.results, strict=True))
-    k_grids = [(g, r) for g, r in pairs if K in S.swept_keys(r.table, C.SEED_KEYS)]
-    fig = panels([f"{g.name}: {suite}" for g, _ in k_grids for suite in ("icl", "iwl")])
-    every, evidence = [], {}
-    for grid, result in pairs:
-        runs = per_run(grid.name, result.table)
-        every.append(runs)
-        size = next(k for k in S.swept_keys(result.table, C.SEED_KEYS) if k != K)
-        moving = moving_line(runs[runs["still_moving"]]["run"].tolist(), len(runs))
-        if (grid, result) not in k_grids:  # a fixed-K follow-up
-            steps, fixed = grid.points()[0].config.train.steps, fixed_text(grid)
-            where = f" at {fixed}" if fixed else ""
-            lines += ["", f"## {S.short(size)}, {steps} steps{where} ({grid.name})", ""]
-            lines += [*S.follow_up(result.table, size, steps), "", moving]
-            continue
-        summary = S.final_values(result.table, [size, K])
-        lines += ["", f"## {S.short(size)} ({grid.name})", "", *threshold_table(summary, runs, size, K)]
-        lines += ["", moving, "", *final_table(summary, [size, K])]
-        evidence[grid.name] = grid_evidence(grid, result, command)
-        add_values_by_suite(fig, summary, K, size, col=2 * k_grids.index((grid, result)) + 1)
-    fig.update_xaxes(type="log", title_text="K")
-    accuracy_axes(fig)
-    runs = pd.concat(every, ignore_index=True)
-
-    def judged(wall: float) -> list[C.SubClaim]:
-        subs = subclaims(runs, evidence)
-        for sc in subs:
-            sc.wall_time_s = wall
-        return subs
-
+    lines, fig, runs, evidence = R.scaling_report(done, command)
     return Outcome(
         lines,
         fig,
         "Claim 3: final icl and iwl vs K by heads and by layers (error bars: min/max over seeds)",
-        judged,
+        R.with_wall(subclaims, runs, evidence),
         csv={f"{args.name}_runs.csv": runs},
         width=1500,
         stem=args.name,
