@@ -3,8 +3,24 @@ the K2 arms (stage 2, early fusion and their controls), the decoder-size and M2-
 planned as named runs of the shipped ``mm_*`` configs and trained in two waves, and the per-run
 table they give (one row per run and role).
 
-A seed sets task, model and training seeds together and has its own stage-1 run, which its
-stage-2 runs load: the arms of one seed are compared seed by seed.
+A seed sets task, model and training seeds together and has its own stage-1 run
+(``mm_stage1``), which its stage-2 runs load: the arms of one seed are compared seed by seed.
+The K2 arms (:data:`ARMS`), one run per seed and K2:
+
+- ``stage2``: the stage-1 decoder of that seed, frozen (projector, final norm, read-out train);
+- ``early``: early fusion, the same multimodal training from scratch;
+- ``random``: stage 2 with the same freezing but a freshly initialised decoder;
+- ``unfrozen``: stage 2 from the stage-1 decoder with nothing frozen;
+- ``matched``: early fusion for stage-1 + stage-2 steps (the pipeline's total budget);
+- ``highk1``: ``matched`` on high-K1 M1 data (``task.m1_pool = "all"``: each exemplar's M1
+  item from any of the K1 M1 classes of its label, not the M2 class's fixed partner);
+
+and two sweeps at one low K2, both through stage 1 -> stage 2:
+
+- ``size``: decoders ``d_embed x n_layers x n_heads`` (:func:`parse_size`; d_embed 0: no input
+  embedding, as shipped), each with its own stage 1 (the shipped size reuses the runs above);
+- ``encoder``: M2 encoders (``mm_encoder``) pretrained for several step counts (so to several
+  accuracies), loaded frozen in front of the projector of a stage-2 run.
 """
 
 from __future__ import annotations

@@ -2,17 +2,19 @@
 ``--merge`` and outputs, so that the script holds only its verdict rules.
 
 Claim 4 plans and trains its own runs (stage 1, the K2 arms, the size and encoder sweeps:
-:mod:`mmicl_interp.sweep.multimodal`) instead of reading grid files, so it does not fit
-:class:`~mmicl_interp.sweep.claim_script.ClaimScript`; :class:`MultimodalScript` is its
-counterpart. The script declares one (its docstring, its ``judge`` of the per-run table and the
-``rejudge`` that ``--from-results`` uses) and calls :meth:`MultimodalScript.main`, which
+:mod:`mmicl_interp.sweep.multimodal`) instead of reading grid files: :class:`MultimodalScript` is
+a :class:`~mmicl_interp.sweep.claim_script.ClaimScript` with its own options and ``main`` (no
+grids, no report step), which keeps ClaimScript's per-run CSV name and ``--from-results``. The
+script declares one (its docstring, the ``judge`` of the per-run CSV that ``--from-results``
+uses, as for any claim script, and the ``verdicts`` of the table it trains) and calls
+:meth:`MultimodalScript.main`, which
 
 1. parses the options; ``--from-results [CSV]`` re-judges the section from the per-run CSV alone;
 2. checks the input (bad input: one line naming the option, exit 2, before anything is written);
 3. trains or reuses the runs (:func:`~mmicl_interp.sweep.multimodal.train_all`), merges them into
    the committed table under ``--merge``, and writes ``<name>.md``, the figure, ``<name>_runs.csv``
    and the claims.json section with its compute time (every run's recorded training time plus
-   this invocation's time outside training).
+   this invocation's time outside training, the same whether runs were trained now or reused).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pandas as pd
 
 from mmicl_interp.config import ConfigError
 from mmicl_interp.io import atomic_write_text
-from mmicl_interp.sweep.claim_script import RESULTS
+from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
 from mmicl_interp.sweep.claims import Section, SubClaim, command_line, write_section
 from mmicl_interp.sweep.executors import available_cores
 from mmicl_interp.sweep.multimodal import (
@@ -43,7 +45,7 @@ from mmicl_interp.sweep.multimodal import (
     train_all,
 )
 from mmicl_interp.sweep.multimodal_report import figure, markdown
-from mmicl_interp.sweep.summary import add_from_results, rejudge_from_results, save_figure
+from mmicl_interp.sweep.summary import GridsResult, add_from_results, save_figure
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,26 +63,20 @@ class Inputs:
 
 
 @dataclass
-class MultimodalScript:
+class MultimodalScript(ClaimScript):
     """Claim 4's script, declared: see the module docstring.
 
-    ``judge(table, k2s, common, command)`` gives the sub-claims of the per-run table (``common``:
-    evidence fields every sub-claim carries); ``rejudge(table, csv)`` gives them for
-    ``--from-results`` from the table read from ``csv``."""
+    ``judge(table, csv)`` gives the sub-claims of the per-run table read from ``csv`` (with
+    :func:`~mmicl_interp.sweep.multimodal.read_runs`) for ``--from-results``, as
+    :meth:`~mmicl_interp.sweep.claim_script.ClaimScript.from_results` does; ``verdicts(table, k2s,
+    common, command)`` gives them for the table this command trained (``common``: evidence fields
+    every sub-claim carries); ``runs``: ``--runs``' default."""
 
-    name: str
-    key: str
-    title: str
-    doc: str
-    judge: Callable[[pd.DataFrame, list[int], dict, str], list[SubClaim]]
-    rejudge: Callable[[pd.DataFrame, Path], list[SubClaim]]
-    out: Path = RESULTS
+    grids: Sequence[str | Path] = ()
+    report: Callable[[GridsResult, argparse.Namespace, str], Outcome] | None = None
+    read: Callable[[Path], pd.DataFrame] = read_runs
+    verdicts: Callable[[pd.DataFrame, list[int], dict, str], list[SubClaim]] | None = None
     runs: Path = ROOT / "checkpoints"
-
-    @property
-    def runs_csv(self) -> str:
-        """The per-run CSV's name in ``--out``: ``<name>_runs.csv``."""
-        return f"{self.name}_runs.csv"
 
     def parser(self) -> argparse.ArgumentParser:
         """The script's options; ``doc``'s first paragraph is its help."""
@@ -115,12 +111,6 @@ class MultimodalScript:
             "re-judged as by --from-results)",
         )
         return parser
-
-    def from_results(self, args: argparse.Namespace) -> None:
-        """``--from-results``: the section re-judged from the per-run CSV alone (no training, no
-        run folders)."""
-        csv, key, title = self.runs_csv, self.key, self.title
-        rejudge_from_results(args, csv, key, title, self.name, self.rejudge, read=read_runs)
 
     def inputs(self, args: argparse.Namespace) -> Inputs:
         """``args`` checked: ConfigError naming the option on a step count below 1, a size that
@@ -198,7 +188,7 @@ class MultimodalScript:
         # training (the same figure whether the runs were trained now or reused)
         wall = recorded_s + time.perf_counter() - t0 - trained_s
         common = dict(steps=args.steps, command=command, wall_time_s=wall)
-        subs = self.judge(table, list(args.k2), common, command)
+        subs = self.verdicts(table, list(args.k2), common, command)
         write_section(out / "claims.json", Section(self.key, self.title, subs, command, wall))
         if merge_csv is not None:  # and judged from the merged CSV alone, as --from-results does
             self.from_results(argparse.Namespace(from_results=str(out / self.runs_csv), out=str(out)))
