@@ -5,18 +5,24 @@
 - ``api/<name>.md``: one page per public module or package, a ``::: mmicl_interp.<name>``
   block for it and, for a package, for each of its submodules (found on disk, so a new
   module gets documented, and added to the nav's API section, without editing anything);
-- ``01_walkthrough.ipynb``: the notebook ``analyses/notebooks/01_walkthrough.ipynb``, handed to
-  mkdocs-jupyter as it is (not executed).
+- ``01_walkthrough.ipynb``: the notebook ``analyses/notebooks/01_walkthrough.ipynb``, executed
+  against the shipped example run (:func:`execute_notebook`) and handed to mkdocs-jupyter with its
+  outputs. A cell that raises fails the build, so the page always shows what the code does today.
+  ``MMICL_DOCS_EXECUTE=0`` hands over the notebook as committed (no outputs), for a quick
+  ``mkdocs serve``.
 
-Nothing here touches the network.
+Nothing here touches the network: the kernel runs with ``HF_HUB_OFFLINE=1``, and plotly's
+``notebook`` renderer puts plotly.js into the page once, so the figures draw offline too.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
+from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
@@ -24,6 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "mmicl_interp"
 NOTEBOOK = ROOT / "analyses" / "notebooks" / "01_walkthrough.ipynb"
 HELP_WIDTH = 100
+NOTEBOOK_TIMEOUT_S = 600
+"""Longest a notebook cell may run while the site is built."""
+_TEMP: list[tempfile.TemporaryDirectory] = []
+"""The executed notebook's folder of the build under way."""
 
 # the public modules and packages, in the nav's order (mkdocs.yml lists the pages; the
 # summaries are on docs/api/index.md, each page opens with its module's own docstring)
@@ -129,12 +139,68 @@ def on_config(config):
     return config
 
 
+def execute_notebook(path: Path, out_dir: Path) -> Path:
+    """Runs the notebook at ``path`` top to bottom in a fresh kernel started in its folder and
+    writes it, with its outputs, to ``out_dir / path.name``; a cell that raises stops the build
+    with a one-line :class:`PluginError` naming the cell."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(path, as_version=4)
+    # the kernel inherits this process's environment: plotly.js inline (offline figures), no
+    # hub, and without tqdm.auto's "IProgress not found" (TransformerLens imports tqdm.auto; no
+    # widgets in a static page anyway)
+    env = {
+        "PLOTLY_RENDERER": "notebook",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONWARNINGS": "ignore::Warning:tqdm.auto",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        client = NotebookClient(
+            nb,
+            timeout=NOTEBOOK_TIMEOUT_S,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        client.execute()
+    except CellExecutionError as err:
+        failed = [
+            i for i, c in enumerate(nb.cells) if any(o.output_type == "error" for o in c.get("outputs", []))
+        ]
+        where = f"cell {failed[0]}" if failed else "a cell"
+        raise PluginError(
+            f"{path.name}: {where} raised {err.ename}: {err.evalue} (executing it for the docs)"
+        ) from err
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    out = out_dir / path.name
+    nbformat.write(nb, out)
+    return out
+
+
 @event_priority(100)  # before mkdocs-jupyter's on_files, which must see the notebook
 def on_files(files: Files, config) -> Files:
     files.append(File.generated(config, "cli.md", content=cli_markdown()))
     for name in api_pages():
         files.append(File.generated(config, f"api/{name}.md", content=api_markdown(name)))
-    # a plain File rooted at the notebook's folder (not File.generated: mkdocs-jupyter's
+    # a plain File rooted at the executed notebook's folder (not File.generated: mkdocs-jupyter's
     # wrapper reads the source path through src_dir, which a generated file lacks)
-    files.append(File(NOTEBOOK.name, str(NOTEBOOK.parent), config["site_dir"], config["use_directory_urls"]))
+    notebook = NOTEBOOK
+    if os.environ.get("MMICL_DOCS_EXECUTE", "1") != "0":
+        _TEMP.append(tempfile.TemporaryDirectory(prefix="mmicl-docs-"))
+        notebook = execute_notebook(NOTEBOOK, Path(_TEMP[-1].name))
+    files.append(File(notebook.name, str(notebook.parent), config["site_dir"], config["use_directory_urls"]))
     return files
+
+
+def on_post_build(config) -> None:
+    """Removes the executed notebook's folder once its page is written."""
+    while _TEMP:
+        _TEMP.pop().cleanup()
