@@ -137,6 +137,8 @@ class MultimodalScript(ClaimScript):
         if args.from_results is not None:
             self.from_results(args)
             return
+        if self.verdicts is None:  # a declaration error: say so before hours of training
+            raise TypeError(f"{self.name}: MultimodalScript needs verdicts= to judge the runs it trains")
         try:  # bad input: one line naming the option, exit 2, before anything is written
             given = self.inputs(args)
         except ConfigError as err:

@@ -59,3 +59,10 @@ def test_from_results_is_claim_scripts_with_the_integer_columns_kept(tmp_path):
     assert seen == dict(dtype="Int64", csv="mm_test_runs.csv", rows=2)  # read_runs, not pd.read_csv
     section = json.loads((tmp_path / "claims.json").read_text())["claims"]["4"]
     assert [(s["id"], s["verdict"], s["effect"]) for s in section["subclaims"]] == [("4a", "weak", 0.5)]
+
+
+def test_a_script_without_verdicts_refuses_to_train_before_anything_is_written(tmp_path):
+    script = MultimodalScript("mm_test", "4", "t", "A test script.", judge=lambda table, csv: [])
+    with pytest.raises(TypeError, match="verdicts="):
+        script.main(["--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")])
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
