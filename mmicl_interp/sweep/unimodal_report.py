@@ -37,9 +37,7 @@ from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep.claim_script import Outcome, moving_line, sweep_evidence
 from mmicl_interp.sweep.published_compare import boundary_figure
 from mmicl_interp.sweep.summary import GridsResult
-
-K = "task.K"
-POS = "model.positions"
+from mmicl_interp.sweep.unimodal_claims import POS, K, arm_crossings
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -318,7 +316,7 @@ def scaling_report(done: GridsResult, command: str) -> tuple[list[str], go.Figur
 def crossing_rows(runs: pd.DataFrame, positions: Sequence[str], value: str = "icl") -> list[list]:
     """Per position type (in ``positions``' order): each seed's crossing of 0.5 by ``value`` along
     K (:func:`~mmicl_interp.sweep.claims.crossing_text`) and how many seeds reach it."""
-    per_seed = {p: part for p, part in S.seed_crossings(runs, K, by=[POS], value=value).groupby(POS)}
+    per_seed = arm_crossings(runs, POS, value)
     return [
         [p, C.crossing_text(s), f"{int(s['crossing'].notna().sum())} of {len(s)}"]
         for p, s in ((p, per_seed[p]) for p in positions)
@@ -338,9 +336,7 @@ def paper_arch_lines(
     icl relative to the plateau and best induction head per (positions, K); the plateau check."""
     grid, table = done.grids[0], done.results[0].table
     wide = S.wide(summary, [POS, K]).set_index([POS, K])
-    by = runs.groupby([POS, K])
-    rel = {i: S.spread(r) for i, r in by["icl_rel"].agg(["mean", "min", "max", "count"]).iterrows()}
-    ih = {i: S.spread(r) for i, r in by["best_ih"].agg(["mean", "min", "max", "count"]).iterrows()}
+    rel, ih = (M.spread_texts(runs, [POS, K], column) for column in ("icl_rel", "best_ih"))
     positions = list(dict.fromkeys(table[POS]))
     budget = C.budget_text(done.steps(), grid.points()[0].config.train.stop_min_step, runs["step"])
     return [
