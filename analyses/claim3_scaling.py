@@ -42,6 +42,7 @@ from mmicl_interp.sweep import summary as S
 from mmicl_interp.sweep import unimodal_claims as U
 from mmicl_interp.sweep import unimodal_report as R
 from mmicl_interp.sweep.claim_script import ClaimScript, Outcome
+from mmicl_interp.sweep.unimodal_claims import K
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [
@@ -50,7 +51,6 @@ GRIDS = [
 ]
 SUBCLAIM_IDS = {"claim3_heads": "3a", "claim3_layers": "3b", "claim3_heads_split": "3c"}
 """The sub-claim id of each K sweep, by grid name (other grids take the free letters in order)."""
-K = "task.K"
 SIZE_TEXT = {
     "model.n_heads": "more heads shift learning toward IWL (raise the K threshold)",
     "model.n_layers": "more layers shift learning toward IWL (raise the K threshold)",
